@@ -1,0 +1,376 @@
+//! The events of an order stream: the ledger's facts.
+//!
+//! Each variant is one documented, versioned JSON shape (docs/events.md); the
+//! store keeps the type name and schema version beside the payload, so the
+//! payload itself carries no `type` field. Every event carries `at`, its
+//! business time, which the application also records as the store's
+//! `occurred_at`. Events are never changed once written: a new shape gets a
+//! new schema version and an upcaster in [`Event::from_stored`].
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{DomainError, Email, LineId, Offer, OrderId, OrgId, SubscriptionId};
+
+/// Sender of every provisioning email (R2).
+pub const PROVISIONING_SENDER: &str = "webex_comm@webex.com";
+
+/// Current schema version of every event type.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One line as ordered (R1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineSpec {
+    /// Line id within the order.
+    pub line_id: LineId,
+    /// Subscription id of the line.
+    pub subscription_id: SubscriptionId,
+    /// The offer.
+    pub offer: Offer,
+    /// Requested start date.
+    pub rsd: NaiveDate,
+    /// Who receives the provisioning email (may be an alias).
+    pub provisioning_contact: Email,
+}
+
+/// Which support request a case is (R10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SupportRequestType {
+    /// "Resend Provisioning Email".
+    ResendProvisioningEmail,
+    /// "Change Provisioning Contact Email".
+    ChangeProvisioningContactEmail,
+}
+
+impl SupportRequestType {
+    /// Parse the CLI spelling (`resend-provisioning-email`, …; `_` also accepted).
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        match raw.trim().replace('_', "-").as_str() {
+            "resend-provisioning-email" => Ok(Self::ResendProvisioningEmail),
+            "change-provisioning-contact-email" => Ok(Self::ChangeProvisioningContactEmail),
+            _ => Err(DomainError::InvalidField {
+                field: "type".into(),
+                reason: format!(
+                    "{raw:?} is not a support request type; use resend-provisioning-email or change-provisioning-contact-email"
+                ),
+            }),
+        }
+    }
+
+    /// The name shown to people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ResendProvisioningEmail => "Resend Provisioning Email",
+            Self::ChangeProvisioningContactEmail => "Change Provisioning Contact Email",
+        }
+    }
+}
+
+/// A file attached to a support case: the ledger records its identity, not its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// File name as given.
+    pub file_name: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// SHA-256 of the content, lowercase hex.
+    pub sha256: String,
+}
+
+/// The action a refusal refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusedAction {
+    /// Change of provisioning contact (R4).
+    ChangeContact,
+    /// Resend of the provisioning email (R3).
+    ResendEmail,
+    /// Organisation onboarding (R5).
+    OnboardOrg,
+    /// Opening a support case (R10).
+    OpenSupportCase,
+    /// Starting the setup wizard (R13).
+    StartSetup,
+}
+
+/// Why an action was refused; stable codes for scripts and the Transaction Manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalCode {
+    /// R6: the actor is not the ordering contact nor a partner/distributor contact.
+    NoAccess,
+    /// R5: the order is onboarded (Point of No Return).
+    AfterPonr,
+    /// R3: the initial provisioning email has not gone out yet.
+    InitialEmailNotSent,
+    /// R5: the order is already onboarded to an organisation.
+    AlreadyOnboarded,
+}
+
+impl RefusalCode {
+    /// Stable snake_case code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalCode::NoAccess => "no_access",
+            RefusalCode::AfterPonr => "after_ponr",
+            RefusalCode::InitialEmailNotSent => "initial_email_not_sent",
+            RefusalCode::AlreadyOnboarded => "already_onboarded",
+        }
+    }
+}
+
+/// An event of an order stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    /// R1: an order was placed.
+    OrderPlaced {
+        /// When.
+        at: DateTime<Utc>,
+        /// The order.
+        order_id: OrderId,
+        /// Who placed it.
+        ordering_contact: Email,
+        /// The partner (reseller).
+        partner: String,
+        /// The end customer.
+        end_customer: String,
+        /// Partner users with access (R6).
+        partner_contacts: Vec<Email>,
+        /// Distributor users with access (R6).
+        distributor_contacts: Vec<Email>,
+        /// The lines.
+        lines: Vec<LineSpec>,
+    },
+    /// R2: the initial provisioning email went out on the RSD; the R7 window starts.
+    InitialEmailSent {
+        /// When (the RSD's start, or the order's placement if later).
+        at: DateTime<Utc>,
+        /// Line.
+        line_id: LineId,
+        /// Recipient.
+        to: Email,
+        /// Sender, always [`PROVISIONING_SENDER`].
+        sender: String,
+        /// R7: when the line closes if not provisioned by then.
+        closes_at: DateTime<Utc>,
+    },
+    /// R3: the provisioning email was resent.
+    ProvisioningEmailResent {
+        /// When.
+        at: DateTime<Utc>,
+        /// Line.
+        line_id: LineId,
+        /// Recipient.
+        to: Email,
+        /// Sender, always [`PROVISIONING_SENDER`].
+        sender: String,
+    },
+    /// R4: a line's provisioning contact changed.
+    ProvisioningContactChanged {
+        /// When.
+        at: DateTime<Utc>,
+        /// Line.
+        line_id: LineId,
+        /// Previous contact.
+        old_email: Email,
+        /// New contact.
+        new_email: Email,
+        /// Whether the user chose *apply to all lines*.
+        applied_to_all_lines: bool,
+        /// Whether the provisioning email was sent to the new contact
+        /// (true when the initial email had already gone out).
+        email_sent: bool,
+    },
+    /// R5: the order's organisation is onboarded: the Point of No Return.
+    OrgOnboarded {
+        /// When.
+        at: DateTime<Utc>,
+        /// The organisation the order is mapped to.
+        org_id: OrgId,
+    },
+    /// R7: the policy window ran out; the line closes, billing starts,
+    /// provisioning stays pending (R8).
+    LineClosed {
+        /// When (the end of the window).
+        at: DateTime<Utc>,
+        /// Line.
+        line_id: LineId,
+        /// The window that ran out, in days.
+        policy_days: i64,
+        /// Always true: billing starts on closure.
+        billing_started: bool,
+    },
+    /// R11: setup had not started a day after the RSD; the account
+    /// representative is asked to contact the partner.
+    EscalationRaised {
+        /// When (one day after the RSD).
+        at: DateTime<Utc>,
+        /// Line.
+        line_id: LineId,
+        /// Human-readable reason.
+        reason: String,
+    },
+    /// R10: a support case was opened.
+    SupportCaseOpened {
+        /// When.
+        at: DateTime<Utc>,
+        /// Case id, `<order>-C<n>`.
+        case_id: String,
+        /// Line.
+        line_id: LineId,
+        /// Request type.
+        request_type: SupportRequestType,
+        /// Free text.
+        note: Option<String>,
+        /// Attached files.
+        attachments: Vec<Attachment>,
+    },
+    /// R13: the setup wizard was started from the "Set up now" link.
+    SetupStarted {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// R12: an action was refused by a rule; nothing else changed.
+    CommandRefused {
+        /// When.
+        at: DateTime<Utc>,
+        /// What was attempted.
+        action: RefusedAction,
+        /// The line, for line actions.
+        line_id: Option<LineId>,
+        /// Stable reason code.
+        code: RefusalCode,
+        /// The message shown to the user: what was wrong and what to do.
+        reason: String,
+        /// For a refused contact change: the email that was asked for.
+        requested_email: Option<Email>,
+        /// For a refused contact change: whether *apply to all lines* was chosen.
+        applied_to_all_lines: bool,
+    },
+}
+
+/// The type names of every event, in catalogue order.
+pub const EVENT_TYPES: &[&str] = &[
+    "OrderPlaced",
+    "InitialEmailSent",
+    "ProvisioningEmailResent",
+    "ProvisioningContactChanged",
+    "OrgOnboarded",
+    "LineClosed",
+    "EscalationRaised",
+    "SupportCaseOpened",
+    "SetupStarted",
+    "CommandRefused",
+];
+
+impl Event {
+    /// The event's type name, as stored.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Event::OrderPlaced { .. } => "OrderPlaced",
+            Event::InitialEmailSent { .. } => "InitialEmailSent",
+            Event::ProvisioningEmailResent { .. } => "ProvisioningEmailResent",
+            Event::ProvisioningContactChanged { .. } => "ProvisioningContactChanged",
+            Event::OrgOnboarded { .. } => "OrgOnboarded",
+            Event::LineClosed { .. } => "LineClosed",
+            Event::EscalationRaised { .. } => "EscalationRaised",
+            Event::SupportCaseOpened { .. } => "SupportCaseOpened",
+            Event::SetupStarted { .. } => "SetupStarted",
+            Event::CommandRefused { .. } => "CommandRefused",
+        }
+    }
+
+    /// The schema version this build writes for the event's type.
+    pub fn schema_version(&self) -> u32 {
+        SCHEMA_VERSION
+    }
+
+    /// Business time of the event.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            Event::OrderPlaced { at, .. }
+            | Event::InitialEmailSent { at, .. }
+            | Event::ProvisioningEmailResent { at, .. }
+            | Event::ProvisioningContactChanged { at, .. }
+            | Event::OrgOnboarded { at, .. }
+            | Event::LineClosed { at, .. }
+            | Event::EscalationRaised { at, .. }
+            | Event::SupportCaseOpened { at, .. }
+            | Event::SetupStarted { at }
+            | Event::CommandRefused { at, .. } => *at,
+        }
+    }
+
+    /// The line the event is about, if it is about one line.
+    pub fn line_id(&self) -> Option<&LineId> {
+        match self {
+            Event::InitialEmailSent { line_id, .. }
+            | Event::ProvisioningEmailResent { line_id, .. }
+            | Event::ProvisioningContactChanged { line_id, .. }
+            | Event::LineClosed { line_id, .. }
+            | Event::EscalationRaised { line_id, .. }
+            | Event::SupportCaseOpened { line_id, .. } => Some(line_id),
+            Event::CommandRefused { line_id, .. } => line_id.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// True for a refusal (R12).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Event::CommandRefused { .. })
+    }
+
+    /// True for events the scheduler appends on its own (R2, R7, R11).
+    pub fn is_scheduled(&self) -> bool {
+        matches!(
+            self,
+            Event::InitialEmailSent { .. } | Event::LineClosed { .. } | Event::EscalationRaised { .. }
+        )
+    }
+
+    /// The JSON payload as stored: the event's fields without the type tag.
+    pub fn to_payload(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let Some(map) = value.as_object_mut() {
+            map.remove("type");
+        }
+        value
+    }
+
+    /// Decode a stored event, upcasting older schema versions.
+    pub fn from_stored(
+        event_type: &str,
+        schema_version: u32,
+        payload: &serde_json::Value,
+    ) -> Result<Event, DomainError> {
+        if !EVENT_TYPES.contains(&event_type) {
+            return Err(DomainError::UnknownEventType {
+                event_type: event_type.to_string(),
+            });
+        }
+        if schema_version == 0 || schema_version > SCHEMA_VERSION {
+            return Err(DomainError::UnsupportedSchemaVersion {
+                event_type: event_type.to_string(),
+                schema_version,
+            });
+        }
+        let mut object = match payload {
+            serde_json::Value::Object(map) => map.clone(),
+            _ => {
+                return Err(DomainError::InvalidPayload {
+                    event_type: event_type.to_string(),
+                    reason: "the payload is not a JSON object".into(),
+                })
+            }
+        };
+        object.insert("type".into(), serde_json::Value::String(event_type.into()));
+        serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| {
+            DomainError::InvalidPayload {
+                event_type: event_type.to_string(),
+                reason: e.to_string(),
+            }
+        })
+    }
+}

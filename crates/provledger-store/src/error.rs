@@ -1,0 +1,74 @@
+//! The store's one error type; callers match on it to tell a conflict (retry)
+//! from bad input and from a storage failure.
+
+use crate::{ExpectedVersion, Position, StreamVersion};
+
+/// Everything that can go wrong in the event store.
+///
+/// Exit status in the CLI: `Conflict`, `ChainBroken` and storage failures → 4;
+/// `InvalidUrl` → 2. HTTP: `Conflict` → 409, `InvalidUrl` → 400, others → 500.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The stream was not at the expected version; nothing was written.
+    #[error("conflict on stream {stream_id}: expected {expected} but it is at version {actual}; reload the stream and retry")]
+    Conflict {
+        /// The stream.
+        stream_id: String,
+        /// What the writer expected.
+        expected: ExpectedVersion,
+        /// What the stream is at.
+        actual: StreamVersion,
+    },
+    /// An append request carried no events.
+    #[error("an append must carry at least one event")]
+    EmptyAppend,
+    /// The store URL could not be understood.
+    #[error("invalid store URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong and what to write instead.
+        reason: String,
+    },
+    /// Imported events do not continue the chain; nothing was written.
+    #[error("import refused at position {position}: {reason}")]
+    ChainBroken {
+        /// The first offending position.
+        position: Position,
+        /// What does not check out.
+        reason: String,
+    },
+    /// The database schema is newer than this program understands.
+    #[error("the store's schema is version {found}, newer than this provledger supports ({supported}); upgrade provledger")]
+    SchemaTooNew {
+        /// Version found in the database.
+        found: i64,
+        /// Newest version this build knows.
+        supported: i64,
+    },
+    /// A stored row could not be decoded (corrupt or foreign data).
+    #[error("stored event at position {position} cannot be decoded: {reason}")]
+    Corrupt {
+        /// Position of the row.
+        position: Position,
+        /// What failed.
+        reason: String,
+    },
+    /// SQLite failed.
+    #[error("SQLite error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed.
+    #[error("PostgreSQL error: {0}")]
+    Postgres(#[from] postgres::Error),
+    /// The file system failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// True for an optimistic-concurrency conflict (worth a reload and retry).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. })
+    }
+}
