@@ -213,6 +213,22 @@ fn name_field(field: &str, raw: &str) -> Result<String, DomainError> {
     Ok(value.to_string())
 }
 
+/// A date written exactly `YYYY-MM-DD`. chrono's `%Y` also takes signed and
+/// longer years (`+262142-12-31`), whose schedule (R2, R7, R11) would fall
+/// outside the representable time range; those are refused here.
+fn parse_rsd(raw: &str) -> Option<NaiveDate> {
+    let value = raw.trim();
+    let shape_ok = value.len() == 10
+        && value.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    if !shape_ok {
+        return None;
+    }
+    NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()
+}
+
 impl OrderRequest {
     /// R1: validate every field; the first bad one is named in the error.
     pub fn validate(&self) -> Result<ValidOrder, DomainError> {
@@ -253,11 +269,9 @@ impl OrderRequest {
             let subscription_id =
                 in_field(&f("subscription_id"), SubscriptionId::parse(&raw.subscription_id))?;
             let offer = in_field(&f("offer"), Offer::parse(&raw.offer))?;
-            let rsd = NaiveDate::parse_from_str(raw.rsd.trim(), "%Y-%m-%d").map_err(|_| {
-                DomainError::InvalidField {
-                    field: f("rsd"),
-                    reason: format!("{:?} is not a date; write YYYY-MM-DD", raw.rsd),
-                }
+            let rsd = parse_rsd(&raw.rsd).ok_or_else(|| DomainError::InvalidField {
+                field: f("rsd"),
+                reason: format!("{:?} is not a date; write YYYY-MM-DD", raw.rsd),
             })?;
             let provisioning_contact = in_field(
                 &f("provisioning_contact"),

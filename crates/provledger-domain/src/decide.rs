@@ -42,6 +42,24 @@ pub fn decide(
                 order_id: existing.order_id.to_string(),
             });
         }
+        // `ValidOrder`'s fields are public, so it may not have come through
+        // `OrderRequest::validate`: a line id twice would make the schedule
+        // unable to tell the lines apart.
+        if order.lines.is_empty() {
+            return Err(DomainError::InvalidField {
+                field: "lines".into(),
+                reason: "an order needs at least one line".into(),
+            });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, line) in order.lines.iter().enumerate() {
+            if !seen.insert(&line.line_id) {
+                return Err(DomainError::InvalidField {
+                    field: format!("lines[{i}].line_id"),
+                    reason: format!("line {} appears twice in the order", line.line_id),
+                });
+            }
+        }
         return Ok(vec![Event::OrderPlaced {
             at: ctx.at,
             order_id: order.order_id,

@@ -57,6 +57,10 @@ impl Email {
                 "the part before @ starts or ends with a dot or has two dots in a row",
             ));
         }
+        // Validate the domain as it will be stored (lowercased): lowercasing
+        // can change it (U+0130 'İ' becomes 'i' + a combining dot), and what is
+        // stored must parse again when the ledger is read back.
+        let domain = domain.to_lowercase();
         if !domain.contains('.') {
             return Err(fail("the domain after @ has no dot"));
         }
@@ -79,7 +83,11 @@ impl Email {
                 ));
             }
         }
-        Ok(Email(format!("{local}@{}", domain.to_lowercase())))
+        let normalised = format!("{local}@{domain}");
+        if normalised.chars().count() > 254 {
+            return Err(fail("it is longer than 254 characters"));
+        }
+        Ok(Email(normalised))
     }
 
     /// The normalised address.

@@ -19,7 +19,14 @@ pub fn rsd_start(rsd: NaiveDate) -> DateTime<Utc> {
 
 /// R11: the escalation is due one day after the start of the RSD.
 pub fn escalation_due(rsd: NaiveDate) -> DateTime<Utc> {
-    rsd_start(rsd) + Duration::days(1)
+    plus_days(rsd_start(rsd), 1)
+}
+
+/// `t` plus `days`, saturating at the end of representable time, so that no
+/// date (however far off) can make the schedule panic.
+fn plus_days(t: DateTime<Utc>, days: i64) -> DateTime<Utc> {
+    t.checked_add_signed(Duration::days(days))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -85,7 +92,7 @@ pub fn due_events(state: &OrderState, now: DateTime<Utc>) -> Vec<Event> {
                 line_id: line.line_id.clone(),
                 to: line.provisioning_contact.clone(),
                 sender: PROVISIONING_SENDER.to_string(),
-                closes_at: at + Duration::days(line.offer.policy_days()),
+                closes_at: plus_days(at, line.offer.policy_days()),
             },
             Kind::Closure => Event::LineClosed {
                 at,

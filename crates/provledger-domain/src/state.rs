@@ -46,7 +46,7 @@ impl LineStatus {
 }
 
 /// One subscription line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Line {
     /// Line id.
     pub line_id: LineId,
@@ -80,7 +80,7 @@ impl Line {
 }
 
 /// An order as folded from its events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     /// Order id.
     pub order_id: OrderId,
@@ -133,7 +133,7 @@ impl Order {
 }
 
 /// The state of one order stream.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct OrderState {
     /// `None` until the order is placed.
     pub order: Option<Order>,
@@ -178,9 +178,15 @@ pub fn evolve(mut state: OrderState, event: &Event) -> OrderState {
                 end_customer: end_customer.clone(),
                 partner_contacts: partner_contacts.clone(),
                 distributor_contacts: distributor_contacts.clone(),
+                // A line id seen twice (never decided, only hand-made) keeps
+                // its first line, so every line id names exactly one line.
                 lines: lines
                     .iter()
-                    .map(|spec| Line {
+                    .enumerate()
+                    .filter(|(i, spec)| {
+                        !lines[..*i].iter().any(|s| s.line_id == spec.line_id)
+                    })
+                    .map(|(_, spec)| Line {
                         line_id: spec.line_id.clone(),
                         subscription_id: spec.subscription_id.clone(),
                         offer: spec.offer.clone(),

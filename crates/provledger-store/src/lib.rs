@@ -249,6 +249,23 @@ pub trait EventStore: Send + Sync {
     /// The last event's position and hash, or `None` for an empty ledger.
     fn head(&self) -> Result<Option<Head>, StoreError>;
 
+    /// The events a request with this idempotency key appended, if the key
+    /// has been used. Lets a caller return the first result of a retried
+    /// command *before* deciding it again (the retry might no longer be valid).
+    ///
+    /// The default implementation scans the log; backends override it with
+    /// an indexed lookup.
+    fn find_idempotent(&self, key: &str) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
+        let mut found = Vec::new();
+        for event in self.read_all(0)? {
+            let event = event?;
+            if event.metadata.idempotency_key.as_deref() == Some(key) {
+                found.push(event);
+            }
+        }
+        Ok(if found.is_empty() { None } else { Some(found) })
+    }
+
     /// Append events that already carry positions and hashes (import, migrate).
     ///
     /// The batch must continue the ledger exactly: the first position is

@@ -1,1 +1,1013 @@
-//! placeholder
+//! The PostgreSQL backend: the scale-out store, selected by a `postgres://` URL.
+//!
+//! This module exists so that several application processes on several
+//! machines can share one ledger with the same guarantees as the embedded
+//! SQLite file: gapless global positions, a consistent hash chain, optimistic
+//! concurrency per stream, idempotent retries and an append-only table that the
+//! database itself protects (triggers refuse UPDATE, DELETE and TRUNCATE).
+//!
+//! **Global order.** Every append and import runs in one READ COMMITTED
+//! transaction that first takes a transaction-scoped advisory lock for this
+//! ledger, then reads the head and assigns `head + 1, head + 2, …`. Appends are
+//! therefore serialized: a row with a lower position is always committed (and
+//! visible) before any transaction can assign a higher one, so a reader that
+//! follows the log by position never skips an event that commits later, and
+//! each event's `prev_hash` is the hash of the event just before it. The
+//! reasoning and the alternatives are in `docs/adr/0002-global-order.md`.
+//!
+//! Values are stored as text exactly as they are hashed (canonical JSON,
+//! [`hash::format_time`] times), so a read-back event hashes byte-for-byte
+//! the same.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use chrono::{DateTime, Utc};
+use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, SimpleQueryMessage, Statement};
+
+use crate::hash::{self, ChainChecker};
+use crate::{
+    to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Head, Metadata,
+    Position, RecordedEvent, StoreError, StreamVersion,
+};
+
+/// Advisory-lock class (first key) of the append lock: ASCII `pvlg`.
+/// The second key is the OID of the ledger's `events` table, so two ledgers
+/// in different schemas of one database do not serialize each other.
+const APPEND_LOCK_CLASS: i32 = 0x7076_6c67;
+/// Advisory-lock class of the migration lock: ASCII `pvlm`. The second key is
+/// derived from the schema name (the tables may not exist yet).
+const MIGRATION_LOCK_CLASS: i32 = 0x7076_6c6d;
+/// Rows per page of [`EventStore::read_all`].
+const PAGE_SIZE: i64 = 1000;
+/// Rows per INSERT statement in [`EventStore::import_batch`].
+const IMPORT_CHUNK: usize = 5000;
+
+/// Environment variable naming the PostgreSQL server tests use.
+const TEST_URL_VAR: &str = "PROVLEDGER_TEST_POSTGRES_URL";
+/// Environment variable that turns a missing test URL into a failure (CI).
+const REQUIRE_VAR: &str = "PROVLEDGER_REQUIRE_POSTGRES";
+
+/// One schema migration; applied in order, each exactly once.
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+}
+
+/// Every migration this build knows, oldest first.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "events, idempotency keys, append-only triggers",
+    // stream_id uses the "C" collation so that stream ids sort by bytes (as
+    // in SQLite) and a prefix is a contiguous index range. schema_version is
+    // BIGINT because the API's u32 does not fit PostgreSQL's INTEGER.
+    sql: r#"
+CREATE TABLE events (
+    position       BIGINT PRIMARY KEY CHECK (position > 0),
+    stream_id      TEXT COLLATE "C" NOT NULL,
+    stream_version BIGINT NOT NULL CHECK (stream_version > 0),
+    event_type     TEXT NOT NULL,
+    schema_version BIGINT NOT NULL,
+    payload        TEXT NOT NULL,
+    metadata       TEXT NOT NULL,
+    occurred_at    TEXT NOT NULL,
+    recorded_at    TEXT NOT NULL,
+    prev_hash      TEXT NOT NULL,
+    hash           TEXT NOT NULL,
+    UNIQUE (stream_id, stream_version)
+);
+CREATE TABLE idempotency_keys (
+    key            TEXT PRIMARY KEY,
+    first_position BIGINT NOT NULL,
+    last_position  BIGINT NOT NULL
+);
+CREATE FUNCTION provledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'provledger: % on table % is forbidden: the ledger is append-only', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'restrict_violation';
+END
+$$;
+CREATE TRIGGER events_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION provledger_refuse_change();
+CREATE TRIGGER idempotency_keys_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON idempotency_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION provledger_refuse_change();
+"#,
+}];
+
+/// The newest schema version this build knows.
+fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+const COLUMNS: &str = "position, stream_id, stream_version, event_type, schema_version, \
+                       payload, metadata, occurred_at, recorded_at, prev_hash, hash";
+
+/// Statements prepared once per connection.
+struct Statements {
+    lock: Statement,
+    head: Statement,
+    stream_version: Statement,
+    stream_versions: Statement,
+    read_stream: Statement,
+    page: Statement,
+    range: Statement,
+    stream_ids: Statement,
+    idempotency_get: Statement,
+    idempotency_put: Statement,
+    insert: Statement,
+}
+
+impl Statements {
+    fn prepare(client: &mut Client) -> Result<Self, StoreError> {
+        Ok(Statements {
+            lock: client.prepare("SELECT pg_advisory_xact_lock($1::int4, $2::int4)")?,
+            head: client.prepare("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")?,
+            stream_version: client.prepare(
+                "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1",
+            )?,
+            stream_versions: client.prepare(
+                "SELECT stream_id, MAX(stream_version) FROM events \
+                 WHERE stream_id = ANY($1::text[]) GROUP BY stream_id",
+            )?,
+            read_stream: client.prepare(&format!(
+                "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND stream_version > $2 \
+                 ORDER BY stream_version"
+            ))?,
+            page: client.prepare(&format!(
+                "SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+            ))?,
+            range: client.prepare(&format!(
+                "SELECT {COLUMNS} FROM events WHERE position BETWEEN $1 AND $2 ORDER BY position"
+            ))?,
+            // A loose index scan: jump from one distinct stream id to the next
+            // through the (stream_id, stream_version) index instead of reading
+            // every event. With the "C" collation the ids sharing a prefix form
+            // one contiguous range starting at the prefix itself.
+            stream_ids: client.prepare(
+                "WITH RECURSIVE ids(id) AS ( \
+                     (SELECT stream_id FROM events WHERE stream_id >= $1::text \
+                      ORDER BY stream_id LIMIT 1) \
+                   UNION ALL \
+                     SELECT (SELECT e.stream_id FROM events e WHERE e.stream_id > ids.id \
+                             ORDER BY e.stream_id LIMIT 1) \
+                     FROM ids WHERE starts_with(ids.id, $1::text) \
+                 ) \
+                 SELECT id FROM ids WHERE id IS NOT NULL AND starts_with(id, $1::text) \
+                 ORDER BY id",
+            )?,
+            idempotency_get: client.prepare(
+                "SELECT key, first_position, last_position FROM idempotency_keys \
+                 WHERE key = ANY($1::text[])",
+            )?,
+            idempotency_put: client.prepare(
+                "INSERT INTO idempotency_keys (key, first_position, last_position) \
+                 SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[]) \
+                 ON CONFLICT (key) DO NOTHING",
+            )?,
+            insert: client.prepare(&format!(
+                "INSERT INTO events ({COLUMNS}) SELECT * FROM unnest( \
+                 $1::int8[], $2::text[], $3::int8[], $4::text[], $5::int8[], $6::text[], \
+                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])"
+            ))?,
+        })
+    }
+}
+
+/// A connection with its prepared statements.
+struct Conn {
+    client: Client,
+    statements: Statements,
+}
+
+/// An event store in a PostgreSQL database (one ledger per schema).
+///
+/// One connection, guarded by a mutex: calls from several threads on one
+/// `PostgresStore` take turns. Open one store per worker for parallel reads;
+/// appends are serialized by the database in any case (see the module docs).
+/// A connection found closed is reopened on the next call.
+pub struct PostgresStore {
+    url: String,
+    schema: Option<String>,
+    lock_key: i32,
+    conn: Mutex<Conn>,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a password: do not print it.
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connect to the database at `url` (e.g. `postgres://user@host:5432/db`)
+    /// and use the connection's default `search_path` (usually `public`),
+    /// creating or migrating the tables as needed.
+    ///
+    /// Errors: [`StoreError::Postgres`] when the server cannot be reached,
+    /// [`StoreError::SchemaTooNew`] when the database was written by a newer
+    /// provledger.
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        let mut client = Client::connect(url, NoTls)?;
+        let schema: Option<String> = client.query_one("SELECT current_schema()", &[])?.get(0);
+        let Some(schema) = schema else {
+            return Err(StoreError::InvalidUrl {
+                url: redact(url),
+                reason: "the connection's search_path names no existing schema; \
+                         create one or set search_path for the user"
+                    .into(),
+            });
+        };
+        Self::finish(url, client, &schema, None)
+    }
+
+    /// Connect to the database at `url` and keep this ledger in `schema`
+    /// (created if missing; `search_path` is set to it for the session).
+    ///
+    /// `schema` must match `[a-z_][a-z0-9_]*`, at most 63 bytes, and must not
+    /// start with `pg_`; otherwise [`StoreError::InvalidUrl`].
+    pub fn connect_in_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
+        check_schema_name(url, schema)?;
+        let mut client = Client::connect(url, NoTls)?;
+        let mut tx = client.transaction()?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1::int4, $2::int4)",
+            &[&MIGRATION_LOCK_CLASS, &schema_key(schema)],
+        )?;
+        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))?;
+        tx.commit()?;
+        client.batch_execute(&format!("SET search_path TO \"{schema}\""))?;
+        Self::finish(url, client, schema, Some(schema.to_string()))
+    }
+
+    fn finish(
+        url: &str,
+        mut client: Client,
+        schema: &str,
+        search_path: Option<String>,
+    ) -> Result<Self, StoreError> {
+        migrate(&mut client, schema)?;
+        let lock_key: i32 = client
+            .query_one("SELECT 'events'::regclass::oid::int4", &[])?
+            .get(0);
+        let statements = Statements::prepare(&mut client)?;
+        Ok(PostgresStore {
+            url: url.to_string(),
+            schema: search_path,
+            lock_key,
+            conn: Mutex::new(Conn { client, statements }),
+        })
+    }
+
+    /// Run raw SQL (one or more statements) on this store's connection and
+    /// return the number of rows the statements affected.
+    ///
+    /// A test and operations hook, not for application code: the conformance
+    /// suite uses it to tamper with rows and to check that the database
+    /// refuses UPDATE and DELETE. It bypasses every invariant of the store.
+    pub fn execute_raw_sql_for_tests(&self, sql: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn()?;
+        let messages = conn.client.simple_query(sql)?;
+        Ok(messages
+            .iter()
+            .map(|m| match m {
+                SimpleQueryMessage::CommandComplete(n) => *n,
+                _ => 0,
+            })
+            .sum())
+    }
+
+    /// The connection, reopened if the server closed it.
+    fn conn(&self) -> Result<MutexGuard<'_, Conn>, StoreError> {
+        // A panic while the lock was held dropped (and so rolled back) any
+        // open transaction; the connection itself is still usable.
+        let mut guard = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        if guard.client.is_closed() {
+            let mut client = Client::connect(&self.url, NoTls)?;
+            if let Some(schema) = &self.schema {
+                client.batch_execute(&format!("SET search_path TO \"{schema}\""))?;
+            }
+            let statements = Statements::prepare(&mut client)?;
+            *guard = Conn { client, statements };
+        }
+        Ok(guard)
+    }
+
+    /// Up to [`PAGE_SIZE`] events after `after`, in position order.
+    fn page(&self, after: Position) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut conn = self.conn()?;
+        let Conn { client, statements } = &mut *conn;
+        let rows = client.query(&statements.page, &[&to_sql_int(after)?, &PAGE_SIZE])?;
+        rows.iter().map(decode).collect()
+    }
+}
+
+impl EventStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn append_batch(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn()?;
+        let Conn { client, statements } = &mut *conn;
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()?;
+        // Serialize writers first; only then read anything (READ COMMITTED
+        // takes a fresh snapshot per statement, so it sees the last commit).
+        tx.execute(&statements.lock, &[&APPEND_LOCK_CLASS, &self.lock_key])?;
+        let mut batch = Batch {
+            head: read_head(&mut tx, statements)?,
+            versions: stored_versions(
+                &mut tx,
+                statements,
+                requests
+                    .iter()
+                    .flat_map(|r| r.appends.iter().map(|a| a.stream_id.as_str())),
+            )?,
+            known_keys: stored_keys(&mut tx, statements, &requests)?,
+            recorded_at: to_stored_precision(Utc::now()),
+            new_events: Vec::new(),
+            new_keys: Vec::new(),
+        };
+        let mut results = Vec::with_capacity(requests.len());
+        for request in &requests {
+            results.push(batch.plan(&mut tx, statements, request));
+        }
+        // Every request was checked before anything was written, so a
+        // conflicting request leaves nothing to undo: the rows of all the
+        // others go in with one statement, and the keys with another.
+        for chunk in batch.new_events.chunks(IMPORT_CHUNK) {
+            insert_events(&mut tx, statements, chunk)?;
+        }
+        insert_keys(&mut tx, statements, &batch.new_keys)?;
+        tx.commit()?;
+        Ok(results)
+    }
+
+    fn stream_version(&self, stream_id: &str) -> Result<StreamVersion, StoreError> {
+        let mut conn = self.conn()?;
+        let Conn { client, statements } = &mut *conn;
+        current_version(client, statements, stream_id)
+    }
+
+    fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: StreamVersion,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut conn = self.conn()?;
+        let Conn { client, statements } = &mut *conn;
+        let after = i64::try_from(after_version).unwrap_or(i64::MAX);
+        let rows = client.query(&statements.read_stream, &[&stream_id, &after])?;
+        rows.iter().map(decode).collect()
+    }
+
+    fn read_all(&self, after: Position) -> Result<EventIter<'_>, StoreError> {
+        // Fetch the first page now so that a dead connection fails here.
+        let first = self.page(after)?;
+        let done = (first.len() as i64) < PAGE_SIZE;
+        Ok(Box::new(Pages {
+            store: self,
+            after,
+            buffer: first.into(),
+            done,
+        }))
+    }
+
+    fn stream_ids(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn()?;
+        let Conn { client, statements } = &mut *conn;
+        let rows = client.query(&statements.stream_ids, &[&prefix])?;
+        rows.iter()
+            .map(|row| row.try_get::<_, String>(0).map_err(StoreError::from))
+            .collect()
+    }
+
+    fn head(&self) -> Result<Option<Head>, StoreError> {
+        let mut conn = self.conn()?;
+        let Conn { client, statements } = &mut *conn;
+        read_head(client, statements)
+    }
+
+    fn find_idempotent(&self, key: &str) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
+        let mut conn = self.conn()?;
+        let Conn { client, statements } = &mut *conn;
+        let Some(row) = client.query_opt(&statements.idempotency_get, &[&[key].as_slice()])? else {
+            return Ok(None);
+        };
+        let (first, last): (i64, i64) = (row.try_get(1)?, row.try_get(2)?);
+        let rows = client.query(&statements.range, &[&first, &last])?;
+        rows.iter().map(decode).collect::<Result<_, _>>().map(Some)
+    }
+
+    fn import_batch(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn()?;
+        let Conn { client, statements } = &mut *conn;
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()?;
+        tx.execute(&statements.lock, &[&APPEND_LOCK_CLASS, &self.lock_key])?;
+        let mut checker = match read_head(&mut tx, statements)? {
+            Some(head) => ChainChecker::continuing(head.position, &head.hash),
+            None => ChainChecker::new(),
+        };
+        for event in events {
+            checker.check(event).map_err(|link| StoreError::ChainBroken {
+                position: link.position,
+                reason: link.reason,
+            })?;
+        }
+        // The checker saw only this batch: check each stream's first version
+        // in it against the store.
+        let stored = stored_versions(
+            &mut tx,
+            statements,
+            events.iter().map(|e| e.stream_id.as_str()),
+        )?;
+        let mut seen: HashSet<&str> = HashSet::new();
+        for event in events {
+            if !seen.insert(&event.stream_id) {
+                continue;
+            }
+            let current = stored.get(&event.stream_id).copied().unwrap_or(0);
+            if event.stream_version != current + 1 {
+                return Err(StoreError::ChainBroken {
+                    position: event.position,
+                    reason: format!(
+                        "stream {} is at version {current} in the store, so the next event \
+                         must have version {} but it has {}",
+                        event.stream_id,
+                        current + 1,
+                        event.stream_version
+                    ),
+                });
+            }
+        }
+        for chunk in events.chunks(IMPORT_CHUNK) {
+            insert_events(&mut tx, statements, chunk)?;
+        }
+        // Rebuild the idempotency keys from the events' metadata, so that a
+        // retried request is still recognised after a migration. A request's
+        // events are contiguous: keys whose events are not are left out.
+        let mut spans: BTreeMap<&str, (Position, Position, u64)> = BTreeMap::new();
+        for event in events {
+            if let Some(key) = &event.metadata.idempotency_key {
+                let span = spans
+                    .entry(key.as_str())
+                    .or_insert((event.position, event.position, 0));
+                span.1 = event.position;
+                span.2 += 1;
+            }
+        }
+        let keys: Vec<(String, Position, Position)> = spans
+            .into_iter()
+            .filter(|(_, (first, last, count))| last - first + 1 == *count)
+            .map(|(key, (first, last, _))| (key.to_string(), first, last))
+            .collect();
+        insert_keys(&mut tx, statements, &keys)?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// The streaming iterator behind [`EventStore::read_all`].
+struct Pages<'a> {
+    store: &'a PostgresStore,
+    after: Position,
+    buffer: VecDeque<RecordedEvent>,
+    done: bool,
+}
+
+impl Iterator for Pages<'_> {
+    type Item = Result<RecordedEvent, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buffer.is_empty() && !self.done {
+            match self.store.page(self.after) {
+                Ok(page) => {
+                    self.done = (page.len() as i64) < PAGE_SIZE;
+                    self.buffer = page.into();
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        let event = self.buffer.pop_front()?;
+        self.after = event.position;
+        Some(Ok(event))
+    }
+}
+
+/// The state of one `append_batch` transaction.
+struct Batch {
+    /// The head including the events planned so far.
+    head: Option<Head>,
+    /// Current versions of the streams the batch names (planned events included).
+    versions: HashMap<String, StreamVersion>,
+    /// Idempotency keys already used: stored ones as position ranges, keys of
+    /// this batch with their events.
+    known_keys: HashMap<String, KnownKey>,
+    recorded_at: DateTime<Utc>,
+    /// Events to insert, in position order.
+    new_events: Vec<RecordedEvent>,
+    /// Keys to record: key, first and last position.
+    new_keys: Vec<(String, Position, Position)>,
+}
+
+/// An idempotency key seen before.
+enum KnownKey {
+    /// Committed earlier: its events are `first..=last`.
+    Stored(i64, i64),
+    /// Used by an earlier request of this batch.
+    InBatch(Vec<RecordedEvent>),
+}
+
+impl Batch {
+    /// Check one request and, if it succeeds, number and hash its events.
+    /// A failing request changes nothing.
+    fn plan(
+        &mut self,
+        client: &mut impl GenericClient,
+        statements: &Statements,
+        request: &AppendRequest,
+    ) -> Result<AppendOutcome, StoreError> {
+        if request.appends.is_empty() || request.appends.iter().any(|a| a.events.is_empty()) {
+            return Err(StoreError::EmptyAppend);
+        }
+        if let Some(key) = &request.idempotency_key {
+            match self.known_keys.get(key) {
+                Some(KnownKey::Stored(first, last)) => {
+                    let rows = client.query(&statements.range, &[first, last])?;
+                    let events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+                    return Ok(AppendOutcome {
+                        events,
+                        replayed: true,
+                    });
+                }
+                Some(KnownKey::InBatch(events)) => {
+                    return Ok(AppendOutcome {
+                        events: events.clone(),
+                        replayed: true,
+                    });
+                }
+                None => {}
+            }
+        }
+        let (mut position, mut prev_hash) = match &self.head {
+            Some(h) => (h.position, h.hash.clone()),
+            None => (0, hash::GENESIS_HASH.to_string()),
+        };
+        // Versions this request moves, applied to `self` only on success.
+        let mut moved: HashMap<&str, StreamVersion> = HashMap::new();
+        let mut events = Vec::new();
+        for append in &request.appends {
+            let actual = moved
+                .get(append.stream_id.as_str())
+                .or_else(|| self.versions.get(&append.stream_id))
+                .copied()
+                .unwrap_or(0);
+            if !append.expected.matches(actual) {
+                return Err(StoreError::Conflict {
+                    stream_id: append.stream_id.clone(),
+                    expected: append.expected,
+                    actual,
+                });
+            }
+            let mut version = actual;
+            for new in &append.events {
+                position += 1;
+                version += 1;
+                let mut event = RecordedEvent {
+                    position,
+                    stream_id: append.stream_id.clone(),
+                    stream_version: version,
+                    event_type: new.event_type.clone(),
+                    schema_version: new.schema_version,
+                    payload: new.payload.clone(),
+                    metadata: Metadata {
+                        // Every event records the key of the request that wrote it.
+                        idempotency_key: request
+                            .idempotency_key
+                            .clone()
+                            .or_else(|| new.metadata.idempotency_key.clone()),
+                        ..new.metadata.clone()
+                    },
+                    occurred_at: to_stored_precision(new.occurred_at),
+                    recorded_at: self.recorded_at,
+                    prev_hash,
+                    hash: String::new(),
+                };
+                event.hash = hash::event_hash(&event);
+                prev_hash = event.hash.clone();
+                events.push(event);
+            }
+            moved.insert(&append.stream_id, version);
+        }
+        for (stream_id, version) in moved {
+            self.versions.insert(stream_id.to_string(), version);
+        }
+        self.head = Some(Head {
+            position,
+            hash: prev_hash,
+        });
+        if let (Some(key), Some(first), Some(last)) =
+            (&request.idempotency_key, events.first(), events.last())
+        {
+            self.new_keys
+                .push((key.clone(), first.position, last.position));
+            self.known_keys
+                .insert(key.clone(), KnownKey::InBatch(events.clone()));
+        }
+        self.new_events.extend(events.iter().cloned());
+        Ok(AppendOutcome {
+            events,
+            replayed: false,
+        })
+    }
+}
+
+/// Current versions of the named streams (absent streams are left out).
+fn stored_versions<'r>(
+    client: &mut impl GenericClient,
+    statements: &Statements,
+    streams: impl Iterator<Item = &'r str>,
+) -> Result<HashMap<String, StreamVersion>, StoreError> {
+    let mut streams: Vec<&str> = streams.collect();
+    streams.sort_unstable();
+    streams.dedup();
+    client
+        .query(&statements.stream_versions, &[&streams])?
+        .iter()
+        .map(|row| {
+            let version: i64 = row.try_get(1)?;
+            Ok((row.try_get(0)?, u64::try_from(version).unwrap_or(0)))
+        })
+        .collect()
+}
+
+/// The stored idempotency keys among those the requests carry.
+fn stored_keys(
+    client: &mut impl GenericClient,
+    statements: &Statements,
+    requests: &[AppendRequest],
+) -> Result<HashMap<String, KnownKey>, StoreError> {
+    let keys: Vec<&str> = requests
+        .iter()
+        .filter_map(|r| r.idempotency_key.as_deref())
+        .collect();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    client
+        .query(&statements.idempotency_get, &[&keys])?
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get(0)?,
+                KnownKey::Stored(row.try_get(1)?, row.try_get(2)?),
+            ))
+        })
+        .collect()
+}
+
+/// Record idempotency keys (key, first and last position) with one statement;
+/// keys already recorded are left as they are.
+fn insert_keys(
+    client: &mut impl GenericClient,
+    statements: &Statements,
+    keys: &[(String, Position, Position)],
+) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut key = Vec::with_capacity(keys.len());
+    let mut first = Vec::with_capacity(keys.len());
+    let mut last = Vec::with_capacity(keys.len());
+    for (k, f, l) in keys {
+        key.push(k.as_str());
+        first.push(to_sql_int(*f)?);
+        last.push(to_sql_int(*l)?);
+    }
+    client.execute(&statements.idempotency_put, &[&key, &first, &last])?;
+    Ok(())
+}
+
+/// Insert events (already numbered and hashed) with one statement.
+fn insert_events(
+    client: &mut impl GenericClient,
+    statements: &Statements,
+    events: &[RecordedEvent],
+) -> Result<(), StoreError> {
+    let n = events.len();
+    let mut position = Vec::with_capacity(n);
+    let mut stream_id = Vec::with_capacity(n);
+    let mut stream_version = Vec::with_capacity(n);
+    let mut event_type = Vec::with_capacity(n);
+    let mut schema_version = Vec::with_capacity(n);
+    let mut payload = Vec::with_capacity(n);
+    let mut metadata = Vec::with_capacity(n);
+    let mut occurred_at = Vec::with_capacity(n);
+    let mut recorded_at = Vec::with_capacity(n);
+    let mut prev_hash = Vec::with_capacity(n);
+    let mut hash = Vec::with_capacity(n);
+    for e in events {
+        position.push(to_sql_int(e.position)?);
+        stream_id.push(e.stream_id.as_str());
+        stream_version.push(to_sql_int(e.stream_version)?);
+        event_type.push(e.event_type.as_str());
+        schema_version.push(i64::from(e.schema_version));
+        payload.push(hash::canonical_json(&e.payload));
+        metadata.push(metadata_json(&e.metadata));
+        occurred_at.push(hash::format_time(&e.occurred_at));
+        recorded_at.push(hash::format_time(&e.recorded_at));
+        prev_hash.push(e.prev_hash.as_str());
+        hash.push(e.hash.as_str());
+    }
+    client.execute(
+        &statements.insert,
+        &[
+            &position,
+            &stream_id,
+            &stream_version,
+            &event_type,
+            &schema_version,
+            &payload,
+            &metadata,
+            &occurred_at,
+            &recorded_at,
+            &prev_hash,
+            &hash,
+        ],
+    )?;
+    Ok(())
+}
+
+fn read_head(
+    client: &mut impl GenericClient,
+    statements: &Statements,
+) -> Result<Option<Head>, StoreError> {
+    let Some(row) = client.query_opt(&statements.head, &[])? else {
+        return Ok(None);
+    };
+    let position: i64 = row.try_get(0)?;
+    Ok(Some(Head {
+        position: from_sql_int(position, position, "position")?,
+        hash: row.try_get(1)?,
+    }))
+}
+
+fn current_version(
+    client: &mut impl GenericClient,
+    statements: &Statements,
+    stream_id: &str,
+) -> Result<StreamVersion, StoreError> {
+    let version: i64 = client
+        .query_one(&statements.stream_version, &[&stream_id])?
+        .try_get(0)?;
+    Ok(u64::try_from(version).unwrap_or(0))
+}
+
+/// Apply the migrations this database lacks, under a lock so that processes
+/// starting at once do not race.
+fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1::int4, $2::int4)",
+        &[&MIGRATION_LOCK_CLASS, &schema_key(schema)],
+    )?;
+    tx.batch_execute(
+        "SET LOCAL client_min_messages TO warning;
+         CREATE TABLE IF NOT EXISTS store_schema_migrations (
+             version    BIGINT PRIMARY KEY,
+             name       TEXT NOT NULL,
+             applied_at TEXT NOT NULL
+         );",
+    )?;
+    let found: i64 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM store_schema_migrations",
+            &[],
+        )?
+        .try_get(0)?;
+    let supported = latest_version();
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
+    }
+    for migration in MIGRATIONS.iter().filter(|m| m.version > found) {
+        tx.batch_execute(migration.sql)?;
+        tx.execute(
+            "INSERT INTO store_schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            &[
+                &migration.version,
+                &migration.name,
+                &hash::format_time(&to_stored_precision(Utc::now())),
+            ],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn decode(row: &Row) -> Result<RecordedEvent, StoreError> {
+    let raw_position: i64 = row.try_get(0)?;
+    let position = from_sql_int(raw_position, raw_position, "position")?;
+    let corrupt = |reason: String| StoreError::Corrupt { position, reason };
+    let time = |index: usize, name: &str| -> Result<DateTime<Utc>, StoreError> {
+        let text: String = row.try_get(index)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| corrupt(format!("{name} {text:?} is not an RFC 3339 time: {e}")))
+    };
+    let payload: String = row.try_get(5)?;
+    let metadata: String = row.try_get(6)?;
+    let schema_version: i64 = row.try_get(4)?;
+    Ok(RecordedEvent {
+        position,
+        stream_id: row.try_get(1)?,
+        stream_version: from_sql_int(row.try_get(2)?, raw_position, "stream_version")?,
+        event_type: row.try_get(3)?,
+        schema_version: u32::try_from(schema_version)
+            .map_err(|_| corrupt(format!("schema_version {schema_version} is out of range")))?,
+        payload: serde_json::from_str(&payload)
+            .map_err(|e| corrupt(format!("payload is not JSON: {e}")))?,
+        metadata: serde_json::from_str::<Metadata>(&metadata)
+            .map_err(|e| corrupt(format!("metadata is not valid: {e}")))?,
+        occurred_at: time(7, "occurred_at")?,
+        recorded_at: time(8, "recorded_at")?,
+        prev_hash: row.try_get(9)?,
+        hash: row.try_get(10)?,
+    })
+}
+
+/// Metadata as stored and hashed: canonical JSON.
+fn metadata_json(metadata: &Metadata) -> String {
+    // Serialising Metadata (strings only) cannot fail.
+    let value = serde_json::to_value(metadata).unwrap_or(serde_json::Value::Null);
+    hash::canonical_json(&value)
+}
+
+fn to_sql_int(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Corrupt {
+        position: value,
+        reason: format!("{value} exceeds the largest integer PostgreSQL stores"),
+    })
+}
+
+fn from_sql_int(value: i64, position: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt {
+        position: u64::try_from(position).unwrap_or(0),
+        reason: format!("{what} {value} is negative"),
+    })
+}
+
+/// The migration lock's second key: a stable 32-bit digest of the schema name.
+fn schema_key(schema: &str) -> i32 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(schema.as_bytes());
+    i32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
+fn check_schema_name(url: &str, schema: &str) -> Result<(), StoreError> {
+    let mut chars = schema.chars();
+    let valid_start = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let valid_rest = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid_start && valid_rest && schema.len() <= 63 && !schema.starts_with("pg_") {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidUrl {
+            url: redact(url),
+            reason: format!(
+                "schema name {schema:?} is not allowed: use lowercase letters, digits and \
+                 underscores, starting with a letter or underscore, at most 63 characters, \
+                 not starting with pg_"
+            ),
+        })
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// Drop `schema` and everything in it (a test ledger) from the database at `url`.
+///
+/// A test-support helper: tests give each run its own schema and drop it at
+/// the end. The name is validated as in [`PostgresStore::connect_in_schema`].
+pub fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
+    check_schema_name(url, schema)?;
+    let mut client = Client::connect(url, NoTls)?;
+    client.batch_execute(&format!(
+        "SET client_min_messages TO warning; DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+    ))?;
+    Ok(())
+}
+
+/// The PostgreSQL server tests should use, from `PROVLEDGER_TEST_POSTGRES_URL`.
+///
+/// A test-support helper shared by every crate's tests. When the variable is
+/// unset (or empty) it prints why the PostgreSQL tests are skipped and returns
+/// `None`, so that a plain `cargo test` passes without a server.
+///
+/// # Panics
+///
+/// When `PROVLEDGER_REQUIRE_POSTGRES=1` and the URL is missing (CI sets both,
+/// so a misconfigured CI fails instead of silently skipping).
+pub fn test_url() -> Option<String> {
+    match std::env::var(TEST_URL_VAR) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            if std::env::var(REQUIRE_VAR).is_ok_and(|v| v.trim() == "1") {
+                panic!(
+                    "{REQUIRE_VAR}=1 but {TEST_URL_VAR} is not set: set \
+                     {TEST_URL_VAR}=postgres://USER@HOST:PORT/DATABASE to run the PostgreSQL tests"
+                );
+            }
+            eprintln!(
+                "skipping PostgreSQL tests: set {TEST_URL_VAR}=postgres://USER@HOST:PORT/DATABASE \
+                 to run them"
+            );
+            None
+        }
+    }
+}
+
+/// A fresh schema name for one test ledger: `<tag>_<pid>_<nanos>_<counter>`.
+///
+/// A test-support helper: names are unique across threads and processes, so
+/// concurrent test runs never share a ledger. `tag` should be a short
+/// lowercase identifier; anything else in it is replaced by `_`.
+pub fn unique_test_schema(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let tag: String = tag
+        .chars()
+        .take(20)
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("t_{tag}_{}_{nanos}_{n}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_validated() {
+        for ok in ["a", "_x", "ledger_2", "t_conf_123_456_0"] {
+            assert!(check_schema_name("postgres://h/db", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "A", "1a", "a-b", "a;drop", "pg_x", "a\"b", &"x".repeat(64)] {
+            assert!(check_schema_name("postgres://h/db", bad).is_err(), "{bad}");
+        }
+        let name = unique_test_schema("Conf-X");
+        assert!(check_schema_name("postgres://h/db", &name).is_ok(), "{name}");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

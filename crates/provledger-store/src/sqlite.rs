@@ -1,1 +1,826 @@
-//! placeholder
+//! The SQLite backend: the embedded default, one database file in WAL mode.
+//!
+//! This module exists so that a single-machine deployment needs nothing but a
+//! file. It maps the [`EventStore`] contract onto SQLite:
+//!
+//! * `events` holds one row per event; `position` is the rowid, and
+//!   `UNIQUE(stream_id, stream_version)` both enforces per-stream uniqueness and
+//!   serves every stream lookup. Triggers refuse `UPDATE` and `DELETE`.
+//! * `idempotency_keys` maps a request's key to the positions it wrote; it is
+//!   append-only too.
+//! * `store_schema_migrations` records which schema migrations were applied.
+//!   Other crates (the read models, tables prefixed `rm_`) may share the file
+//!   and keep their own migration table, so every name here is distinct from
+//!   theirs.
+//!
+//! Every write runs in one `BEGIN IMMEDIATE` transaction that reads the head
+//! inside the transaction, so several processes may write the same file.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::hash::{self, ChainChecker};
+use crate::{
+    to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Head, Metadata,
+    Position, RecordedEvent, StoreError, StreamVersion,
+};
+
+/// Newest schema version this build knows (the last migration's version).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Rows fetched per query by [`EventStore::read_all`].
+pub const READ_PAGE_SIZE: usize = 1000;
+
+/// How hard SQLite works to make each commit durable (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// `FULL`: a commit is on disk before `append` returns, even after a power
+    /// loss. The default, and the only setting the ledger's promises hold for.
+    #[default]
+    Full,
+    /// `NORMAL`: in WAL mode a power loss may lose the last commits (never
+    /// corrupts). For benchmarks and throwaway stores.
+    Normal,
+    /// `OFF`: no syncing at all. For benchmarks only.
+    Off,
+}
+
+impl Synchronous {
+    fn pragma_value(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Off => "OFF",
+        }
+    }
+}
+
+/// Connection settings for [`SqliteStore::open_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// Durability of each commit; [`Synchronous::Full`] unless benchmarking.
+    pub synchronous: Synchronous,
+    /// How long to wait for another connection's write lock before failing.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            synchronous: Synchronous::Full,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One schema change, applied once, in its own transaction.
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+}
+
+/// Every schema change, in order. Append only; never edit an applied one.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "events and idempotency keys, append-only",
+    sql: "
+CREATE TABLE events (
+    position       INTEGER PRIMARY KEY CHECK (position >= 1),
+    stream_id      TEXT    NOT NULL,
+    stream_version INTEGER NOT NULL CHECK (stream_version >= 1),
+    event_type     TEXT    NOT NULL,
+    schema_version INTEGER NOT NULL,
+    payload        TEXT    NOT NULL,
+    metadata       TEXT    NOT NULL,
+    occurred_at    TEXT    NOT NULL,
+    recorded_at    TEXT    NOT NULL,
+    prev_hash      TEXT    NOT NULL,
+    hash           TEXT    NOT NULL,
+    UNIQUE (stream_id, stream_version)
+);
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+BEGIN
+    SELECT RAISE(ABORT, 'events are append-only: UPDATE is refused');
+END;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+BEGIN
+    SELECT RAISE(ABORT, 'events are append-only: DELETE is refused');
+END;
+CREATE TABLE idempotency_keys (
+    key            TEXT    PRIMARY KEY,
+    first_position INTEGER NOT NULL REFERENCES events (position),
+    last_position  INTEGER NOT NULL REFERENCES events (position)
+);
+CREATE TRIGGER idempotency_keys_no_update BEFORE UPDATE ON idempotency_keys
+BEGIN
+    SELECT RAISE(ABORT, 'idempotency keys are append-only: UPDATE is refused');
+END;
+CREATE TRIGGER idempotency_keys_no_delete BEFORE DELETE ON idempotency_keys
+BEGIN
+    SELECT RAISE(ABORT, 'idempotency keys are append-only: DELETE is refused');
+END;
+",
+}];
+
+/// Column list shared by every query that decodes events (see [`decode_row`]).
+macro_rules! select_events {
+    ($rest:literal) => {
+        concat!(
+            "SELECT position, stream_id, stream_version, event_type, schema_version, ",
+            "payload, metadata, occurred_at, recorded_at, prev_hash, hash FROM events ",
+            $rest
+        )
+    };
+}
+
+const INSERT_EVENT: &str = "INSERT INTO events (position, stream_id, stream_version, \
+     event_type, schema_version, payload, metadata, occurred_at, recorded_at, prev_hash, hash) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+const SELECT_HEAD: &str = "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1";
+const SELECT_STREAM_VERSION: &str =
+    "SELECT stream_version FROM events WHERE stream_id = ?1 ORDER BY stream_version DESC LIMIT 1";
+const SELECT_IDEMPOTENCY_KEY: &str =
+    "SELECT first_position, last_position FROM idempotency_keys WHERE key = ?1";
+const INSERT_IDEMPOTENCY_KEY: &str =
+    "INSERT INTO idempotency_keys (key, first_position, last_position) VALUES (?1, ?2, ?3)";
+
+/// An event store in one SQLite file.
+///
+/// The connection sits behind a mutex, so a store can be shared between
+/// threads; for parallel writers open one store per thread (or process) on
+/// the same path: SQLite serialises their transactions.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Open (creating on first use) the store in the file at `path`, with
+    /// the default, fully durable settings.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, SqliteOptions::default())
+    }
+
+    /// Open (creating on first use) the store at `path` with `options`.
+    ///
+    /// Sets WAL journalling, the `synchronous` level, the busy timeout and
+    /// foreign keys, then applies any schema migrations this build knows and
+    /// the file lacks. Errors: [`StoreError::SchemaTooNew`] if the file was
+    /// written by a newer build; [`StoreError::Sqlite`] if the file cannot be
+    /// opened (e.g. its directory does not exist) or is not a database.
+    pub fn open_with(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(options.busy_timeout)?;
+        // In-memory databases answer `memory`; files answer `wal`.
+        let _mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        conn.pragma_update(None, "synchronous", options.synchronous.pragma_value())?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.set_prepared_statement_cache_capacity(32);
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file this store was opened on.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Run raw SQL (one or more `;`-separated statements) on the store's own
+    /// connection, bypassing every check of the store.
+    ///
+    /// A hook for tests and operations (e.g. the conformance suite tampering
+    /// with a row to prove `verify` notices); never use it to write events.
+    /// Returns the number of rows inserted, updated or deleted by all the
+    /// statements (including by triggers).
+    pub fn execute_raw_sql_for_tests(&self, sql: &str) -> Result<usize, StoreError> {
+        let conn = self.lock();
+        let before = conn.total_changes();
+        conn.execute_batch(sql)?;
+        let changed = conn.total_changes().saturating_sub(before);
+        Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+    }
+
+    /// The value of `PRAGMA name` on the store's own connection, as text
+    /// (e.g. `journal_mode` → `wal`, `synchronous` → `2` for FULL).
+    ///
+    /// A diagnostic hook for tests and operations: connection-level settings
+    /// cannot be observed from another connection.
+    pub fn pragma_value(&self, name: &str) -> Result<String, StoreError> {
+        let conn = self.lock();
+        let value: Value = conn.pragma_query_value(None, name, |row| row.get(0))?;
+        Ok(match value {
+            Value::Null => String::new(),
+            Value::Integer(i) => i.to_string(),
+            Value::Real(r) => r.to_string(),
+            Value::Text(t) => t,
+            Value::Blob(b) => hex::encode(b),
+        })
+    }
+
+    /// The connection, recovering from a poisoned mutex: a panic while it was
+    /// held unwound through rusqlite's transaction guards, which roll back.
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Up to `limit` events after `after`; a row that cannot be decoded ends
+    /// the page with its error.
+    fn read_page(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Result<RecordedEvent, StoreError>>, StoreError> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare_cached(select_events!("WHERE position > ?1 ORDER BY position LIMIT ?2"))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut rows = stmt.query(params![after, limit])?;
+        let mut page = Vec::new();
+        while let Some(row) = rows.next()? {
+            let event = decode_row(row);
+            let failed = event.is_err();
+            page.push(event);
+            if failed {
+                break;
+            }
+        }
+        Ok(page)
+    }
+}
+
+/// Apply the migrations the file lacks; refuse a file newer than this build.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let supported = MIGRATIONS.last().map_or(0, |m| m.version);
+    // Fast path without a write lock: the file is up to date, or too new.
+    match current_schema_version(conn)? {
+        Some(found) if found == supported => return Ok(()),
+        Some(found) if found > supported => {
+            return Err(StoreError::SchemaTooNew { found, supported })
+        }
+        _ => {}
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS store_schema_migrations (
+            version    INTEGER PRIMARY KEY,
+            name       TEXT NOT NULL,
+            applied_at TEXT NOT NULL
+        )",
+    )?;
+    tx.commit()?;
+    for migration in MIGRATIONS {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Read inside the write lock: another process may have migrated.
+        let current = current_schema_version(&tx)?.unwrap_or(0);
+        if current > supported {
+            return Err(StoreError::SchemaTooNew {
+                found: current,
+                supported,
+            });
+        }
+        if migration.version > current {
+            tx.execute_batch(migration.sql)?;
+            tx.execute(
+                "INSERT INTO store_schema_migrations (version, name, applied_at) \
+                 VALUES (?1, ?2, ?3)",
+                params![
+                    migration.version,
+                    migration.name,
+                    hash::format_time(&Utc::now())
+                ],
+            )?;
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The highest applied migration, or `None` if the migration table is absent.
+fn current_schema_version(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master \
+         WHERE type = 'table' AND name = 'store_schema_migrations')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !exists {
+        return Ok(None);
+    }
+    let version: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM store_schema_migrations",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(Some(version))
+}
+
+/// A `u64` as an SQLite integer; values beyond `i64::MAX` cannot be stored.
+fn to_sql_int(value: u64, position: Position, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::ChainBroken {
+        position,
+        reason: format!("{what} {value} is too large to store"),
+    })
+}
+
+/// The last event's position and hash, read on `conn` (inside the caller's
+/// transaction when there is one).
+fn read_head(conn: &Connection) -> Result<Option<Head>, StoreError> {
+    let mut stmt = conn.prepare_cached(SELECT_HEAD)?;
+    let head = stmt
+        .query_row([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))
+        .optional()?;
+    match head {
+        None => Ok(None),
+        Some((position, hash)) => Ok(Some(Head {
+            position: u64::try_from(position).map_err(|_| StoreError::Corrupt {
+                position: 0,
+                reason: format!("negative position {position}"),
+            })?,
+            hash,
+        })),
+    }
+}
+
+/// Current version of `stream_id` as seen by `conn`.
+fn stream_version_on(conn: &Connection, stream_id: &str) -> Result<StreamVersion, StoreError> {
+    let mut stmt = conn.prepare_cached(SELECT_STREAM_VERSION)?;
+    let version: Option<i64> = stmt.query_row([stream_id], |row| row.get(0)).optional()?;
+    match version {
+        None => Ok(0),
+        Some(v) => u64::try_from(v).map_err(|_| StoreError::Corrupt {
+            position: 0,
+            reason: format!("stream {stream_id} has a negative version {v}"),
+        }),
+    }
+}
+
+/// Metadata as canonical JSON (the struct's field order is not sorted, so it
+/// goes through a `Value`, whose maps are).
+fn metadata_json(metadata: &Metadata) -> Result<String, serde_json::Error> {
+    Ok(hash::canonical_json(&serde_json::to_value(metadata)?))
+}
+
+/// Insert one fully formed event with `stmt` (a cached [`INSERT_EVENT`]).
+fn insert_event(stmt: &mut CachedStatement<'_>, event: &RecordedEvent) -> Result<(), StoreError> {
+    let position = to_sql_int(event.position, event.position, "position")?;
+    let version = to_sql_int(event.stream_version, event.position, "stream version")?;
+    let metadata = metadata_json(&event.metadata).map_err(|e| StoreError::Corrupt {
+        position: event.position,
+        reason: format!("metadata cannot be encoded: {e}"),
+    })?;
+    stmt.execute(params![
+        position,
+        event.stream_id,
+        version,
+        event.event_type,
+        i64::from(event.schema_version),
+        hash::canonical_json(&event.payload),
+        metadata,
+        hash::format_time(&event.occurred_at),
+        hash::format_time(&event.recorded_at),
+        event.prev_hash,
+        event.hash,
+    ])?;
+    Ok(())
+}
+
+/// Decode one row of [`select_events!`]; anything malformed is
+/// [`StoreError::Corrupt`] naming the row's position.
+fn decode_row(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, StoreError> {
+    let raw_position: i64 = row.get(0)?;
+    let position = u64::try_from(raw_position).map_err(|_| StoreError::Corrupt {
+        position: 0,
+        reason: format!("negative position {raw_position}"),
+    })?;
+    let corrupt = |column: &str, reason: String| StoreError::Corrupt {
+        position,
+        reason: format!("{column}: {reason}"),
+    };
+    let text = |index: usize, column: &str| -> Result<String, StoreError> {
+        row.get::<_, String>(index)
+            .map_err(|e| corrupt(column, e.to_string()))
+    };
+    let int = |index: usize, column: &str| -> Result<i64, StoreError> {
+        row.get::<_, i64>(index)
+            .map_err(|e| corrupt(column, e.to_string()))
+    };
+    let str_ref = |index: usize, column: &str| -> Result<&str, StoreError> {
+        row.get_ref(index)
+            .and_then(|v: ValueRef<'_>| v.as_str().map_err(rusqlite::Error::from))
+            .map_err(|e| corrupt(column, e.to_string()))
+    };
+    let time = |index: usize, column: &str| -> Result<DateTime<Utc>, StoreError> {
+        let raw = str_ref(index, column)?;
+        DateTime::parse_from_rfc3339(raw)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| corrupt(column, format!("{raw:?} is not an RFC 3339 time: {e}")))
+    };
+
+    let stream_version = int(2, "stream_version")?;
+    let schema_version = int(4, "schema_version")?;
+    Ok(RecordedEvent {
+        position,
+        stream_id: text(1, "stream_id")?,
+        stream_version: u64::try_from(stream_version)
+            .map_err(|_| corrupt("stream_version", format!("negative value {stream_version}")))?,
+        event_type: text(3, "event_type")?,
+        schema_version: u32::try_from(schema_version)
+            .map_err(|_| corrupt("schema_version", format!("{schema_version} is out of range")))?,
+        payload: serde_json::from_str(str_ref(5, "payload")?)
+            .map_err(|e| corrupt("payload", format!("not valid JSON: {e}")))?,
+        metadata: serde_json::from_str(str_ref(6, "metadata")?)
+            .map_err(|e| corrupt("metadata", format!("not valid metadata JSON: {e}")))?,
+        occurred_at: time(7, "occurred_at")?,
+        recorded_at: time(8, "recorded_at")?,
+        prev_hash: text(9, "prev_hash")?,
+        hash: text(10, "hash")?,
+    })
+}
+
+/// Events with positions `first..=last`, for replaying an idempotent request.
+fn read_range(conn: &Connection, first: i64, last: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut stmt = conn.prepare_cached(select_events!(
+        "WHERE position BETWEEN ?1 AND ?2 ORDER BY position"
+    ))?;
+    let mut rows = stmt.query(params![first, last])?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next()? {
+        events.push(decode_row(row)?);
+    }
+    Ok(events)
+}
+
+/// Apply one request on `conn` (inside the batch transaction). The outer
+/// error is a storage failure that aborts the batch; the inner one is this
+/// request's own failure, after which the caller must roll back what it wrote.
+fn append_one(
+    conn: &Connection,
+    head: &mut Option<Head>,
+    request: AppendRequest,
+    recorded_at: DateTime<Utc>,
+) -> Result<Result<AppendOutcome, StoreError>, StoreError> {
+    if request.appends.is_empty() || request.appends.iter().any(|a| a.events.is_empty()) {
+        return Ok(Err(StoreError::EmptyAppend));
+    }
+    if let Some(key) = &request.idempotency_key {
+        let mut stmt = conn.prepare_cached(SELECT_IDEMPOTENCY_KEY)?;
+        let seen: Option<(i64, i64)> = stmt
+            .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        if let Some((first, last)) = seen {
+            return Ok(read_range(conn, first, last).map(|events| AppendOutcome {
+                events,
+                replayed: true,
+            }));
+        }
+    }
+
+    let total: usize = request.appends.iter().map(|a| a.events.len()).sum();
+    let mut written = Vec::with_capacity(total);
+    let mut insert = conn.prepare_cached(INSERT_EVENT)?;
+    for append in request.appends {
+        let current = stream_version_on(conn, &append.stream_id)?;
+        if !append.expected.matches(current) {
+            return Ok(Err(StoreError::Conflict {
+                stream_id: append.stream_id,
+                expected: append.expected,
+                actual: current,
+            }));
+        }
+        let mut version = current;
+        for new in append.events {
+            let mut metadata = new.metadata;
+            if let Some(key) = &request.idempotency_key {
+                metadata.idempotency_key = Some(key.clone());
+            }
+            let (position, prev_hash) = match head {
+                Some(h) => (h.position + 1, h.hash.clone()),
+                None => (1, hash::GENESIS_HASH.to_string()),
+            };
+            version += 1;
+            let mut event = RecordedEvent {
+                position,
+                stream_id: append.stream_id.clone(),
+                stream_version: version,
+                event_type: new.event_type,
+                schema_version: new.schema_version,
+                payload: new.payload,
+                metadata,
+                occurred_at: to_stored_precision(new.occurred_at),
+                recorded_at,
+                prev_hash,
+                hash: String::new(),
+            };
+            event.hash = hash::event_hash(&event);
+            insert_event(&mut insert, &event)?;
+            *head = Some(Head {
+                position,
+                hash: event.hash.clone(),
+            });
+            written.push(event);
+        }
+    }
+    if let (Some(key), Some(first), Some(last)) =
+        (&request.idempotency_key, written.first(), written.last())
+    {
+        let first = to_sql_int(first.position, first.position, "position")?;
+        let last = to_sql_int(last.position, last.position, "position")?;
+        conn.prepare_cached(INSERT_IDEMPOTENCY_KEY)?
+            .execute(params![key, first, last])?;
+    }
+    Ok(Ok(AppendOutcome {
+        events: written,
+        replayed: false,
+    }))
+}
+
+/// The least string greater than every string starting with `prefix`, or
+/// `None` when there is none (empty prefix, or only `char::MAX`s).
+///
+/// SQLite compares text byte-wise, and UTF-8 byte order is code point order,
+/// so `prefix <= id < upper` selects exactly the ids starting with `prefix`.
+fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// Streams [`EventStore::read_all`] in pages, locking the connection per page.
+struct PagedEvents<'a> {
+    store: &'a SqliteStore,
+    after: i64,
+    buffer: VecDeque<Result<RecordedEvent, StoreError>>,
+    done: bool,
+}
+
+impl PagedEvents<'_> {
+    fn fill(&mut self) {
+        match self.store.read_page(self.after, READ_PAGE_SIZE) {
+            Ok(page) => {
+                if page.len() < READ_PAGE_SIZE {
+                    self.done = true;
+                }
+                for event in page {
+                    match &event {
+                        Ok(e) => self.after = i64::try_from(e.position).unwrap_or(i64::MAX),
+                        Err(_) => self.done = true,
+                    }
+                    self.buffer.push_back(event);
+                }
+            }
+            Err(e) => {
+                self.done = true;
+                self.buffer.push_back(Err(e));
+            }
+        }
+    }
+}
+
+impl Iterator for PagedEvents<'_> {
+    type Item = Result<RecordedEvent, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buffer.is_empty() && !self.done {
+            self.fill();
+        }
+        self.buffer.pop_front()
+    }
+}
+
+impl EventStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn append_batch(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.lock();
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let recorded_at = to_stored_precision(Utc::now());
+        let mut head = read_head(&tx)?;
+
+        if requests.len() == 1 {
+            // The common case needs no savepoint: a failed request rolls back
+            // the whole transaction (when `tx` drops), which is only itself.
+            let mut results = Vec::with_capacity(1);
+            for request in requests {
+                let result = append_one(&tx, &mut head, request, recorded_at)?;
+                results.push(result);
+            }
+            if results.iter().all(Result::is_ok) {
+                tx.commit()?;
+            } else {
+                tx.rollback()?;
+            }
+            return Ok(results);
+        }
+
+        let mut results = Vec::with_capacity(requests.len());
+        for request in requests {
+            let savepoint = tx.savepoint()?;
+            let head_before = head.clone();
+            let result = append_one(&savepoint, &mut head, request, recorded_at)?;
+            if result.is_ok() {
+                savepoint.commit()?;
+            } else {
+                // Rolls back to the savepoint and releases it.
+                savepoint.finish()?;
+                head = head_before;
+            }
+            results.push(result);
+        }
+        tx.commit()?;
+        Ok(results)
+    }
+
+    fn stream_version(&self, stream_id: &str) -> Result<StreamVersion, StoreError> {
+        stream_version_on(&self.lock(), stream_id)
+    }
+
+    fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: StreamVersion,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let after = i64::try_from(after_version).unwrap_or(i64::MAX);
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(select_events!(
+            "WHERE stream_id = ?1 AND stream_version > ?2 ORDER BY stream_version"
+        ))?;
+        let mut rows = stmt.query(params![stream_id, after])?;
+        let mut events = Vec::new();
+        while let Some(row) = rows.next()? {
+            events.push(decode_row(row)?);
+        }
+        Ok(events)
+    }
+
+    fn read_all(&self, after: Position) -> Result<EventIter<'_>, StoreError> {
+        let mut events = PagedEvents {
+            store: self,
+            after: i64::try_from(after).unwrap_or(i64::MAX),
+            buffer: VecDeque::new(),
+            done: false,
+        };
+        // Fetch the first page now so that a store that cannot be read fails
+        // here rather than on the first item.
+        let first = self.read_page(events.after, READ_PAGE_SIZE)?;
+        events.done = first.len() < READ_PAGE_SIZE;
+        for event in first {
+            match &event {
+                Ok(e) => events.after = i64::try_from(e.position).unwrap_or(i64::MAX),
+                Err(_) => events.done = true,
+            }
+            events.buffer.push_back(event);
+        }
+        Ok(Box::new(events))
+    }
+
+    fn stream_ids(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock();
+        let upper = prefix_upper_bound(prefix);
+        let mut stmt = match upper {
+            Some(_) => conn.prepare_cached(
+                "SELECT DISTINCT stream_id FROM events \
+                 WHERE stream_id >= ?1 AND stream_id < ?2 ORDER BY stream_id",
+            )?,
+            None => conn.prepare_cached(
+                "SELECT DISTINCT stream_id FROM events WHERE stream_id >= ?1 ORDER BY stream_id",
+            )?,
+        };
+        let mut rows = match &upper {
+            Some(upper) => stmt.query(params![prefix, upper])?,
+            None => stmt.query(params![prefix])?,
+        };
+        let mut ids = Vec::new();
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(0)?;
+            if !id.starts_with(prefix) {
+                break;
+            }
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    fn head(&self) -> Result<Option<Head>, StoreError> {
+        read_head(&self.lock())
+    }
+
+    fn import_batch(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let head = read_head(&tx)?;
+        let mut checker = match &head {
+            Some(h) => ChainChecker::continuing(h.position, &h.hash),
+            None => ChainChecker::new(),
+        };
+        let mut streams_seen: HashSet<&str> = HashSet::new();
+        for event in events {
+            checker
+                .check(event)
+                .map_err(|link| StoreError::ChainBroken {
+                    position: link.position,
+                    reason: link.reason,
+                })?;
+            if streams_seen.insert(event.stream_id.as_str()) {
+                let stored = stream_version_on(&tx, &event.stream_id)?;
+                if event.stream_version != stored + 1 {
+                    return Err(StoreError::ChainBroken {
+                        position: event.position,
+                        reason: format!(
+                            "stream {} is at version {stored} in this store, so its next event \
+                             must be version {} but this one is version {}",
+                            event.stream_id,
+                            stored + 1,
+                            event.stream_version
+                        ),
+                    });
+                }
+            }
+        }
+
+        // Idempotency keys: the positions each key's request wrote. A request's
+        // events are contiguous, so record only keys whose events are.
+        let mut keys: BTreeMap<&str, (Position, Position, u64)> = BTreeMap::new();
+        {
+            let mut insert = tx.prepare_cached(INSERT_EVENT)?;
+            for event in events {
+                insert_event(&mut insert, event)?;
+                if let Some(key) = &event.metadata.idempotency_key {
+                    let entry = keys
+                        .entry(key.as_str())
+                        .or_insert((event.position, event.position, 0));
+                    entry.1 = event.position;
+                    entry.2 += 1;
+                }
+            }
+        }
+        if !keys.is_empty() {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO idempotency_keys (key, first_position, last_position) \
+                 VALUES (?1, ?2, ?3)",
+            )?;
+            for (key, (first, last, count)) in keys {
+                if last - first + 1 == count {
+                    insert.execute(params![
+                        key,
+                        to_sql_int(first, first, "position")?,
+                        to_sql_int(last, last, "position")?
+                    ])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_upper_bound;
+
+    #[test]
+    fn upper_bound_of_a_prefix() {
+        assert_eq!(prefix_upper_bound(""), None);
+        assert_eq!(prefix_upper_bound("order-"), Some("order.".to_string()));
+        assert_eq!(prefix_upper_bound("a%"), Some("a&".to_string()));
+        assert_eq!(
+            prefix_upper_bound("a\u{10FFFF}"),
+            Some("b".to_string()),
+            "a maximal last char is dropped and the one before incremented"
+        );
+        assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
+        assert_eq!(
+            prefix_upper_bound("x\u{D7FF}"),
+            Some("x\u{E000}".to_string()),
+            "surrogates are skipped"
+        );
+    }
+}

@@ -1,1 +1,29 @@
-fn main() {}
+//! The `provledger` binary: parse arguments, run, print one clear line on
+//! error, exit with the documented status (0 done, 2 bad input, 3 refused,
+//! 4 conflict/storage/verification failure).
+
+use clap::Parser;
+use provledger::cli::{run, Cli, Io};
+
+fn main() {
+    let cli = Cli::parse();
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let mut out = stdout.lock();
+    let mut err = stderr.lock();
+    let mut io = Io {
+        out: &mut out,
+        err: &mut err,
+    };
+    let code = match run(cli, &mut io) {
+        Ok(code) => code,
+        Err(e) => {
+            use std::io::Write;
+            let _ = writeln!(io.err, "error: {e}");
+            e.exit_code()
+        }
+    };
+    drop(out);
+    drop(err);
+    std::process::exit(code);
+}

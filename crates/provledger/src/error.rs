@@ -1,0 +1,101 @@
+//! The application's one error type, and how each error maps to an exit
+//! status (CLI) and an HTTP status.
+//!
+//! Rule refusals are not errors (they are recorded outcomes, exit 3); this
+//! type covers bad input (2) and conflicts, storage and verification failures (4).
+
+use provledger_domain::DomainError;
+use provledger_projections::ProjectionError;
+use provledger_store::StoreError;
+
+/// Exit status: done.
+pub const EXIT_OK: i32 = 0;
+/// Exit status: bad input or usage; nothing was written.
+pub const EXIT_BAD_INPUT: i32 = 2;
+/// Exit status: refused by a rule; the refusal was recorded (R12).
+pub const EXIT_REFUSED: i32 = 3;
+/// Exit status: conflict, storage or verification failure.
+pub const EXIT_FAILURE: i32 = 4;
+
+/// What went wrong in the application.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// The request is invalid (domain validation). Exit 2, HTTP 400.
+    #[error("{0}")]
+    Domain(#[from] DomainError),
+    /// The order does not exist. Exit 2, HTTP 404.
+    #[error("unknown order {order_id}: no order with this id has been placed; check the id with `provledger lines`")]
+    UnknownOrder {
+        /// The order id asked for.
+        order_id: String,
+    },
+    /// An input file or argument is unusable. Exit 2, HTTP 400.
+    #[error("{0}")]
+    BadInput(String),
+    /// The stream kept changing under us. Exit 4, HTTP 409.
+    #[error("order {order_id} kept changing while the command was decided ({attempts} attempts); retry the command")]
+    ConflictRetriesExhausted {
+        /// The order.
+        order_id: String,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// The event store failed. Exit 4 (2 for an invalid URL), HTTP 500 (409 conflict).
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// A read model failed. Exit 4, HTTP 500.
+    #[error("{0}")]
+    Projection(#[from] ProjectionError),
+    /// The hash chain does not verify. Exit 4.
+    #[error("verification failed at position {position}: {reason}")]
+    VerificationFailed {
+        /// First broken position.
+        position: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading or writing a file failed. Exit 2 for a missing input, else 4.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+impl AppError {
+    /// The CLI exit status for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AppError::Domain(_) | AppError::UnknownOrder { .. } | AppError::BadInput(_) => {
+                EXIT_BAD_INPUT
+            }
+            AppError::Store(StoreError::InvalidUrl { .. }) => EXIT_BAD_INPUT,
+            AppError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                EXIT_BAD_INPUT
+            }
+            _ => EXIT_FAILURE,
+        }
+    }
+
+    /// The HTTP status for this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            AppError::UnknownOrder { .. } => 404,
+            AppError::Domain(_) | AppError::BadInput(_) => 400,
+            AppError::Store(StoreError::Conflict { .. }) | AppError::ConflictRetriesExhausted { .. } => 409,
+            AppError::Store(StoreError::InvalidUrl { .. }) => 400,
+            _ => 500,
+        }
+    }
+
+    /// Wrap an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> AppError {
+        AppError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! The imperative shell around the pure decider: load a stream, decide,
+//! append at the expected version, bring the read models up to date.
+//!
+//! This is the only place where the domain meets the store. It owns the
+//! conventions that tie them together: one stream per order, transaction ids,
+//! event metadata, the bounded retry on a version conflict, idempotency keys,
+//! and the scheduler's `tick`.
+
+use chrono::{DateTime, Utc};
+use provledger_domain::{
+    decide, due_events, evolve, Actor, Command, Context, Event, OrderId, OrderState,
+};
+use provledger_projections::{
+    history_as_of, lines_as_of, AsOf, HistoryQuery, HistoryRow, LineQuery, LineRow, ReadModels,
+    TransactionQuery, TransactionRow,
+};
+use provledger_store::{
+    AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, VerifyReport,
+};
+use serde::Serialize;
+
+use crate::AppError;
+
+/// How many times a command is re-decided after a version conflict.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// Actor name recorded for scheduled events.
+pub const SYSTEM_ACTOR: &str = "system";
+
+/// Whether a command was carried out or refused by a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeStatus {
+    /// Accepted: its events were appended.
+    Success,
+    /// Refused by a rule: the refusal was appended (R12).
+    Failed,
+}
+
+/// The result of one write command, as printed by the CLI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommandOutcome {
+    /// The transaction the command's events belong to.
+    pub transaction_id: String,
+    /// Success or failed (refused).
+    pub status: OutcomeStatus,
+    /// What happened, or why it was refused and what to do.
+    pub message: String,
+    /// Positions of every event appended (scheduled catch-up included).
+    pub positions: Vec<u64>,
+    /// True when an idempotency key made this a replay of an earlier result.
+    pub replayed: bool,
+}
+
+/// What a `tick` appended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TickReport {
+    /// Orders that had something due.
+    pub orders: u64,
+    /// R2 initial provisioning emails sent.
+    pub initial_emails_sent: u64,
+    /// R7 lines closed.
+    pub lines_closed: u64,
+    /// R11 escalations raised.
+    pub escalations_raised: u64,
+    /// Positions appended.
+    pub positions: Vec<u64>,
+}
+
+/// A ledger: an event store plus its read models.
+pub struct Ledger {
+    store: Box<dyn EventStore>,
+    read_models: ReadModels,
+}
+
+/// The stream and transaction id conventions.
+pub fn transaction_id(order_id: &OrderId, stream_version: u64) -> String {
+    format!("TX-{order_id}-{stream_version}")
+}
+
+/// Decode and fold a stream's recorded events.
+pub fn fold_stream(events: &[RecordedEvent]) -> Result<OrderState, AppError> {
+    let mut state = OrderState::default();
+    for recorded in events {
+        let event = Event::from_stored(
+            &recorded.event_type,
+            recorded.schema_version,
+            &recorded.payload,
+        )?;
+        state = evolve(state, &event);
+    }
+    Ok(state)
+}
+
+impl Ledger {
+    /// Open (creating on first use) the store at `url` and its read models.
+    pub fn open(url: &str) -> Result<Ledger, AppError> {
+        let store = provledger_store::open(url)?;
+        let read_models = ReadModels::open(url)?;
+        Ok(Ledger { store, read_models })
+    }
+
+    /// Assemble a ledger from parts (tests, other backends).
+    pub fn from_parts(store: Box<dyn EventStore>, read_models: ReadModels) -> Ledger {
+        Ledger { store, read_models }
+    }
+
+    /// The event store.
+    pub fn store(&self) -> &dyn EventStore {
+        self.store.as_ref()
+    }
+
+    /// The read models.
+    pub fn read_models(&self) -> &ReadModels {
+        &self.read_models
+    }
+
+    /// Load one order's state.
+    pub fn load(&self, order_id: &OrderId) -> Result<OrderState, AppError> {
+        fold_stream(&self.store.read_stream(&order_id.stream_id(), 0)?)
+    }
+
+    /// Carry out a command against one order: load → decide → append at the
+    /// expected version (retrying a conflict up to [`MAX_ATTEMPTS`] times) →
+    /// update the read models.
+    ///
+    /// A retry with an idempotency key already used returns the first result
+    /// and appends nothing.
+    pub fn execute(
+        &self,
+        order_id: &OrderId,
+        command: Command,
+        ctx: &Context,
+        idempotency_key: Option<&str>,
+    ) -> Result<CommandOutcome, AppError> {
+        if let Some(key) = idempotency_key {
+            if let Some(first) = self.store.find_idempotent(key)? {
+                return outcome_of(&first, true);
+            }
+        }
+        let stream_id = order_id.stream_id();
+        for _ in 0..MAX_ATTEMPTS {
+            let recorded = self.store.read_stream(&stream_id, 0)?;
+            let state = fold_stream(&recorded)?;
+            if state.order.is_none() && !matches!(command, Command::PlaceOrder(_)) {
+                return Err(AppError::UnknownOrder {
+                    order_id: order_id.to_string(),
+                });
+            }
+            let events = decide(&state, command.clone(), ctx)?;
+            let new_events = to_new_events(order_id, state.version, &events, &ctx.actor);
+            let expected = if state.version == 0 {
+                ExpectedVersion::NoStream
+            } else {
+                ExpectedVersion::Exact(state.version)
+            };
+            let request = AppendRequest::single(stream_id.clone(), expected, new_events)
+                .with_idempotency_key(idempotency_key.map(str::to_string));
+            match self.store.append(request) {
+                Ok(appended) => {
+                    self.read_models.catch_up(self.store.as_ref())?;
+                    return outcome_of(&appended.events, appended.replayed);
+                }
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::ConflictRetriesExhausted {
+            order_id: order_id.to_string(),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// Run what is due at `now` for every order: R2 initial emails, R7
+    /// closures, R11 escalations. Each event is dated at its due time.
+    /// Idempotent: a second tick at the same time appends nothing.
+    pub fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, AppError> {
+        self.read_models.catch_up(self.store.as_ref())?;
+        let mut report = TickReport::default();
+        for order_id in self.read_models.orders_due(now)? {
+            let stream_id = order_id.stream_id();
+            for attempt in 1..=MAX_ATTEMPTS {
+                let state = self.load(&order_id)?;
+                let due = due_events(&state, now);
+                if due.is_empty() {
+                    break;
+                }
+                let new_events = to_new_events(&order_id, state.version, &due, &Actor::System);
+                let request = AppendRequest::single(
+                    stream_id.clone(),
+                    ExpectedVersion::Exact(state.version),
+                    new_events,
+                );
+                match self.store.append(request) {
+                    Ok(appended) => {
+                        report.orders += 1;
+                        for event in &due {
+                            match event {
+                                Event::InitialEmailSent { .. } => report.initial_emails_sent += 1,
+                                Event::LineClosed { .. } => report.lines_closed += 1,
+                                Event::EscalationRaised { .. } => report.escalations_raised += 1,
+                                _ => {}
+                            }
+                        }
+                        report.positions.extend(appended.positions());
+                        break;
+                    }
+                    Err(e) if e.is_conflict() && attempt < MAX_ATTEMPTS => continue,
+                    Err(e) if e.is_conflict() => {
+                        return Err(AppError::ConflictRetriesExhausted {
+                            order_id: order_id.to_string(),
+                            attempts: MAX_ATTEMPTS,
+                        })
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        self.read_models.catch_up(self.store.as_ref())?;
+        Ok(report)
+    }
+
+    /// Line state, current or at a point in time (replayed, not read-model).
+    pub fn lines(&self, query: &LineQuery, as_of: Option<AsOf>) -> Result<Vec<LineRow>, AppError> {
+        match as_of {
+            Some(point) => Ok(lines_as_of(self.store.as_ref(), query, point)?),
+            None => {
+                self.read_models.catch_up(self.store.as_ref())?;
+                Ok(self.read_models.lines(query)?)
+            }
+        }
+    }
+
+    /// The Transaction Manager view (R9).
+    pub fn transactions(&self, query: &TransactionQuery) -> Result<Vec<TransactionRow>, AppError> {
+        self.read_models.catch_up(self.store.as_ref())?;
+        Ok(self.read_models.transactions(query)?)
+    }
+
+    /// Every event of an order or subscription, current or up to a point.
+    pub fn history(
+        &self,
+        query: &HistoryQuery,
+        as_of: Option<AsOf>,
+    ) -> Result<Vec<HistoryRow>, AppError> {
+        match as_of {
+            Some(point) => Ok(history_as_of(self.store.as_ref(), query, point)?),
+            None => {
+                self.read_models.catch_up(self.store.as_ref())?;
+                Ok(self.read_models.history(query)?)
+            }
+        }
+    }
+
+    /// Recompute the hash chain.
+    pub fn verify(&self, progress: &mut dyn FnMut(u64)) -> Result<VerifyReport, AppError> {
+        Ok(provledger_store::verify(self.store.as_ref(), progress)?)
+    }
+
+    /// Rebuild every read model from position 0.
+    pub fn rebuild(&self, progress: &mut dyn FnMut(u64)) -> Result<u64, AppError> {
+        Ok(self.read_models.rebuild(self.store.as_ref(), progress)?)
+    }
+
+    /// Bring the read models up to date with the store.
+    pub fn catch_up(&self) -> Result<u64, AppError> {
+        Ok(self.read_models.catch_up(self.store.as_ref())?)
+    }
+}
+
+/// Give each decided event its store envelope: scheduled events are the
+/// system's, each its own transaction; the command's events share one
+/// transaction, to which the scheduled catch-up is correlated.
+pub fn to_new_events(
+    order_id: &OrderId,
+    base_version: u64,
+    events: &[Event],
+    actor: &Actor,
+) -> Vec<NewEvent> {
+    let first_command_version = events
+        .iter()
+        .position(|e| !e.is_scheduled())
+        .map(|i| base_version + 1 + i as u64);
+    let command_tx = first_command_version.map(|v| transaction_id(order_id, v));
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let version = base_version + 1 + i as u64;
+            let scheduled = event.is_scheduled();
+            let metadata = Metadata {
+                actor: if scheduled {
+                    SYSTEM_ACTOR.to_string()
+                } else {
+                    actor.to_string()
+                },
+                transaction_id: if scheduled {
+                    transaction_id(order_id, version)
+                } else {
+                    command_tx.clone().unwrap_or_else(|| transaction_id(order_id, version))
+                },
+                correlation_id: command_tx.clone(),
+                causation_id: None,
+                idempotency_key: None,
+            };
+            NewEvent {
+                event_type: event.event_type().to_string(),
+                schema_version: event.schema_version(),
+                payload: event.to_payload(),
+                metadata,
+                occurred_at: event.at(),
+            }
+        })
+        .collect()
+}
+
+/// Summarise the events a command appended as the outcome the user sees.
+pub fn outcome_of(events: &[RecordedEvent], replayed: bool) -> Result<CommandOutcome, AppError> {
+    let positions = events.iter().map(|e| e.position).collect();
+    let Some(last) = events.last() else {
+        return Err(AppError::BadInput("the command appended no events".into()));
+    };
+    let transaction_id = last.metadata.transaction_id.clone();
+    let mut decoded = Vec::new();
+    for recorded in events
+        .iter()
+        .filter(|e| e.metadata.transaction_id == transaction_id)
+    {
+        decoded.push(Event::from_stored(
+            &recorded.event_type,
+            recorded.schema_version,
+            &recorded.payload,
+        )?);
+    }
+    let (status, message) = describe(&decoded);
+    Ok(CommandOutcome {
+        transaction_id,
+        status,
+        message,
+        positions,
+        replayed,
+    })
+}
+
+fn describe(events: &[Event]) -> (OutcomeStatus, String) {
+    if let Some(Event::CommandRefused { reason, .. }) = events.iter().find(|e| e.is_refusal()) {
+        return (OutcomeStatus::Failed, format!("refused: {reason}"));
+    }
+    let mut parts = Vec::new();
+    for event in events {
+        let text = match event {
+            Event::OrderPlaced {
+                order_id, lines, ..
+            } => format!("order {order_id} placed with {} line(s)", lines.len()),
+            Event::ProvisioningContactChanged {
+                line_id,
+                old_email,
+                new_email,
+                email_sent,
+                ..
+            } => {
+                let mut s = format!(
+                    "line {line_id}: provisioning contact changed from {old_email} to {new_email}"
+                );
+                if *email_sent {
+                    s.push_str(&format!("; provisioning email sent to {new_email}"));
+                } else {
+                    s.push_str("; the initial email will go to the new contact on the RSD");
+                }
+                s
+            }
+            Event::ProvisioningEmailResent { line_id, to, .. } => {
+                format!("line {line_id}: provisioning email resent to {to}")
+            }
+            Event::OrgOnboarded { org_id, .. } => format!(
+                "order onboarded to organisation {org_id} (Point of No Return): the contact can no longer be changed nor the email resent here"
+            ),
+            Event::SupportCaseOpened {
+                case_id,
+                line_id,
+                request_type,
+                ..
+            } => format!(
+                "support case {case_id} opened for line {line_id}: {}",
+                request_type.label()
+            ),
+            Event::SetupStarted { .. } => "setup started".to_string(),
+            other => other.event_type().to_string(),
+        };
+        parts.push(text);
+    }
+    (OutcomeStatus::Success, parts.join("; "))
+}

@@ -1,0 +1,278 @@
+//! Scenario scripts: a JSON Lines file of steps (place an order, change a
+//! contact, tick, …) run against a ledger.
+//!
+//! One format serves `demo` (fixtures/demo.jsonl), `provledger run` and the
+//! data-driven scenario tests, so adding a scenario is adding a file. Each
+//! line is one object with a `step` field; see docs/cli.md for the format.
+
+use chrono::{DateTime, Utc};
+use provledger_domain::{
+    Actor, Command, Context, Email, LineId, OrderId, OrderRequest, OrgId, SupportRequestType,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{AppError, CommandOutcome, Ledger, TickReport};
+
+/// One step of a scenario script.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// R1: place an order.
+    PlaceOrder {
+        /// Acting user.
+        #[serde(rename = "as")]
+        actor: String,
+        /// Business time.
+        at: DateTime<Utc>,
+        /// The order file.
+        order: OrderRequest,
+    },
+    /// R4: change a line's provisioning contact.
+    ChangeContact {
+        /// Acting user.
+        #[serde(rename = "as")]
+        actor: String,
+        /// Business time.
+        at: DateTime<Utc>,
+        /// Order id.
+        order: String,
+        /// Line id.
+        line: String,
+        /// New contact.
+        email: String,
+        /// Apply to all lines.
+        #[serde(default)]
+        all_lines: bool,
+    },
+    /// R3: resend the provisioning email.
+    ResendEmail {
+        /// Acting user.
+        #[serde(rename = "as")]
+        actor: String,
+        /// Business time.
+        at: DateTime<Utc>,
+        /// Order id.
+        order: String,
+        /// Line id.
+        line: String,
+    },
+    /// R5: onboard the order to an organisation.
+    OnboardOrg {
+        /// Acting user.
+        #[serde(rename = "as")]
+        actor: String,
+        /// Business time.
+        at: DateTime<Utc>,
+        /// Order id.
+        order: String,
+        /// Organisation id.
+        org: String,
+    },
+    /// R10: open a support case.
+    OpenCase {
+        /// Acting user.
+        #[serde(rename = "as")]
+        actor: String,
+        /// Business time.
+        at: DateTime<Utc>,
+        /// Order id.
+        order: String,
+        /// Line id.
+        line: String,
+        /// `resend-provisioning-email` or `change-provisioning-contact-email`.
+        #[serde(rename = "type")]
+        request_type: String,
+        /// Free text.
+        #[serde(default)]
+        note: Option<String>,
+    },
+    /// R13: start the setup wizard.
+    StartSetup {
+        /// Acting user.
+        #[serde(rename = "as")]
+        actor: String,
+        /// Business time.
+        at: DateTime<Utc>,
+        /// Order id.
+        order: String,
+    },
+    /// Run what is due at `now` (R2, R7, R11).
+    Tick {
+        /// The time to run at.
+        now: DateTime<Utc>,
+    },
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepResult {
+    /// A command's outcome (success or recorded refusal).
+    Command(CommandOutcome),
+    /// A tick's report.
+    Tick(TickReport),
+    /// Bad input: nothing was written.
+    Error {
+        /// The error message.
+        message: String,
+        /// The CLI exit status it would have.
+        exit_code: i32,
+    },
+}
+
+/// A parsed step: the order it targets, its command and context.
+pub struct PreparedCommand {
+    /// Target order.
+    pub order_id: OrderId,
+    /// The command.
+    pub command: Command,
+    /// Actor and time.
+    pub context: Context,
+}
+
+fn actor(raw: &str) -> Result<Actor, AppError> {
+    match Actor::parse(raw)? {
+        Actor::System => Err(AppError::BadInput(
+            "a command must be done by a user: give an email, not `system`".into(),
+        )),
+        user => Ok(user),
+    }
+}
+
+impl Step {
+    /// Validate a command step into its order, command and context.
+    /// Returns `Ok(None)` for a tick.
+    pub fn prepare(&self) -> Result<Option<PreparedCommand>, AppError> {
+        let prepared = match self {
+            Step::Tick { .. } => return Ok(None),
+            Step::PlaceOrder { actor: a, at, order } => {
+                let valid = order.validate()?;
+                PreparedCommand {
+                    order_id: valid.order_id.clone(),
+                    command: Command::PlaceOrder(valid),
+                    context: Context::new(actor(a)?, *at),
+                }
+            }
+            Step::ChangeContact {
+                actor: a,
+                at,
+                order,
+                line,
+                email,
+                all_lines,
+            } => PreparedCommand {
+                order_id: OrderId::parse(order)?,
+                command: Command::ChangeContact {
+                    line_id: LineId::parse(line)?,
+                    new_email: Email::parse(email)?,
+                    apply_to_all_lines: *all_lines,
+                },
+                context: Context::new(actor(a)?, *at),
+            },
+            Step::ResendEmail {
+                actor: a,
+                at,
+                order,
+                line,
+            } => PreparedCommand {
+                order_id: OrderId::parse(order)?,
+                command: Command::ResendEmail {
+                    line_id: LineId::parse(line)?,
+                },
+                context: Context::new(actor(a)?, *at),
+            },
+            Step::OnboardOrg {
+                actor: a,
+                at,
+                order,
+                org,
+            } => PreparedCommand {
+                order_id: OrderId::parse(order)?,
+                command: Command::OnboardOrg {
+                    org_id: OrgId::parse(org)?,
+                },
+                context: Context::new(actor(a)?, *at),
+            },
+            Step::OpenCase {
+                actor: a,
+                at,
+                order,
+                line,
+                request_type,
+                note,
+            } => PreparedCommand {
+                order_id: OrderId::parse(order)?,
+                command: Command::OpenSupportCase {
+                    line_id: LineId::parse(line)?,
+                    request_type: SupportRequestType::parse(request_type)?,
+                    note: note.clone(),
+                    attachments: Vec::new(),
+                },
+                context: Context::new(actor(a)?, *at),
+            },
+            Step::StartSetup {
+                actor: a,
+                at,
+                order,
+            } => PreparedCommand {
+                order_id: OrderId::parse(order)?,
+                command: Command::StartSetup,
+                context: Context::new(actor(a)?, *at),
+            },
+        };
+        Ok(Some(prepared))
+    }
+
+    /// Run this step against a ledger.
+    pub fn run(&self, ledger: &Ledger) -> Result<StepResult, AppError> {
+        if let Step::Tick { now } = self {
+            return Ok(StepResult::Tick(ledger.tick(*now)?));
+        }
+        let Some(prepared) = self.prepare()? else {
+            return Err(AppError::BadInput("empty step".into()));
+        };
+        let outcome = ledger.execute(
+            &prepared.order_id,
+            prepared.command,
+            &prepared.context,
+            None,
+        )?;
+        Ok(StepResult::Command(outcome))
+    }
+}
+
+/// Parse a JSON Lines script; blank lines and lines starting with `#` are skipped.
+pub fn parse_script(text: &str) -> Result<Vec<Step>, AppError> {
+    let mut steps = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let step: Step = serde_json::from_str(trimmed).map_err(|e| {
+            AppError::BadInput(format!(
+                "script line {}: {e}; each line must be one JSON object with a \"step\" field (see docs/cli.md)",
+                index + 1
+            ))
+        })?;
+        steps.push(step);
+    }
+    Ok(steps)
+}
+
+/// Run every step in order. Bad input in a step is reported in its result and
+/// the script goes on (nothing was written for that step); storage failures stop it.
+pub fn run_script(ledger: &Ledger, steps: &[Step]) -> Result<Vec<StepResult>, AppError> {
+    let mut results = Vec::with_capacity(steps.len());
+    for step in steps {
+        match step.run(ledger) {
+            Ok(result) => results.push(result),
+            Err(e) if e.exit_code() == crate::EXIT_BAD_INPUT => results.push(StepResult::Error {
+                message: e.to_string(),
+                exit_code: e.exit_code(),
+            }),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(results)
+}

@@ -1,0 +1,125 @@
+//! Tidy checks: architectural invariants that code review would otherwise
+//! have to remember (docs/architecture.md lists them).
+
+use std::path::{Path, PathBuf};
+
+use provledger_tests::repo_root;
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n == "target") {
+                continue;
+            }
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn crate_sources() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let crates = repo_root().join("crates");
+    for entry in std::fs::read_dir(&crates).expect("crates/ exists").flatten() {
+        rust_files(&entry.path().join("src"), &mut files);
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn every_module_says_why_it_exists() {
+    let files = crate_sources();
+    assert!(files.len() > 10, "expected the crates' sources, found {files:?}");
+    let mut missing = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("readable source");
+        let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        if !first.starts_with("//!") {
+            missing.push(file.display().to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "these modules lack a `//!` doc saying why they exist: {missing:#?}"
+    );
+}
+
+#[test]
+fn the_domain_core_does_no_io_and_reads_no_clock() {
+    let manifest = std::fs::read_to_string(repo_root().join("crates/provledger-domain/Cargo.toml"))
+        .expect("domain manifest");
+    let deps = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .unwrap_or("");
+    for forbidden in [
+        "rusqlite",
+        "postgres",
+        "tokio",
+        "axum",
+        "reqwest",
+        "hyper",
+        "provledger",
+    ] {
+        assert!(
+            !deps.contains(forbidden),
+            "provledger-domain must not depend on {forbidden}"
+        );
+    }
+    let mut files = Vec::new();
+    rust_files(&repo_root().join("crates/provledger-domain/src"), &mut files);
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("readable source");
+        for forbidden in [
+            "Utc::now",
+            "Local::now",
+            "SystemTime",
+            "Instant::now",
+            "std::fs",
+            "std::net",
+            "std::env",
+            "std::process",
+            "println!",
+        ] {
+            assert!(
+                !text.contains(forbidden),
+                "{} uses {forbidden}: the domain core does no I/O and reads no clock",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_store_knows_nothing_of_the_domain() {
+    let manifest = std::fs::read_to_string(repo_root().join("crates/provledger-store/Cargo.toml"))
+        .expect("store manifest");
+    assert!(
+        !manifest.contains("provledger-domain"),
+        "provledger-store must not depend on the domain"
+    );
+}
+
+#[test]
+fn nothing_depends_on_the_application_crate() {
+    for krate in [
+        "provledger-domain",
+        "provledger-store",
+        "provledger-projections",
+    ] {
+        let manifest =
+            std::fs::read_to_string(repo_root().join(format!("crates/{krate}/Cargo.toml")))
+                .expect("manifest");
+        assert!(
+            !manifest.contains("provledger.workspace") && !manifest.contains("crates/provledger\""),
+            "{krate} must not depend on the application crate"
+        );
+    }
+}
