@@ -140,11 +140,12 @@ fn after_ponr(order: &Order, what: &str) -> Refusal {
 }
 
 /// R6 then R5: the checks shared by resend, change and support cases.
-fn guard(order: &Order, actor: &Email, what: &str) -> Option<Refusal> {
+/// `verb` completes "… can {verb}"; `gerund` completes "so {gerund} is no longer possible".
+fn guard(order: &Order, actor: &Email, verb: &str, gerund: &str) -> Option<Refusal> {
     if !order.has_access(actor) {
-        Some(no_access(order, actor, what))
+        Some(no_access(order, actor, verb))
     } else if order.past_ponr() {
-        Some(after_ponr(order, what))
+        Some(after_ponr(order, gerund))
     } else {
         None
     }
@@ -184,7 +185,12 @@ fn decide_on_order(
             new_email,
             apply_to_all_lines,
         } => {
-            if let Some(refusal) = guard(order, actor, "changing the provisioning contact") {
+            if let Some(refusal) = guard(
+                order,
+                actor,
+                "change the provisioning contact",
+                "changing the provisioning contact",
+            ) {
                 return Ok(refused(
                     ctx,
                     RefusedAction::ChangeContact,
@@ -220,7 +226,12 @@ fn decide_on_order(
                 .collect())
         }
         Command::ResendEmail { line_id } => {
-            if let Some(refusal) = guard(order, actor, "resending the provisioning email") {
+            if let Some(refusal) = guard(
+                order,
+                actor,
+                "resend the provisioning email",
+                "resending the provisioning email",
+            ) {
                 return Ok(refused(
                     ctx,
                     RefusedAction::ResendEmail,
@@ -294,7 +305,12 @@ fn decide_on_order(
             note,
             attachments,
         } => {
-            if let Some(refusal) = guard(order, actor, "opening a provisioning support case") {
+            if let Some(refusal) = guard(
+                order,
+                actor,
+                "open a provisioning support case",
+                "opening a provisioning support case",
+            ) {
                 return Ok(refused(
                     ctx,
                     RefusedAction::OpenSupportCase,

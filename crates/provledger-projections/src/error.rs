@@ -63,6 +63,14 @@ pub enum ProjectionError {
         /// What failed.
         reason: String,
     },
+    /// The event store skipped a position: events are missing.
+    #[error("the event store skips from position {after} to {next}: events are missing; run `provledger verify` and restore the ledger from a backup or an export")]
+    Gap {
+        /// The last position present.
+        after: Position,
+        /// The next position the store returned.
+        next: Position,
+    },
     /// A query parameter is invalid.
     #[error("invalid {field}: {reason}")]
     InvalidQuery {

@@ -1,1 +1,309 @@
-//! placeholder
+//! Read models of provledger, rebuilt from events: line state (`lines`), the
+//! Transaction Manager (`transactions`, R9) and the audit trail (`history`).
+//!
+//! This crate exists so that every view of the ledger is derived from the
+//! events in one tested place, and can be thrown away and rebuilt from
+//! position 0 at any time. Invariants:
+//!
+//! * **One rule book.** Line state is the domain's own fold
+//!   ([`provledger_domain::evolve`]); nothing here re-implements a line rule.
+//!   The pure code in `project` turns one event into row changes; the SQL
+//!   backends and the point-in-time replay ([`lines_as_of`],
+//!   [`history_as_of`]) are sinks of that same code.
+//! * **Same database as the events.** The `rm_` tables live in the store's
+//!   SQLite file or PostgreSQL schema, versioned by `rm_schema_migrations`.
+//! * **Exactly once.** Each batch of events is applied in one database
+//!   transaction together with its checkpoint, re-read under an exclusive
+//!   lock, so concurrent workers never apply an event twice and a crash never
+//!   leaves half a batch.
+//! * **Deterministic.** A rebuild gives byte-for-byte the [`ReadModels::dump`]
+//!   of incremental maintenance.
+//!
+//! The layout and the reasons behind it are in docs/adr/0004-read-models.md.
+
+#![warn(missing_docs)]
+
+mod backend;
+mod error;
+mod memory;
+mod postgres;
+mod project;
+mod rows;
+mod sqlite;
+
+use std::fmt::Write as _;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use chrono::{DateTime, Utc};
+use provledger_domain::OrderId;
+use provledger_store::{EventStore, Position, RecordedEvent, StoreUrl};
+
+pub use error::ProjectionError;
+pub use memory::{history_as_of, lines_as_of, AsOf};
+pub use rows::{
+    HistoryQuery, HistoryRow, LineQuery, LineRow, TransactionQuery, TransactionRow,
+    TransactionStatus, TransactionType,
+};
+
+use backend::{Applied, Backend, BATCH_SIZE};
+use project::StateCache;
+
+/// How often [`ReadModels::rebuild`] reports progress, in events.
+pub const PROGRESS_EVERY: u64 = 10_000;
+
+/// The read models of one ledger, stored in the ledger's own database.
+///
+/// A handle is `Send + Sync` and may be shared between threads: calls take
+/// turns on one database connection, one batch at a time, so queries are not
+/// held up for a whole rebuild. Several handles (threads or processes) may
+/// maintain the same read models at once; every event is still applied once.
+pub struct ReadModels {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    backend: Box<dyn Backend>,
+    cache: StateCache,
+    batch_size: usize,
+}
+
+impl std::fmt::Debug for ReadModels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadModels").finish_non_exhaustive()
+    }
+}
+
+impl ReadModels {
+    /// Open the read models of the ledger at `store_url` (the store's own URL:
+    /// `sqlite:PATH` or `postgres://…`), creating or migrating the `rm_`
+    /// tables as needed.
+    ///
+    /// For SQLite the file is created if missing; for PostgreSQL the tables
+    /// go in the connection's current schema (see [`ReadModels::open_in_schema`]).
+    pub fn open(store_url: &str) -> Result<ReadModels, ProjectionError> {
+        let backend: Box<dyn Backend> = match StoreUrl::parse(store_url)? {
+            StoreUrl::Sqlite(path) => Box::new(sqlite::SqliteModels::open(&path)?),
+            StoreUrl::Postgres(url) => Box::new(postgres::PostgresModels::connect(&url, None)?),
+        };
+        Ok(Self::with_backend(backend))
+    }
+
+    /// Open the read models of a PostgreSQL ledger kept in `schema` (as
+    /// `provledger_store::postgres::PostgresStore::connect_in_schema` keeps
+    /// it), creating the schema if missing.
+    ///
+    /// `schema` must match `[a-z_][a-z0-9_]*`, at most 63 bytes, not starting
+    /// with `pg_`; `store_url` must be a `postgres://` URL. Otherwise
+    /// [`ProjectionError::InvalidUrl`].
+    pub fn open_in_schema(store_url: &str, schema: &str) -> Result<ReadModels, ProjectionError> {
+        match StoreUrl::parse(store_url)? {
+            StoreUrl::Postgres(url) => Ok(Self::with_backend(Box::new(
+                postgres::PostgresModels::connect(&url, Some(schema))?,
+            ))),
+            StoreUrl::Sqlite(_) => Err(ProjectionError::InvalidUrl {
+                url: store_url.to_string(),
+                reason: "a schema applies only to PostgreSQL; give a postgres:// URL, or use \
+                         ReadModels::open for SQLite"
+                    .into(),
+            }),
+        }
+    }
+
+    fn with_backend(backend: Box<dyn Backend>) -> ReadModels {
+        ReadModels {
+            inner: Mutex::new(Inner {
+                backend,
+                cache: StateCache::default(),
+                batch_size: BATCH_SIZE,
+            }),
+        }
+    }
+
+    /// Apply at most `events` events per database transaction (default
+    /// 5,000; at least 1). Smaller batches hold the database's write lock
+    /// for less time; larger ones rebuild faster.
+    pub fn with_batch_size(self, events: usize) -> ReadModels {
+        self.inner().batch_size = events.max(1);
+        self
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        // A panic while the lock was held rolled back its database
+        // transaction (dropped); the cache is only changed after a commit.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Apply the events after the checkpoint; returns how many events the
+    /// checkpoint moved over (events of non-order streams included).
+    pub fn catch_up(&self, store: &dyn EventStore) -> Result<u64, ProjectionError> {
+        self.run(store, &mut |_| {})
+    }
+
+    /// Drop every read-model row and replay the whole ledger from position 0.
+    ///
+    /// `progress` is called with the number of events applied so far every
+    /// [`PROGRESS_EVERY`] events and once at the end. Readers see the read
+    /// models fill up batch by batch; the result equals incremental
+    /// maintenance. Returns the number of events applied.
+    pub fn rebuild(
+        &self,
+        store: &dyn EventStore,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64, ProjectionError> {
+        {
+            let mut inner = self.inner();
+            inner.cache.clear();
+            inner.backend.reset()?;
+        }
+        let mut next_report = PROGRESS_EVERY;
+        let total = self.run(store, &mut |done| {
+            while done >= next_report {
+                progress(next_report);
+                next_report += PROGRESS_EVERY;
+            }
+        })?;
+        progress(total);
+        Ok(total)
+    }
+
+    /// The batch loop shared by catch-up and rebuild; `progress` gets the
+    /// running total after each batch.
+    fn run(
+        &self,
+        store: &dyn EventStore,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64, ProjectionError> {
+        let mut total = 0;
+        let batch_size = self.inner().batch_size;
+        'read: loop {
+            let mut expected = self.inner().backend.checkpoint()?;
+            let mut events = store.read_all(expected)?;
+            loop {
+                let batch = next_batch(&mut events, batch_size)?;
+                if batch.is_empty() {
+                    return Ok(total);
+                }
+                let applied = {
+                    let mut inner = self.inner();
+                    let Inner { backend, cache, .. } = &mut *inner;
+                    backend.apply(expected, &batch, cache)
+                };
+                match applied {
+                    Ok(Applied::Done { events, checkpoint }) => {
+                        total += events;
+                        expected = checkpoint;
+                        progress(total);
+                    }
+                    Ok(Applied::Restart) => continue 'read,
+                    Err(e) => {
+                        self.inner().cache.clear();
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Position of the last event applied to the read models (0: none).
+    pub fn checkpoint(&self) -> Result<Position, ProjectionError> {
+        self.inner().backend.checkpoint()
+    }
+
+    /// Line state (R1–R8), sorted by order id, then in order-file order.
+    pub fn lines(&self, q: &LineQuery) -> Result<Vec<LineRow>, ProjectionError> {
+        self.inner().backend.lines(q)
+    }
+
+    /// The Transaction Manager (R9): rows in chronological order
+    /// (`submitted_at`, then position, then line id), at most `q.limit`.
+    pub fn transactions(
+        &self,
+        q: &TransactionQuery,
+    ) -> Result<Vec<TransactionRow>, ProjectionError> {
+        self.inner().backend.transactions(q)
+    }
+
+    /// Every event of an order or a subscription (see [`HistoryQuery`]), in
+    /// position order.
+    pub fn history(&self, q: &HistoryQuery) -> Result<Vec<HistoryRow>, ProjectionError> {
+        self.inner().backend.history(q)
+    }
+
+    /// Orders with a scheduled transition (R2, R7, R11) due at or before
+    /// `now` by the domain's `next_due`, sorted by order id: what `tick`
+    /// must visit.
+    pub fn orders_due(&self, now: DateTime<Utc>) -> Result<Vec<OrderId>, ProjectionError> {
+        self.inner().backend.orders_due(now)
+    }
+
+    /// A canonical text of every read-model table: the checkpoint, then the
+    /// order states, lines, transactions and history, one sorted row per
+    /// line. Two read models of the same events give identical text, on
+    /// either backend.
+    pub fn dump(&self) -> Result<String, ProjectionError> {
+        let mut inner = self.inner();
+        let backend = &mut inner.backend;
+        let mut out = String::new();
+        let _ = writeln!(out, "# rm_checkpoints\norders\t{}", backend.checkpoint()?);
+        out.push_str("# rm_order_state\n");
+        for s in backend.order_states()? {
+            let _ = writeln!(
+                out,
+                "{}\t{}\t{}\t{}",
+                s.order_id,
+                s.version,
+                s.next_due_at.as_deref().unwrap_or("-"),
+                s.state_json
+            );
+        }
+        out.push_str("# rm_lines\n");
+        for row in backend.lines(&LineQuery::default())? {
+            push_json(&mut out, &row)?;
+        }
+        out.push_str("# rm_transactions\n");
+        for row in backend.transactions(&TransactionQuery::default())? {
+            push_json(&mut out, &row)?;
+        }
+        out.push_str("# rm_history\n");
+        for row in backend.history(&HistoryQuery::default())? {
+            push_json(&mut out, &row)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Append `row` as one line of JSON (for [`ReadModels::dump`]).
+fn push_json<T: serde::Serialize>(out: &mut String, row: &T) -> Result<(), ProjectionError> {
+    let text = serde_json::to_string(row).map_err(|e| ProjectionError::Corrupt {
+        table: "dump",
+        key: String::new(),
+        reason: e.to_string(),
+    })?;
+    out.push_str(&text);
+    out.push('\n');
+    Ok(())
+}
+
+/// Up to `size` events from the store's stream.
+fn next_batch(
+    events: &mut dyn Iterator<Item = Result<RecordedEvent, provledger_store::StoreError>>,
+    size: usize,
+) -> Result<Vec<RecordedEvent>, ProjectionError> {
+    let mut batch = Vec::with_capacity(size.min(1024));
+    for event in events.take(size) {
+        batch.push(event?);
+    }
+    Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn read_models_are_send_and_sync() {
+        assert_send_sync::<ReadModels>();
+    }
+}

@@ -137,8 +137,11 @@ impl<T: Clone> StoreRegistry<T> {
     }
 }
 
+/// A conformance check: panics if the backend breaks the contract.
+pub type Check = fn(&dyn Backend);
+
 /// Every check, by name, in the order [`run_all`] runs them.
-pub const CHECKS: &[(&str, fn(&dyn Backend))] = &[
+pub const CHECKS: &[(&str, Check)] = &[
     ("append_and_read_back", append_and_read_back),
     (
         "positions_and_versions_are_gapless",
@@ -168,7 +171,10 @@ pub const CHECKS: &[(&str, fn(&dyn Backend))] = &[
     ("raw_update_is_refused", raw_update_is_refused),
     ("raw_delete_is_refused", raw_delete_is_refused),
     ("import_preserves_hashes", import_preserves_hashes),
-    ("import_refuses_broken_batches", import_refuses_broken_batches),
+    (
+        "import_refuses_broken_batches",
+        import_refuses_broken_batches,
+    ),
     (
         "concurrent_appends_lose_no_update",
         concurrent_appends_lose_no_update,
@@ -182,8 +188,7 @@ pub const CHECKS: &[(&str, fn(&dyn Backend))] = &[
 pub fn run_all(backend: &dyn Backend) {
     let mut failed = Vec::new();
     for (name, check) in CHECKS {
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(backend)));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(backend)));
         if outcome.is_err() {
             failed.push(*name);
         }
@@ -328,7 +333,9 @@ fn event(event_type: &str, payload: Value) -> NewEvent {
 
 /// `n` numbered events.
 fn events(n: usize) -> Vec<NewEvent> {
-    (0..n).map(|i| event("Numbered", json!({ "n": i }))).collect()
+    (0..n)
+        .map(|i| event("Numbered", json!({ "n": i })))
+        .collect()
 }
 
 fn single(stream: &str, expected: ExpectedVersion, n: usize) -> AppendRequest {
@@ -361,7 +368,12 @@ fn batch_ok(
     let n = requests.len();
     match store.append_batch(requests) {
         Ok(results) => {
-            ensure_eq!(b, results.len(), n, "append_batch must return one result per request");
+            ensure_eq!(
+                b,
+                results.len(),
+                n,
+                "append_batch must return one result per request"
+            );
             results
         }
         Err(e) => fail!(b, "append_batch failed as a whole: {e}"),
@@ -554,14 +566,29 @@ pub fn append_and_read_back(b: &dyn Backend) {
     );
     let after = Utc::now();
     ensure!(b, !outcome.replayed, "a first append must not be replayed");
-    ensure_eq!(b, outcome.positions(), vec![1, 2], "positions of the first events");
+    ensure_eq!(
+        b,
+        outcome.positions(),
+        vec![1, 2],
+        "positions of the first events"
+    );
 
     for (written, (input, version)) in outcome.events.iter().zip([(&first, 1), (&second, 2)]) {
         let what = format!("event {}", written.position);
         ensure_eq!(b, written.stream_id, "order-WO-1001", "{what}: stream_id");
         ensure_eq!(b, written.stream_version, version, "{what}: stream_version");
-        ensure_eq!(b, written.event_type, input.event_type, "{what}: event_type");
-        ensure_eq!(b, written.schema_version, input.schema_version, "{what}: schema_version");
+        ensure_eq!(
+            b,
+            written.event_type,
+            input.event_type,
+            "{what}: event_type"
+        );
+        ensure_eq!(
+            b,
+            written.schema_version,
+            input.schema_version,
+            "{what}: schema_version"
+        );
         ensure_eq!(b, written.payload, input.payload, "{what}: payload");
         ensure_eq!(b, written.metadata, input.metadata, "{what}: metadata");
         ensure_eq!(
@@ -631,17 +658,32 @@ pub fn positions_and_versions_are_gapless(b: &dyn Backend) {
 
     let all = all_events(b, s, 0);
     let positions: Vec<Position> = all.iter().map(|e| e.position).collect();
-    ensure_eq!(b, positions, (1..=9).collect::<Vec<_>>(), "global positions");
+    ensure_eq!(
+        b,
+        positions,
+        (1..=9).collect::<Vec<_>>(),
+        "global positions"
+    );
     for (stream, n) in [("a", 3), ("b", 3), ("c", 3)] {
         let versions: Vec<u64> = all
             .iter()
             .filter(|e| e.stream_id == stream)
             .map(|e| e.stream_version)
             .collect();
-        ensure_eq!(b, versions, (1..=n).collect::<Vec<_>>(), "versions of stream {stream}");
+        ensure_eq!(
+            b,
+            versions,
+            (1..=n).collect::<Vec<_>>(),
+            "versions of stream {stream}"
+        );
         ensure_eq!(b, version(b, s, stream), n, "stream_version({stream})");
     }
-    ensure_eq!(b, version(b, s, "missing"), 0, "stream_version of a missing stream");
+    ensure_eq!(
+        b,
+        version(b, s, "missing"),
+        0,
+        "stream_version of a missing stream"
+    );
 }
 
 /// A wrong expected version is a `Conflict` carrying the actual version, and
@@ -662,7 +704,12 @@ pub fn conflict_writes_nothing(b: &dyn Backend) {
         ensure!(b, error.is_conflict(), "is_conflict() for {error:?}");
         assert_conflict(b, &error, "s", expected, 2);
     }
-    ensure_eq!(b, all_events(b, s, 0), before, "conflicting appends must write nothing");
+    ensure_eq!(
+        b,
+        all_events(b, s, 0),
+        before,
+        "conflicting appends must write nothing"
+    );
     ensure_eq!(b, version(b, s, "s"), 2, "stream version after conflicts");
 
     let next = append_ok(b, s, single("s", ExpectedVersion::Exact(2), 1));
@@ -672,7 +719,12 @@ pub fn conflict_writes_nothing(b: &dyn Backend) {
         vec![3],
         "the append after conflicts must take the next position (no gap)"
     );
-    ensure_eq!(b, next.events[0].prev_hash, before[1].hash, "chain after conflicts");
+    ensure_eq!(
+        b,
+        next.events[0].prev_hash,
+        before[1].hash,
+        "chain after conflicts"
+    );
 }
 
 /// A request over several streams writes all of them or none.
@@ -697,12 +749,27 @@ pub fn multi_stream_append_is_all_or_nothing(b: &dyn Backend) {
     };
     let error = append_err(b, s, request(ExpectedVersion::Exact(5)));
     assert_conflict(b, &error, "b", ExpectedVersion::Exact(5), 1);
-    ensure_eq!(b, version(b, s, "a"), 0, "stream a must not exist after the failed request");
-    ensure_eq!(b, stream_ids(b, s, ""), vec!["b".to_string()], "stream ids after failure");
+    ensure_eq!(
+        b,
+        version(b, s, "a"),
+        0,
+        "stream a must not exist after the failed request"
+    );
+    ensure_eq!(
+        b,
+        stream_ids(b, s, ""),
+        vec!["b".to_string()],
+        "stream ids after failure"
+    );
     ensure_eq!(b, head_position(b, s), 1, "head after the failed request");
 
     let outcome = append_ok(b, s, request(ExpectedVersion::Exact(1)));
-    ensure_eq!(b, outcome.positions(), vec![2, 3, 4], "positions of the multi-stream append");
+    ensure_eq!(
+        b,
+        outcome.positions(),
+        vec![2, 3, 4],
+        "positions of the multi-stream append"
+    );
     let streams: Vec<(&str, u64)> = outcome
         .events
         .iter()
@@ -750,7 +817,12 @@ pub fn empty_append_is_refused(b: &dyn Backend) {
         );
     }
     ensure_eq!(b, head_position(b, s), 1, "head after empty appends");
-    ensure_eq!(b, version(b, s, "y"), 0, "stream y after a request with an empty part");
+    ensure_eq!(
+        b,
+        version(b, s, "y"),
+        0,
+        "stream y after a request with an empty part"
+    );
 
     let results = batch_ok(
         b,
@@ -774,7 +846,12 @@ pub fn empty_append_is_refused(b: &dyn Backend) {
             Err(e) => fail!(b, "a valid request next to an empty one failed: {e}"),
         })
         .collect();
-    ensure_eq!(b, positions, vec![vec![2], vec![3]], "positions around an empty request");
+    ensure_eq!(
+        b,
+        positions,
+        vec![vec![2], vec![3]],
+        "positions around an empty request"
+    );
     match s.append_batch(Vec::new()) {
         Ok(results) => ensure!(b, results.is_empty(), "an empty batch has no results"),
         Err(e) => fail!(b, "an empty batch must succeed trivially: {e}"),
@@ -816,12 +893,23 @@ pub fn idempotent_retry_is_a_no_op(b: &dyn Backend) {
     }
     let again = append_ok(b, s, request.clone());
     ensure!(b, again.replayed, "a retry must be replayed");
-    ensure_eq!(b, again.events, first.events, "a retry returns the first result");
+    ensure_eq!(
+        b,
+        again.events,
+        first.events,
+        "a retry returns the first result"
+    );
 
-    let different = single("x", ExpectedVersion::NoStream, 5).with_idempotency_key(Some("cmd-1".into()));
+    let different =
+        single("x", ExpectedVersion::NoStream, 5).with_idempotency_key(Some("cmd-1".into()));
     let replay = append_ok(b, s, different);
     ensure!(b, replay.replayed, "a seen key wins over a changed request");
-    ensure_eq!(b, replay.events, first.events, "a seen key returns the first result");
+    ensure_eq!(
+        b,
+        replay.events,
+        first.events,
+        "a seen key returns the first result"
+    );
     ensure_eq!(b, head_position(b, s), 3, "retries must write nothing");
 
     // A failed request does not burn its key.
@@ -834,8 +922,17 @@ pub fn idempotent_retry_is_a_no_op(b: &dyn Backend) {
         s,
         single("x", ExpectedVersion::Exact(2), 1).with_idempotency_key(Some("cmd-2".into())),
     );
-    ensure!(b, !fixed.replayed, "a key whose request failed must not be recorded");
-    ensure_eq!(b, fixed.positions(), vec![4], "position of the corrected request");
+    ensure!(
+        b,
+        !fixed.replayed,
+        "a key whose request failed must not be recorded"
+    );
+    ensure_eq!(
+        b,
+        fixed.positions(),
+        vec![4],
+        "position of the corrected request"
+    );
 
     // The same key twice in one batch: the second is a replay of the first.
     let results = batch_ok(
@@ -848,8 +945,17 @@ pub fn idempotent_retry_is_a_no_op(b: &dyn Backend) {
     );
     match (&results[0], &results[1]) {
         (Ok(a), Ok(r)) => {
-            ensure!(b, !a.replayed && r.replayed, "first written, second replayed");
-            ensure_eq!(b, r.events, a.events, "the in-batch replay returns the first result");
+            ensure!(
+                b,
+                !a.replayed && r.replayed,
+                "first written, second replayed"
+            );
+            ensure_eq!(
+                b,
+                r.events,
+                a.events,
+                "the in-batch replay returns the first result"
+            );
         }
         other => fail!(b, "the same key twice in a batch: {other:?}"),
     }
@@ -858,13 +964,19 @@ pub fn idempotent_retry_is_a_no_op(b: &dyn Backend) {
     let s = store.as_ref();
     let after_reopen = append_ok(b, s, request);
     ensure!(b, after_reopen.replayed, "keys survive a reopen");
-    ensure_eq!(b, after_reopen.events, first.events, "first result after a reopen");
+    ensure_eq!(
+        b,
+        after_reopen.events,
+        first.events,
+        "first result after a reopen"
+    );
     ensure_eq!(b, head_position(b, s), 5, "nothing written by replays");
     assert_intact(b, s, "after idempotent retries");
 }
 
-/// In a batch, a conflicting request fails alone; the others commit, with
-/// contiguous positions, and later requests see earlier ones.
+/// In a batch, a conflicting request (even one that wrote to another stream
+/// before failing) fails alone; the others commit, with contiguous
+/// positions, and later requests see earlier ones.
 pub fn append_batch_results_are_independent(b: &dyn Backend) {
     let store = b.fresh();
     let s = store.as_ref();
@@ -874,7 +986,22 @@ pub fn append_batch_results_are_independent(b: &dyn Backend) {
         s,
         vec![
             single("p", ExpectedVersion::NoStream, 2),
-            single("m", ExpectedVersion::Exact(0), 1),
+            // Writes to "n" before failing on "m": all of it must be undone.
+            AppendRequest {
+                appends: vec![
+                    StreamAppend {
+                        stream_id: "n".into(),
+                        expected: ExpectedVersion::NoStream,
+                        events: events(2),
+                    },
+                    StreamAppend {
+                        stream_id: "m".into(),
+                        expected: ExpectedVersion::Exact(0),
+                        events: events(1),
+                    },
+                ],
+                idempotency_key: Some("batch-failed".into()),
+            },
             single("q", ExpectedVersion::NoStream, 1),
             single("p", ExpectedVersion::Exact(2), 1),
         ],
@@ -888,9 +1015,25 @@ pub fn append_batch_results_are_independent(b: &dyn Backend) {
         Err(error) => assert_conflict(b, error, "m", ExpectedVersion::Exact(0), 1),
         Ok(o) => fail!(b, "request 1 should conflict, wrote {:?}", o.positions()),
     }
-    ensure_eq!(b, positions(2), vec![4], "request 2 (after the conflict, no gap)");
+    ensure_eq!(
+        b,
+        positions(2),
+        vec![4],
+        "request 2 (after the conflict, no gap)"
+    );
     ensure_eq!(b, positions(3), vec![5], "request 3 (sees request 0)");
-    ensure_eq!(b, version(b, s, "m"), 1, "the conflicting request wrote nothing");
+    ensure_eq!(
+        b,
+        version(b, s, "m"),
+        1,
+        "the conflicting request wrote nothing"
+    );
+    ensure_eq!(
+        b,
+        version(b, s, "n"),
+        0,
+        "the conflicting request's first stream"
+    );
     ensure_eq!(b, version(b, s, "p"), 3, "stream p");
 
     let written: Vec<RecordedEvent> = results
@@ -911,16 +1054,29 @@ pub fn read_all_crosses_pages(b: &dyn Backend) {
     const PER_STREAM: usize = 100;
     let total = (STREAMS * PER_STREAM) as Position;
     let requests = (0..STREAMS)
-        .map(|i| single(&format!("page-{i:02}"), ExpectedVersion::NoStream, PER_STREAM))
+        .map(|i| {
+            single(
+                &format!("page-{i:02}"),
+                ExpectedVersion::NoStream,
+                PER_STREAM,
+            )
+        })
         .collect();
     let written: Vec<RecordedEvent> = batch_ok(b, s, requests)
         .into_iter()
-        .flat_map(|r| r.unwrap_or_else(|e| fail!(b, "bulk append failed: {e}")).events)
+        .flat_map(|r| {
+            r.unwrap_or_else(|e| fail!(b, "bulk append failed: {e}"))
+                .events
+        })
         .collect();
 
     let all = all_events(b, s, 0);
     ensure_eq!(b, all.len() as u64, total, "read_all(0) count");
-    ensure!(b, all == written, "read_all(0) must equal what was written, in order");
+    ensure!(
+        b,
+        all == written,
+        "read_all(0) must equal what was written, in order"
+    );
     for after in [1, 499, 999, 1000, 1001, 1999, 2000, 2001, 2599] {
         let tail = all_events(b, s, after);
         let positions: Vec<Position> = tail.iter().map(|e| e.position).collect();
@@ -935,7 +1091,11 @@ pub fn read_all_crosses_pages(b: &dyn Backend) {
         );
     }
     for after in [total, total + 1, u64::MAX] {
-        ensure!(b, all_events(b, s, after).is_empty(), "read_all({after}) must be empty");
+        ensure!(
+            b,
+            all_events(b, s, after).is_empty(),
+            "read_all({after}) must be empty"
+        );
     }
     let first_three: Vec<Position> = s
         .read_all(0)
@@ -957,25 +1117,34 @@ pub fn append_while_reading_all(b: &dyn Backend) {
         r.unwrap_or_else(|e| fail!(b, "bulk append failed: {e}"));
     }
     let name = b.name().to_string();
-    let (count, last) = within(b, Duration::from_secs(60), "append during read_all", move || {
-        let mut iter = store
-            .read_all(0)
-            .unwrap_or_else(|e| panic!("[{name}] read_all failed: {e}"));
-        let mut count = 0u64;
-        let mut last = 0;
-        while let Some(event) = iter.next() {
-            let event = event.unwrap_or_else(|e| panic!("[{name}] read_all yielded {e}"));
-            assert_eq!(event.position, last + 1, "[{name}] read_all order during appends");
-            last = event.position;
-            count += 1;
-            if count == 10 || count == 1500 {
-                store
-                    .append(single("w", ExpectedVersion::Any, 1))
-                    .unwrap_or_else(|e| panic!("[{name}] append during read_all failed: {e}"));
+    let (count, last) = within(
+        b,
+        Duration::from_secs(60),
+        "append during read_all",
+        move || {
+            let iter = store
+                .read_all(0)
+                .unwrap_or_else(|e| panic!("[{name}] read_all failed: {e}"));
+            let mut count = 0u64;
+            let mut last = 0;
+            for event in iter {
+                let event = event.unwrap_or_else(|e| panic!("[{name}] read_all yielded {e}"));
+                assert_eq!(
+                    event.position,
+                    last + 1,
+                    "[{name}] read_all order during appends"
+                );
+                last = event.position;
+                count += 1;
+                if count == 10 || count == 1500 {
+                    store
+                        .append(single("w", ExpectedVersion::Any, 1))
+                        .unwrap_or_else(|e| panic!("[{name}] append during read_all failed: {e}"));
+                }
             }
-        }
-        (count, last)
-    });
+            (count, last)
+        },
+    );
     ensure!(
         b,
         (3000..=3002).contains(&count) && count == last,
@@ -1006,7 +1175,10 @@ pub fn read_stream_after_version(b: &dyn Backend) {
         read_stream(b, s, "missing", 0).is_empty(),
         "read_stream of a missing stream is empty"
     );
-    let positions: Vec<Position> = read_stream(b, s, "s", 0).iter().map(|e| e.position).collect();
+    let positions: Vec<Position> = read_stream(b, s, "s", 0)
+        .iter()
+        .map(|e| e.position)
+        .collect();
     ensure_eq!(b, positions, vec![1, 3, 5, 7, 9], "positions of stream s");
     ensure!(
         b,
@@ -1046,9 +1218,19 @@ pub fn stream_ids_by_prefix(b: &dyn Backend) {
     }
     let mut sorted: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
     sorted.sort();
-    ensure_eq!(b, stream_ids(b, s, ""), sorted, "stream_ids(\"\"): all, sorted by bytes");
+    ensure_eq!(
+        b,
+        stream_ids(b, s, ""),
+        sorted,
+        "stream_ids(\"\"): all, sorted by bytes"
+    );
     let expect = |prefix: &str, expected: &[&str]| {
-        ensure_eq!(b, stream_ids(b, s, prefix), expected, "stream_ids({prefix:?})");
+        ensure_eq!(
+            b,
+            stream_ids(b, s, prefix),
+            expected,
+            "stream_ids({prefix:?})"
+        );
     };
     expect(
         "order-",
@@ -1071,7 +1253,11 @@ pub fn head_tracks_last_event(b: &dyn Backend) {
     let s = store.as_ref();
     ensure_eq!(b, head(b, s), None, "head of an empty store");
     let outcome = append_ok(b, s, single("h", ExpectedVersion::NoStream, 3));
-    let last = outcome.events.last().cloned().unwrap_or_else(|| fail!(b, "no events"));
+    let last = outcome
+        .events
+        .last()
+        .cloned()
+        .unwrap_or_else(|| fail!(b, "no events"));
     let expected = Some(Head {
         position: 3,
         hash: last.hash,
@@ -1087,13 +1273,23 @@ pub fn verify_intact_ledger(b: &dyn Backend) {
     let s = store.as_ref();
     let empty = verify(s, &mut |_| {}).unwrap_or_else(|e| fail!(b, "verify failed: {e}"));
     ensure!(b, empty.is_intact(), "an empty ledger is intact");
-    ensure_eq!(b, empty.events_checked, 0, "events checked in an empty ledger");
-    ensure_eq!(b, empty.head_hash, hash::GENESIS_HASH, "head hash of an empty ledger");
+    ensure_eq!(
+        b,
+        empty.events_checked,
+        0,
+        "events checked in an empty ledger"
+    );
+    ensure_eq!(
+        b,
+        empty.head_hash,
+        hash::GENESIS_HASH,
+        "head hash of an empty ledger"
+    );
 
     let all = build_ledger(b, s);
     let mut last_progress = 0;
-    let report = verify(s, &mut |n| last_progress = n)
-        .unwrap_or_else(|e| fail!(b, "verify failed: {e}"));
+    let report =
+        verify(s, &mut |n| last_progress = n).unwrap_or_else(|e| fail!(b, "verify failed: {e}"));
     ensure!(b, report.is_intact(), "verify: {:?}", report.first_broken);
     ensure_eq!(b, report.events_checked, 12, "events checked");
     ensure_eq!(b, last_progress, 12, "the last progress report");
@@ -1115,7 +1311,9 @@ pub fn verify_names_tampered_position(b: &dyn Backend) {
     let tampered = read_stream(b, s, "org-1", 0);
     ensure!(
         b,
-        tampered.iter().any(|e| e.position == 6 && e.payload == json!({ "n": 999 })),
+        tampered
+            .iter()
+            .any(|e| e.position == 6 && e.payload == json!({ "n": 999 })),
         "tamper_payload did not change the payload at position 6: {tampered:?}"
     );
     let report = verify(s, &mut |_| {}).unwrap_or_else(|e| fail!(b, "verify failed: {e}"));
@@ -1125,7 +1323,12 @@ pub fn verify_names_tampered_position(b: &dyn Backend) {
         Some(6),
         "verify must name position 6 as the first broken link (report: {report:?})"
     );
-    ensure_eq!(b, report.events_checked, 5, "events checked before the broken link");
+    ensure_eq!(
+        b,
+        report.events_checked,
+        5,
+        "events checked before the broken link"
+    );
 }
 
 /// The database itself refuses an `UPDATE` of a stored event.
@@ -1133,8 +1336,17 @@ pub fn raw_update_is_refused(b: &dyn Backend) {
     let store = b.fresh();
     let s = store.as_ref();
     let before = build_ledger(b, s);
-    ensure!(b, b.raw_update_is_refused(s), "a raw UPDATE of an event was not refused");
-    ensure_eq!(b, all_events(b, s, 0), before, "the ledger after a refused UPDATE");
+    ensure!(
+        b,
+        b.raw_update_is_refused(s),
+        "a raw UPDATE of an event was not refused"
+    );
+    ensure_eq!(
+        b,
+        all_events(b, s, 0),
+        before,
+        "the ledger after a refused UPDATE"
+    );
     assert_intact(b, s, "after a refused UPDATE");
 }
 
@@ -1143,8 +1355,17 @@ pub fn raw_delete_is_refused(b: &dyn Backend) {
     let store = b.fresh();
     let s = store.as_ref();
     let before = build_ledger(b, s);
-    ensure!(b, b.raw_delete_is_refused(s), "a raw DELETE of an event was not refused");
-    ensure_eq!(b, all_events(b, s, 0), before, "the ledger after a refused DELETE");
+    ensure!(
+        b,
+        b.raw_delete_is_refused(s),
+        "a raw DELETE of an event was not refused"
+    );
+    ensure_eq!(
+        b,
+        all_events(b, s, 0),
+        before,
+        "the ledger after a refused DELETE"
+    );
     assert_intact(b, s, "after a refused DELETE");
 }
 
@@ -1161,7 +1382,11 @@ pub fn import_preserves_hashes(b: &dyn Backend) {
     }
     for chunk in exported.chunks(5) {
         if let Err(e) = t.import_batch(chunk) {
-            fail!(b, "import of positions {:?}.. failed: {e}", chunk.first().map(|e| e.position));
+            fail!(
+                b,
+                "import of positions {:?}.. failed: {e}",
+                chunk.first().map(|e| e.position)
+            );
         }
     }
     ensure!(
@@ -1171,9 +1396,19 @@ pub fn import_preserves_hashes(b: &dyn Backend) {
     );
     ensure_eq!(b, head(b, t), head(b, source.as_ref()), "head after import");
     assert_intact(b, t, "after import");
-    ensure_eq!(b, version(b, t, "order-2"), 6, "stream version after import");
+    ensure_eq!(
+        b,
+        version(b, t, "order-2"),
+        6,
+        "stream version after import"
+    );
     let next = append_ok(b, t, single("order-2", ExpectedVersion::Exact(6), 1));
-    ensure_eq!(b, next.positions(), vec![13], "position of an append after import");
+    ensure_eq!(
+        b,
+        next.positions(),
+        vec![13],
+        "position of an append after import"
+    );
     ensure_eq!(
         b,
         Some(next.events[0].prev_hash.clone()),
@@ -1236,7 +1471,12 @@ pub fn import_refuses_broken_batches(b: &dyn Backend) {
                 "import of a batch with {what}: expected ChainBroken at {position}, got {other:?}"
             ),
         }
-        ensure_eq!(b, head_position(b, t), 4, "head after refusing a batch with {what}");
+        ensure_eq!(
+            b,
+            head_position(b, t),
+            4,
+            "head after refusing a batch with {what}"
+        );
     }
     for (what, event) in [
         ("a duplicate stream version", duplicate),
@@ -1249,12 +1489,21 @@ pub fn import_refuses_broken_batches(b: &dyn Backend) {
         }
         ensure_eq!(b, head_position(b, t), 4, "head after refusing {what}");
     }
-    ensure_eq!(b, all_events(b, t, 0), exported[..4].to_vec(), "nothing written by refusals");
+    ensure_eq!(
+        b,
+        all_events(b, t, 0),
+        exported[..4].to_vec(),
+        "nothing written by refusals"
+    );
 
     if let Err(e) = t.import_batch(rest) {
         fail!(b, "the correct continuation was refused: {e}");
     }
-    ensure!(b, all_events(b, t, 0) == exported, "the ledger after the correct import");
+    ensure!(
+        b,
+        all_events(b, t, 0) == exported,
+        "the ledger after the correct import"
+    );
     assert_intact(b, t, "after refusals and a correct import");
 }
 
@@ -1267,8 +1516,13 @@ pub fn concurrent_appends_lose_no_update(b: &dyn Backend) {
     let handles: Vec<Box<dyn EventStore>> =
         (0..WRITERS).map(|_| b.open_same(store.as_ref())).collect();
     let name = b.name().to_string();
-    let conflicts = within(b, Duration::from_secs(120), "concurrent appends", move || {
-        let threads: Vec<_> = handles
+    let conflicts =
+        within(
+            b,
+            Duration::from_secs(120),
+            "concurrent appends",
+            move || {
+                let threads: Vec<_> = handles
             .into_iter()
             .enumerate()
             .map(|(writer, handle)| {
@@ -1298,11 +1552,12 @@ pub fn concurrent_appends_lose_no_update(b: &dyn Backend) {
                 })
             })
             .collect();
-        threads
-            .into_iter()
-            .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .sum::<u64>()
-    });
+                threads
+                    .into_iter()
+                    .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .sum::<u64>()
+            },
+        );
     let s = store.as_ref();
     let total = (WRITERS * APPENDS) as u64;
     ensure_eq!(
@@ -1313,7 +1568,12 @@ pub fn concurrent_appends_lose_no_update(b: &dyn Backend) {
     );
     let events = read_stream(b, s, "counter", 0);
     let versions: Vec<u64> = events.iter().map(|e| e.stream_version).collect();
-    ensure_eq!(b, versions, (1..=total).collect::<Vec<_>>(), "stream versions");
+    ensure_eq!(
+        b,
+        versions,
+        (1..=total).collect::<Vec<_>>(),
+        "stream versions"
+    );
     for writer in 0..WRITERS {
         let ns: Vec<u64> = events
             .iter()

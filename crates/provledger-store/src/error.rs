@@ -58,12 +58,21 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("SQLite error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL failed.
-    #[error("PostgreSQL error: {0}")]
+    /// PostgreSQL failed; shows the server's own message when there is one.
+    #[error("PostgreSQL error: {}", postgres_message(.0))]
     Postgres(#[from] postgres::Error),
     /// The file system failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// The server's message (e.g. a trigger's "append-only" refusal) rather than
+/// the client's generic "db error".
+fn postgres_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
 }
 
 impl StoreError {

@@ -125,7 +125,8 @@ impl Statements {
     fn prepare(client: &mut Client) -> Result<Self, StoreError> {
         Ok(Statements {
             lock: client.prepare("SELECT pg_advisory_xact_lock($1::int4, $2::int4)")?,
-            head: client.prepare("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")?,
+            head: client
+                .prepare("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")?,
             stream_version: client.prepare(
                 "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1",
             )?,
@@ -191,7 +192,7 @@ struct Conn {
 /// A connection found closed is reopened on the next call.
 pub struct PostgresStore {
     url: String,
-    schema: Option<String>,
+    schema: String,
     lock_key: i32,
     conn: Mutex<Conn>,
 }
@@ -207,7 +208,8 @@ impl fmt::Debug for PostgresStore {
 
 impl PostgresStore {
     /// Connect to the database at `url` (e.g. `postgres://user@host:5432/db`)
-    /// and use the connection's default `search_path` (usually `public`),
+    /// and use the schema the connection's default `search_path` resolves to
+    /// (usually `public`; pinned for the session, including reconnects),
     /// creating or migrating the tables as needed.
     ///
     /// Errors: [`StoreError::Postgres`] when the server cannot be reached,
@@ -224,7 +226,8 @@ impl PostgresStore {
                     .into(),
             });
         };
-        Self::finish(url, client, &schema, None)
+        client.batch_execute(&format!("SET search_path TO {}", quote_ident(&schema)))?;
+        Self::finish(url, client, &schema)
     }
 
     /// Connect to the database at `url` and keep this ledger in `schema`
@@ -240,18 +243,18 @@ impl PostgresStore {
             "SELECT pg_advisory_xact_lock($1::int4, $2::int4)",
             &[&MIGRATION_LOCK_CLASS, &schema_key(schema)],
         )?;
-        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))?;
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            quote_ident(schema)
+        ))?;
         tx.commit()?;
-        client.batch_execute(&format!("SET search_path TO \"{schema}\""))?;
-        Self::finish(url, client, schema, Some(schema.to_string()))
+        client.batch_execute(&format!("SET search_path TO {}", quote_ident(schema)))?;
+        Self::finish(url, client, schema)
     }
 
-    fn finish(
-        url: &str,
-        mut client: Client,
-        schema: &str,
-        search_path: Option<String>,
-    ) -> Result<Self, StoreError> {
+    /// Migrate the schema the session's `search_path` was just set to and
+    /// prepare the statements.
+    fn finish(url: &str, mut client: Client, schema: &str) -> Result<Self, StoreError> {
         migrate(&mut client, schema)?;
         let lock_key: i32 = client
             .query_one("SELECT 'events'::regclass::oid::int4", &[])?
@@ -259,7 +262,7 @@ impl PostgresStore {
         let statements = Statements::prepare(&mut client)?;
         Ok(PostgresStore {
             url: url.to_string(),
-            schema: search_path,
+            schema: schema.to_string(),
             lock_key,
             conn: Mutex::new(Conn { client, statements }),
         })
@@ -290,21 +293,20 @@ impl PostgresStore {
         let mut guard = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         if guard.client.is_closed() {
             let mut client = Client::connect(&self.url, NoTls)?;
-            if let Some(schema) = &self.schema {
-                client.batch_execute(&format!("SET search_path TO \"{schema}\""))?;
-            }
+            client.batch_execute(&format!("SET search_path TO {}", quote_ident(&self.schema)))?;
             let statements = Statements::prepare(&mut client)?;
             *guard = Conn { client, statements };
         }
         Ok(guard)
     }
 
-    /// Up to [`PAGE_SIZE`] events after `after`, in position order.
-    fn page(&self, after: Position) -> Result<Vec<RecordedEvent>, StoreError> {
+    /// The rows of up to [`PAGE_SIZE`] events after `after`, in position order.
+    fn page(&self, after: Position) -> Result<Vec<Row>, StoreError> {
         let mut conn = self.conn()?;
         let Conn { client, statements } = &mut *conn;
-        let rows = client.query(&statements.page, &[&to_sql_int(after)?, &PAGE_SIZE])?;
-        rows.iter().map(decode).collect()
+        // No stored position exceeds i64::MAX: a larger `after` reads nothing.
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        Ok(client.query(&statements.page, &[&after, &PAGE_SIZE])?)
     }
 }
 
@@ -377,15 +379,16 @@ impl EventStore for PostgresStore {
     }
 
     fn read_all(&self, after: Position) -> Result<EventIter<'_>, StoreError> {
-        // Fetch the first page now so that a dead connection fails here.
-        let first = self.page(after)?;
-        let done = (first.len() as i64) < PAGE_SIZE;
-        Ok(Box::new(Pages {
+        let mut pages = Pages {
             store: self,
             after,
-            buffer: first.into(),
-            done,
-        }))
+            buffer: VecDeque::new(),
+            done: false,
+        };
+        // Fetch the first page now so that a dead connection fails here.
+        let rows = self.page(after)?;
+        pages.fill(rows);
+        Ok(Box::new(pages))
     }
 
     fn stream_ids(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -430,10 +433,12 @@ impl EventStore for PostgresStore {
             None => ChainChecker::new(),
         };
         for event in events {
-            checker.check(event).map_err(|link| StoreError::ChainBroken {
-                position: link.position,
-                reason: link.reason,
-            })?;
+            checker
+                .check(event)
+                .map_err(|link| StoreError::ChainBroken {
+                    position: link.position,
+                    reason: link.reason,
+                })?;
         }
         // The checker saw only this batch: check each stream's first version
         // in it against the store.
@@ -489,11 +494,31 @@ impl EventStore for PostgresStore {
 }
 
 /// The streaming iterator behind [`EventStore::read_all`].
+/// It ends after the first error.
 struct Pages<'a> {
     store: &'a PostgresStore,
     after: Position,
-    buffer: VecDeque<RecordedEvent>,
+    buffer: VecDeque<Result<RecordedEvent, StoreError>>,
     done: bool,
+}
+
+impl Pages<'_> {
+    /// Decode a page into the buffer, up to and including the first bad row.
+    fn fill(&mut self, rows: Vec<Row>) {
+        self.done = (rows.len() as i64) < PAGE_SIZE;
+        for row in &rows {
+            let event = decode(row);
+            match &event {
+                Ok(e) => self.after = e.position,
+                Err(_) => self.done = true,
+            }
+            let failed = event.is_err();
+            self.buffer.push_back(event);
+            if failed {
+                break;
+            }
+        }
+    }
 }
 
 impl Iterator for Pages<'_> {
@@ -502,19 +527,14 @@ impl Iterator for Pages<'_> {
     fn next(&mut self) -> Option<Self::Item> {
         if self.buffer.is_empty() && !self.done {
             match self.store.page(self.after) {
-                Ok(page) => {
-                    self.done = (page.len() as i64) < PAGE_SIZE;
-                    self.buffer = page.into();
-                }
+                Ok(rows) => self.fill(rows),
                 Err(e) => {
                     self.done = true;
                     return Some(Err(e));
                 }
             }
         }
-        let event = self.buffer.pop_front()?;
-        self.after = event.position;
-        Some(Ok(event))
+        self.buffer.pop_front()
     }
 }
 
@@ -907,6 +927,11 @@ fn check_schema_name(url: &str, schema: &str) -> Result<(), StoreError> {
     }
 }
 
+/// An SQL identifier, quoted (names are validated too; this is belt and braces).
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// The URL without its password, for messages.
 fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -929,7 +954,8 @@ pub fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
     check_schema_name(url, schema)?;
     let mut client = Client::connect(url, NoTls)?;
     client.batch_execute(&format!(
-        "SET client_min_messages TO warning; DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+        "SET client_min_messages TO warning; DROP SCHEMA IF EXISTS {} CASCADE",
+        quote_ident(schema)
     ))?;
     Ok(())
 }
@@ -998,11 +1024,23 @@ mod tests {
         for ok in ["a", "_x", "ledger_2", "t_conf_123_456_0"] {
             assert!(check_schema_name("postgres://h/db", ok).is_ok(), "{ok}");
         }
-        for bad in ["", "A", "1a", "a-b", "a;drop", "pg_x", "a\"b", &"x".repeat(64)] {
+        for bad in [
+            "",
+            "A",
+            "1a",
+            "a-b",
+            "a;drop",
+            "pg_x",
+            "a\"b",
+            &"x".repeat(64),
+        ] {
             assert!(check_schema_name("postgres://h/db", bad).is_err(), "{bad}");
         }
         let name = unique_test_schema("Conf-X");
-        assert!(check_schema_name("postgres://h/db", &name).is_ok(), "{name}");
+        assert!(
+            check_schema_name("postgres://h/db", &name).is_ok(),
+            "{name}"
+        );
     }
 
     #[test]

@@ -243,8 +243,9 @@ impl SqliteStore {
         limit: usize,
     ) -> Result<Vec<Result<RecordedEvent, StoreError>>, StoreError> {
         let conn = self.lock();
-        let mut stmt =
-            conn.prepare_cached(select_events!("WHERE position > ?1 ORDER BY position LIMIT ?2"))?;
+        let mut stmt = conn.prepare_cached(select_events!(
+            "WHERE position > ?1 ORDER BY position LIMIT ?2"
+        ))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut rows = stmt.query(params![after, limit])?;
         let mut page = Vec::new();
@@ -339,7 +340,9 @@ fn to_sql_int(value: u64, position: Position, what: &str) -> Result<i64, StoreEr
 fn read_head(conn: &Connection) -> Result<Option<Head>, StoreError> {
     let mut stmt = conn.prepare_cached(SELECT_HEAD)?;
     let head = stmt
-        .query_row([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))
+        .query_row([], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })
         .optional()?;
     match head {
         None => Ok(None),
@@ -436,8 +439,12 @@ fn decode_row(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, StoreError> {
         stream_version: u64::try_from(stream_version)
             .map_err(|_| corrupt("stream_version", format!("negative value {stream_version}")))?,
         event_type: text(3, "event_type")?,
-        schema_version: u32::try_from(schema_version)
-            .map_err(|_| corrupt("schema_version", format!("{schema_version} is out of range")))?,
+        schema_version: u32::try_from(schema_version).map_err(|_| {
+            corrupt(
+                "schema_version",
+                format!("{schema_version} is out of range"),
+            )
+        })?,
         payload: serde_json::from_str(str_ref(5, "payload")?)
             .map_err(|e| corrupt("payload", format!("not valid JSON: {e}")))?,
         metadata: serde_json::from_str(str_ref(6, "metadata")?)
@@ -499,8 +506,7 @@ fn append_one(
                 actual: current,
             }));
         }
-        let mut version = current;
-        for new in append.events {
+        for (version, new) in (current + 1..).zip(append.events) {
             let mut metadata = new.metadata;
             if let Some(key) = &request.idempotency_key {
                 metadata.idempotency_key = Some(key.clone());
@@ -509,7 +515,6 @@ fn append_one(
                 Some(h) => (h.position + 1, h.hash.clone()),
                 None => (1, hash::GENESIS_HASH.to_string()),
             };
-            version += 1;
             let mut event = RecordedEvent {
                 position,
                 stream_id: append.stream_id.clone(),
@@ -774,9 +779,9 @@ impl EventStore for SqliteStore {
             for event in events {
                 insert_event(&mut insert, event)?;
                 if let Some(key) = &event.metadata.idempotency_key {
-                    let entry = keys
-                        .entry(key.as_str())
-                        .or_insert((event.position, event.position, 0));
+                    let entry =
+                        keys.entry(key.as_str())
+                            .or_insert((event.position, event.position, 0));
                     entry.1 = event.position;
                     entry.2 += 1;
                 }

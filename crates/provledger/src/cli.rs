@@ -670,6 +670,16 @@ pub fn import(ledger: &Ledger, file: &Path) -> Result<u64, AppError> {
                 index + 1
             ))
         })?;
+        if n == 0 && batch.is_empty() {
+            let head = ledger.store().head()?.map_or(0, |h| h.position);
+            if event.position != head + 1 {
+                return Err(AppError::BadInput(format!(
+                    "the file starts at position {} but the store holds {head} events, so it would continue at position {}; import a full export into an empty store (a new --db path), or a file that continues this ledger",
+                    event.position,
+                    head + 1
+                )));
+            }
+        }
         batch.push(event);
         if batch.len() == IMPORT_BATCH {
             ledger.store().import_batch(&batch)?;

@@ -81,4 +81,3 @@ pub fn run_demo(explicit_store: bool, url: &str, format: Format, io: &mut Io<'_>
     Ok(EXIT_OK)
 }
 
-use std::io::Write as _;

@@ -18,7 +18,6 @@ fn main() {
     let code = match run(cli, &mut io) {
         Ok(code) => code,
         Err(e) => {
-            use std::io::Write;
             let _ = writeln!(io.err, "error: {e}");
             e.exit_code()
         }

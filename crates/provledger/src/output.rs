@@ -31,6 +31,16 @@ pub struct Column {
     pub header: &'static str,
     /// How to compute the cell from the row's JSON.
     pub cell: fn(&Value) -> String,
+    /// Whether the column may be shortened to fit the width (others never are).
+    pub flex: bool,
+}
+
+fn fixed(header: &'static str, cell: fn(&Value) -> String) -> Column {
+    Column { header, cell, flex: false }
+}
+
+fn flex(header: &'static str, cell: fn(&Value) -> String) -> Column {
+    Column { header, cell, flex: true }
 }
 
 /// A kind of row: its table columns, its CSV fields, and an optional note
@@ -175,7 +185,12 @@ fn table(rows: &[Value], kind: &RowKind) -> String {
         .collect();
     let gaps = 2 * n.saturating_sub(1);
     while widths.iter().sum::<usize>() + gaps > TABLE_WIDTH {
-        let Some((widest, _)) = widths.iter().enumerate().max_by_key(|(_, w)| **w) else {
+        let Some((widest, _)) = widths
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| kind.columns[*i].flex)
+            .max_by_key(|(_, w)| **w)
+        else {
             break;
         };
         if widths[widest] <= 6 {
@@ -215,9 +230,6 @@ fn lines_status(row: &Value) -> String {
     let status = field(row, "status");
     match status.as_str() {
         "awaiting_provisioning_details" => "awaiting details".into(),
-        "closed" if row.get("provisioning_pending") == Some(&Value::Bool(true)) => {
-            "closed, pending".into()
-        }
         _ => status,
     }
 }
@@ -226,13 +238,12 @@ fn lines_status(row: &Value) -> String {
 pub fn lines_kind() -> RowKind {
     RowKind {
         columns: vec![
-            Column { header: "ORDER", cell: |r| field(r, "order_id") },
-            Column { header: "LINE", cell: |r| field(r, "line_id") },
-            Column { header: "SUBSCRIPTION", cell: |r| field(r, "subscription_id") },
-            Column { header: "OFFER", cell: |r| field(r, "offer") },
-            Column { header: "RSD", cell: |r| field(r, "rsd") },
-            Column { header: "CONTACT", cell: |r| field(r, "provisioning_contact") },
-            Column { header: "STATUS", cell: lines_status },
+            flex("ORDER", |r| field(r, "order_id")),
+            fixed("LINE", |r| field(r, "line_id")),
+            fixed("SUBSCRIPTION", |r| field(r, "subscription_id")),
+            flex("OFFER", |r| field(r, "offer")),
+            fixed("RSD", |r| field(r, "rsd")),
+            fixed("STATUS", lines_status),
         ],
         csv_fields: &[
             "order_id",
@@ -253,13 +264,13 @@ pub fn lines_kind() -> RowKind {
             "end_customer",
         ],
         note: Some(|r| {
-            let mut notes = Vec::new();
+            let mut notes = vec![format!("contact {}", field(r, "provisioning_contact"))];
             if field(r, "status") == "closed" && r.get("provisioning_pending") == Some(&Value::Bool(true)) {
-                notes.push("closed: provisioning is still pending; billing has started".to_string());
+                notes.push("provisioning still pending, billing started".to_string());
             }
             let closes = field(r, "closes_at");
             if !closes.is_empty() && field(r, "status") == "awaiting_provisioning_details" {
-                notes.push(format!("closes {} unless provisioned", short_time(r, "closes_at")));
+                notes.push(format!("closes {}", short_time(r, "closes_at")));
             }
             let org = field(r, "org_id");
             if !org.is_empty() {
@@ -284,15 +295,11 @@ fn tx_type_short(row: &Value) -> String {
 pub fn transactions_kind() -> RowKind {
     RowKind {
         columns: vec![
-            Column { header: "SUBMITTED", cell: |r| short_time(r, "submitted_at") },
-            Column { header: "TYPE", cell: tx_type_short },
-            Column { header: "SUBSCRIPTION", cell: |r| field(r, "subscription_id") },
-            Column { header: "BY", cell: |r| field(r, "submitted_by") },
-            Column { header: "STATUS", cell: |r| field(r, "status") },
-            Column {
-                header: "NEW EMAIL",
-                cell: |r| field(r, "new_email"),
-            },
+            fixed("SUBMITTED", |r| short_time(r, "submitted_at")),
+            fixed("TYPE", tx_type_short),
+            fixed("SUBSCRIPTION", |r| field(r, "subscription_id")),
+            fixed("STATUS", |r| field(r, "status")),
+            flex("BY", |r| field(r, "submitted_by")),
         ],
         csv_fields: &[
             "transaction_id",
@@ -333,15 +340,11 @@ pub fn transactions_kind() -> RowKind {
 pub fn history_kind() -> RowKind {
     RowKind {
         columns: vec![
-            Column { header: "POS", cell: |r| field(r, "position") },
-            Column { header: "OCCURRED", cell: |r| short_time(r, "occurred_at") },
-            Column { header: "EVENT", cell: |r| field(r, "event_type") },
-            Column { header: "LINE", cell: |r| field(r, "line_id") },
-            Column { header: "ACTOR", cell: |r| field(r, "actor") },
-            Column {
-                header: "HASH",
-                cell: |r| field(r, "hash").chars().take(12).collect(),
-            },
+            fixed("POS", |r| field(r, "position")),
+            fixed("OCCURRED", |r| short_time(r, "occurred_at")),
+            flex("EVENT", |r| field(r, "event_type")),
+            fixed("LINE", |r| field(r, "line_id")),
+            fixed("HASH", |r| field(r, "hash").chars().take(16).collect()),
         ],
         csv_fields: &[
             "position",
@@ -360,7 +363,13 @@ pub fn history_kind() -> RowKind {
             "prev_hash",
             "hash",
         ],
-        note: None,
+        note: Some(|r| {
+            Some(format!(
+                "by {} ({})",
+                field(r, "actor"),
+                field(r, "transaction_id")
+            ))
+        }),
     }
 }
 

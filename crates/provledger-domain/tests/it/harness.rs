@@ -410,3 +410,16 @@ impl Then {
 pub fn order_id() -> OrderId {
     OrderId::parse(ORDER).expect("test order id")
 }
+
+/// `events` followed by every scheduled event due at or before `t`
+/// (what `tick --now t` would append).
+pub fn until(mut events: Vec<Event>, t: DateTime<Utc>) -> Vec<Event> {
+    let state = OrderState::from_events(&events);
+    events.extend(provledger_domain::due_events(&state, t));
+    events
+}
+
+/// The sample order, with everything scheduled up to `t` appended.
+pub fn sample_until(t: DateTime<Utc>) -> Vec<Event> {
+    until(vec![placed()], t)
+}

@@ -9,17 +9,120 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use provledger_store::conformance::{Backend, StoreRegistry};
 use provledger_store::hash::ChainChecker;
 use provledger_store::postgres::{drop_schema, test_url, unique_test_schema, PostgresStore};
 use provledger_store::{
-    verify, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
-    StoreError,
+    verify, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, Position,
+    RecordedEvent, StoreError,
 };
 use serde_json::json;
+
+/// Conformance backend: every fresh store is a new schema, and every schema
+/// this backend created is dropped when it is dropped (at the end of a test).
+pub struct PostgresBackend {
+    url: String,
+    registry: StoreRegistry<String>,
+    schemas: Mutex<Vec<String>>,
+}
+
+impl PostgresBackend {
+    /// A backend on the test server, or `None` (tests skip) without one.
+    pub fn from_env() -> Option<Self> {
+        Some(PostgresBackend {
+            url: test_url()?,
+            registry: StoreRegistry::new(),
+            schemas: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn open_registered(&self, schema: &str) -> Box<dyn EventStore> {
+        let store: Box<dyn EventStore> = Box::new(
+            PostgresStore::connect_in_schema(&self.url, schema)
+                .unwrap_or_else(|e| panic!("open schema {schema}: {e}")),
+        );
+        self.registry.register(store.as_ref(), schema.to_string());
+        store
+    }
+
+    /// A raw handle of its own on the schema `store` lives in.
+    fn raw(&self, store: &dyn EventStore) -> PostgresStore {
+        PostgresStore::connect_in_schema(&self.url, &self.registry.location(store))
+            .expect("open a raw connection")
+    }
+
+    fn raw_sql_is_refused(&self, store: &dyn EventStore, sql: &str) -> bool {
+        match self.raw(store).execute_raw_sql_for_tests(sql) {
+            Ok(_) => false,
+            Err(e) => db_message(&e).contains("append-only"),
+        }
+    }
+}
+
+impl Drop for PostgresBackend {
+    fn drop(&mut self) {
+        let schemas = self
+            .schemas
+            .get_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        for schema in schemas {
+            if let Err(e) = drop_schema(&self.url, &schema) {
+                eprintln!("could not drop test schema {schema}: {e}");
+            }
+        }
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn name(&self) -> &str {
+        "postgres"
+    }
+
+    fn fresh(&self) -> Box<dyn EventStore> {
+        let schema = unique_test_schema("conf");
+        self.schemas
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(schema.clone());
+        self.open_registered(&schema)
+    }
+
+    fn open_same(&self, store: &dyn EventStore) -> Box<dyn EventStore> {
+        self.open_registered(&self.registry.location(store))
+    }
+
+    fn tamper_payload(&self, store: &dyn EventStore, position: Position, new_payload_json: &str) {
+        let changed = self
+            .raw(store)
+            .execute_raw_sql_for_tests(&format!(
+                "BEGIN; \
+                 ALTER TABLE events DISABLE TRIGGER events_append_only; \
+                 UPDATE events SET payload = '{}' WHERE position = {position}; \
+                 ALTER TABLE events ENABLE TRIGGER events_append_only; \
+                 COMMIT;",
+                new_payload_json.replace('\'', "''")
+            ))
+            .expect("tamper");
+        assert_eq!(changed, 1, "no event at position {position} to tamper with");
+    }
+
+    fn raw_update_is_refused(&self, store: &dyn EventStore) -> bool {
+        self.raw_sql_is_refused(store, "UPDATE events SET payload = '{}' WHERE position = 1")
+    }
+
+    fn raw_delete_is_refused(&self, store: &dyn EventStore) -> bool {
+        self.raw_sql_is_refused(store, "DELETE FROM events WHERE position = 1")
+    }
+}
+
+mod conformance {
+    provledger_store::conformance_tests!(optional: super::PostgresBackend::from_env());
+}
 
 /// A store in a fresh schema that is dropped when this goes out of scope.
 struct Ledger {
@@ -75,7 +178,11 @@ fn all_events(store: &dyn EventStore) -> Vec<RecordedEvent> {
 
 fn assert_intact(store: &dyn EventStore, expected_events: u64) {
     let report = verify(store, &mut |_| {}).expect("verify");
-    assert!(report.is_intact(), "chain broken: {:?}", report.first_broken);
+    assert!(
+        report.is_intact(),
+        "chain broken: {:?}",
+        report.first_broken
+    );
     assert_eq!(report.events_checked, expected_events);
 }
 
@@ -86,101 +193,6 @@ fn db_message(error: &StoreError) -> String {
             .map_or_else(|| e.to_string(), |db| db.message().to_string()),
         other => other.to_string(),
     }
-}
-
-#[test]
-fn appends_read_back_byte_exact_and_verify() {
-    let Some(ledger) = Ledger::fresh("roundtrip") else {
-        return;
-    };
-    let store = &ledger.store;
-    assert_eq!(store.backend(), "postgres");
-    assert_eq!(store.head().unwrap(), None);
-    let payload = json!({"z": 1, "a": [1.5, -2, "ünï"], "nested": {"b": null, "a": true}});
-    let first = store
-        .append(AppendRequest::single(
-            "order-1",
-            ExpectedVersion::NoStream,
-            vec![event("Created", payload), event("Changed", json!({}))],
-        ))
-        .unwrap();
-    assert_eq!(first.positions(), vec![1, 2]);
-    let second = store
-        .append(AppendRequest::single(
-            "order-2",
-            ExpectedVersion::Any,
-            vec![event("Created", json!({"n": 2}))],
-        ))
-        .unwrap();
-    assert_eq!(second.events[0].prev_hash, first.events[1].hash);
-
-    let stored = all_events(store);
-    let written: Vec<RecordedEvent> = first.events.into_iter().chain(second.events).collect();
-    assert_eq!(stored, written, "read-back equals what append returned");
-    assert_eq!(store.read_stream("order-1", 1).unwrap(), written[1..2]);
-    assert_eq!(store.stream_version("order-1").unwrap(), 2);
-    assert_eq!(store.stream_version("nope").unwrap(), 0);
-    let head = store.head().unwrap().unwrap();
-    assert_eq!((head.position, head.hash.as_str()), (3, written[2].hash.as_str()));
-    assert_intact(store, 3);
-}
-
-#[test]
-fn conflicts_and_batches_fail_alone() {
-    let Some(ledger) = Ledger::fresh("batch") else {
-        return;
-    };
-    let store = &ledger.store;
-    store
-        .append(AppendRequest::single(
-            "a",
-            ExpectedVersion::NoStream,
-            vec![event("E", json!({}))],
-        ))
-        .unwrap();
-    let conflict = store
-        .append(AppendRequest::single(
-            "a",
-            ExpectedVersion::Exact(5),
-            vec![event("E", json!({}))],
-        ))
-        .unwrap_err();
-    assert!(
-        matches!(conflict, StoreError::Conflict { actual: 1, .. }),
-        "{conflict}"
-    );
-
-    let results = store
-        .append_batch(vec![
-            AppendRequest::single("b", ExpectedVersion::NoStream, vec![event("E", json!({}))]),
-            // Conflicts on its second stream after its first was planned:
-            // nothing of it may be written.
-            AppendRequest {
-                appends: vec![
-                    provledger_store::StreamAppend {
-                        stream_id: "c".into(),
-                        expected: ExpectedVersion::NoStream,
-                        events: vec![event("E", json!({}))],
-                    },
-                    provledger_store::StreamAppend {
-                        stream_id: "a".into(),
-                        expected: ExpectedVersion::NoStream,
-                        events: vec![event("E", json!({}))],
-                    },
-                ],
-                idempotency_key: None,
-            },
-            AppendRequest::single("b", ExpectedVersion::Exact(1), vec![event("E", json!({}))]),
-            AppendRequest::single("d", ExpectedVersion::Any, vec![]),
-        ])
-        .unwrap();
-    assert_eq!(results[0].as_ref().unwrap().positions(), vec![2]);
-    assert!(results[1].as_ref().unwrap_err().is_conflict());
-    assert_eq!(results[2].as_ref().unwrap().positions(), vec![3]);
-    assert!(matches!(results[3], Err(StoreError::EmptyAppend)));
-    assert_eq!(store.stream_version("c").unwrap(), 0);
-    assert_eq!(store.stream_ids("").unwrap(), vec!["a", "b"]);
-    assert_intact(store, 3);
 }
 
 #[test]
@@ -218,39 +230,6 @@ fn idempotency_keys_replay_within_and_across_batches() {
 }
 
 #[test]
-fn read_all_pages_through_a_long_log() {
-    let Some(ledger) = Ledger::fresh("paging") else {
-        return;
-    };
-    let store = &ledger.store;
-    let requests = (0..2500)
-        .map(|i| {
-            AppendRequest::single(
-                format!("s-{}", i % 7),
-                ExpectedVersion::Any,
-                vec![event("E", json!({ "i": i }))],
-            )
-        })
-        .collect();
-    assert!(store
-        .append_batch(requests)
-        .unwrap()
-        .iter()
-        .all(Result::is_ok));
-    let after_1200: Vec<u64> = store
-        .read_all(1200)
-        .unwrap()
-        .map(|e| e.unwrap().position)
-        .collect();
-    assert_eq!(after_1200, (1201..=2500).collect::<Vec<_>>());
-    assert_eq!(
-        store.stream_ids("s-").unwrap(),
-        (0..7).map(|i| format!("s-{i}")).collect::<Vec<_>>()
-    );
-    assert_intact(store, 2500);
-}
-
-#[test]
 fn import_continues_the_chain_or_writes_nothing() {
     let Some(source) = Ledger::fresh("imp_src") else {
         return;
@@ -274,12 +253,18 @@ fn import_continues_the_chain_or_writes_nothing() {
     let events = all_events(&source.store);
     // A gap is refused and nothing is written.
     let err = target.store.import_batch(&events[1..]).unwrap_err();
-    assert!(matches!(err, StoreError::ChainBroken { position: 1, .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::ChainBroken { position: 1, .. }),
+        "{err}"
+    );
     // A tampered hash is refused.
     let mut tampered = events.clone();
     tampered[3].payload = json!({"i": 99});
     let err = target.store.import_batch(&tampered).unwrap_err();
-    assert!(matches!(err, StoreError::ChainBroken { position: 4, .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::ChainBroken { position: 4, .. }),
+        "{err}"
+    );
     assert_eq!(target.store.head().unwrap(), None);
 
     target.store.import_batch(&events[..2]).unwrap();
@@ -336,29 +321,75 @@ fn the_database_refuses_update_delete_and_truncate() {
 }
 
 #[test]
-fn verify_names_a_tampered_position() {
-    let Some(ledger) = Ledger::fresh("tamper") else {
+fn corrupt_rows_are_reported_not_panicked_on() {
+    let Some(ledger) = Ledger::fresh("corrupt") else {
         return;
     };
     let store = &ledger.store;
-    for i in 0..3 {
-        store
-            .append(AppendRequest::single(
-                "s",
-                ExpectedVersion::Any,
-                vec![event("E", json!({ "i": i }))],
-            ))
-            .unwrap();
-    }
+    store
+        .append(AppendRequest::single(
+            "s",
+            ExpectedVersion::NoStream,
+            vec![event("E", json!({}))],
+        ))
+        .unwrap();
+    // Inserting is allowed (only UPDATE, DELETE and TRUNCATE are refused).
     store
         .execute_raw_sql_for_tests(
-            "ALTER TABLE events DISABLE TRIGGER USER; \
-             UPDATE events SET payload = '{\"i\":7}' WHERE position = 2; \
-             ALTER TABLE events ENABLE TRIGGER USER;",
+            "INSERT INTO events VALUES (2, 's', 2, 'Bad', 1, 'not json', '{}', \
+             '2024-01-01T00:00:00.000000Z', '2024-01-01T00:00:00.000000Z', 'x', 'y'); \
+             INSERT INTO events VALUES (3, 't', 1, 'Bad', 1, '{}', \
+             '{\"actor\":\"a\",\"transaction_id\":\"t\"}', 'yesterday', \
+             '2024-01-01T00:00:00.000000Z', 'x', 'y');",
         )
         .unwrap();
-    let report = verify(store, &mut |_| {}).unwrap();
-    assert_eq!(report.first_broken.map(|b| b.position), Some(2));
+    let items: Vec<_> = store.read_all(0).unwrap().collect();
+    assert_eq!(
+        items.len(),
+        2,
+        "the good event, then the error, then nothing"
+    );
+    assert!(items[0].is_ok());
+    assert!(matches!(
+        items[1],
+        Err(StoreError::Corrupt { position: 2, .. })
+    ));
+    assert!(matches!(
+        store.read_all(2).unwrap().next(),
+        Some(Err(StoreError::Corrupt { position: 3, .. }))
+    ));
+    assert!(matches!(
+        store.read_stream("t", 0),
+        Err(StoreError::Corrupt { position: 3, .. })
+    ));
+    assert!(matches!(
+        verify(store, &mut |_| {}),
+        Err(StoreError::Corrupt { position: 2, .. })
+    ));
+}
+
+#[test]
+fn opens_through_a_store_url_in_the_default_schema() {
+    let Some(ledger) = Ledger::fresh("url") else {
+        return;
+    };
+    // `connect` (behind `open`) uses whatever schema the session's
+    // search_path resolves to; point it at the test schema.
+    let separator = if ledger.url.contains('?') { '&' } else { '?' };
+    let url = format!(
+        "{}{separator}options=-c%20search_path%3D{}",
+        ledger.url, ledger.schema
+    );
+    let store = provledger_store::open(&url).unwrap();
+    assert_eq!(store.backend(), "postgres");
+    store
+        .append(AppendRequest::single(
+            "s",
+            ExpectedVersion::NoStream,
+            vec![event("E", json!({}))],
+        ))
+        .unwrap();
+    assert_eq!(ledger.store.head().unwrap().map(|h| h.position), Some(1));
 }
 
 #[test]
@@ -484,7 +515,11 @@ fn write_events(store: &dyn EventStore, writer: &str, count: u64) {
                 let request = AppendRequest::single(SHARED, ExpectedVersion::Any, new())
                     .with_idempotency_key(Some(format!("{writer}-{seq}")));
                 let first = store.append(request.clone()).unwrap();
-                let retry = store.append_batch(vec![request]).unwrap().remove(0).unwrap();
+                let retry = store
+                    .append_batch(vec![request])
+                    .unwrap()
+                    .remove(0)
+                    .unwrap();
                 assert!(!first.replayed && retry.replayed, "{writer}#{seq}");
                 assert_eq!(first.events, retry.events, "{writer}#{seq}");
             }

@@ -1,0 +1,264 @@
+//! R12: refusals are recorded, bad input is an error that writes nothing, and
+//! every event survives its stored JSON form.
+
+use chrono::Duration;
+use provledger_domain::{
+    Attachment, Command, DomainError, Email, Event, LineSpec, Offer, OrderState, RefusalCode,
+    RefusedAction, SupportRequestType, EVENT_TYPES, SCHEMA_VERSION,
+};
+
+use crate::harness::*;
+
+/// One event of every type, optional fields filled in where there are any.
+pub fn one_of_each() -> Vec<Event> {
+    let t = at(2026, 12, 3, 9, 30);
+    let mut lines: Vec<LineSpec> = sample_lines();
+    lines[2].offer = Offer::parse("A-MSG").unwrap();
+    lines[1].offer = Offer::parse("A-Flex-3").unwrap();
+    vec![
+        placed_order(
+            provledger_domain::ValidOrder {
+                lines,
+                ..sample_order()
+            },
+            placed_at(),
+        ),
+        initial_email("1.1", IT, rsd_start(), 7),
+        resent("1.1", IT, t),
+        changed("1.2", ALIAS, NEW, t, true, true),
+        onboarded("org-contoso", t),
+        closed("1.1", at(2026, 12, 8, 0, 0), 7),
+        Event::EscalationRaised {
+            at: at(2026, 12, 2, 0, 0),
+            line_id: line("1.1"),
+            reason: "setup had not started".into(),
+        },
+        Event::SupportCaseOpened {
+            at: t,
+            case_id: "WO-1001-C1".into(),
+            line_id: line("1.1"),
+            request_type: SupportRequestType::ChangeProvisioningContactEmail,
+            note: Some("bounces — « quoted » \"text\"\nline two".into()),
+            attachments: vec![Attachment {
+                file_name: "screen shot.png".into(),
+                size_bytes: u64::MAX,
+                sha256: "ab".repeat(32),
+            }],
+        },
+        setup_started(t + Duration::nanoseconds(123_456_789)),
+        Event::CommandRefused {
+            at: t,
+            action: RefusedAction::ChangeContact,
+            line_id: Some(line("1.2")),
+            code: RefusalCode::NoAccess,
+            reason: "no access".into(),
+            requested_email: Some(email(NEW)),
+            applied_to_all_lines: true,
+        },
+        Event::CommandRefused {
+            at: t,
+            action: RefusedAction::OnboardOrg,
+            line_id: None,
+            code: RefusalCode::AlreadyOnboarded,
+            reason: "already".into(),
+            requested_email: None,
+            applied_to_all_lines: false,
+        },
+        Event::SupportCaseOpened {
+            at: t,
+            case_id: "WO-1001-C2".into(),
+            line_id: line("1.1"),
+            request_type: SupportRequestType::ResendProvisioningEmail,
+            note: None,
+            attachments: Vec::new(),
+        },
+    ]
+}
+
+#[test]
+fn r12_every_refused_change_or_resend_is_a_command_refused_event() {
+    let before_rsd = at(2026, 11, 25, 9, 0);
+    let cases = [
+        (vec![placed()], resend("1.1"), OLIVIA, RefusalCode::InitialEmailNotSent),
+        (vec![placed()], change("1.1", NEW, false), AUDREY, RefusalCode::NoAccess),
+        (vec![placed()], resend("1.1"), AUDREY, RefusalCode::NoAccess),
+        (
+            vec![placed(), onboarded("org-1", before_rsd)],
+            change("1.1", NEW, true),
+            PAT,
+            RefusalCode::AfterPonr,
+        ),
+        (
+            vec![placed(), onboarded("org-1", before_rsd)],
+            resend("1.1"),
+            DANA,
+            RefusalCode::AfterPonr,
+        ),
+    ];
+    for (stream, command, actor, code) in cases {
+        let before = OrderState::from_events(&stream);
+        let then = given(stream.clone()).when(command.clone(), actor, before_rsd).then_any();
+        let [refusal] = then.events.as_slice() else {
+            panic!("{command:?}: {:?}", then.events)
+        };
+        assert!(refusal.is_refusal());
+        assert_eq!(refusal.event_type(), "CommandRefused");
+        assert_eq!(refusal.at(), before_rsd);
+        assert_eq!(then.state.order, before.order, "{command:?} changed the order");
+        given(stream).when(command, actor, before_rsd).then_refused(code);
+    }
+}
+
+#[test]
+fn r12_a_command_dated_before_the_latest_event_is_out_of_order() {
+    let t = at(2026, 12, 3, 10, 0);
+    let mut stream = sample_until(t);
+    stream.push(resent("1.1", IT, t));
+    let err = given(stream.clone())
+        .when(resend("1.1"), OLIVIA, t - Duration::seconds(1))
+        .then_error(|e| {
+            matches!(e, DomainError::OutOfOrder { at, latest }
+                if *at == t - Duration::seconds(1) && *latest == t)
+        });
+    assert!(err.to_string().contains("give a time at or after"), "{err}");
+    // The same instant as the latest event is in order.
+    given(stream)
+        .when(resend("1.1"), OLIVIA, t)
+        .then_events(vec![resent("1.1", IT, t)]);
+}
+
+#[test]
+fn r12_the_system_actor_cannot_issue_user_commands() {
+    let t = at(2026, 12, 3, 10, 0);
+    let commands = [
+        change("1.1", NEW, false),
+        resend("1.1"),
+        onboard("org-1"),
+        support_case("1.1", SupportRequestType::ResendProvisioningEmail),
+        Command::StartSetup,
+    ];
+    for command in commands {
+        let name = command.name();
+        given(sample_until(t))
+            .when(command, "system", t)
+            .then_error(|e| matches!(e, DomainError::UserRequired { command } if *command == name));
+    }
+    given([])
+        .when(place(sample_order()), "system", placed_at())
+        .then_error(|e| matches!(e, DomainError::UserRequired { .. }));
+}
+
+#[test]
+fn r12_an_unknown_line_is_an_error_listing_the_order_s_lines() {
+    let t = at(2026, 12, 3, 10, 0);
+    for command in [
+        change("9.9", NEW, false),
+        change("9.9", NEW, true),
+        resend("9.9"),
+        support_case("9.9", SupportRequestType::ResendProvisioningEmail),
+    ] {
+        let err = given(sample_until(t))
+            .when(command, OLIVIA, t)
+            .then_error(|e| {
+                matches!(e, DomainError::UnknownLine { order_id, line_id, known }
+                    if order_id == ORDER && line_id == "9.9" && known == "1.1, 1.2, 1.3")
+            });
+        assert!(err.to_string().contains("1.1, 1.2, 1.3"), "{err}");
+    }
+}
+
+#[test]
+fn r12_every_event_type_round_trips_through_its_stored_json() {
+    let events = one_of_each();
+    for ty in EVENT_TYPES {
+        assert!(
+            events.iter().any(|e| e.event_type() == *ty),
+            "no sample of {ty}"
+        );
+    }
+    for event in events {
+        assert_eq!(event.schema_version(), SCHEMA_VERSION);
+        let payload = event.to_payload();
+        let object = payload.as_object().expect("a payload is an object");
+        assert!(!object.contains_key("type"), "{payload}");
+        assert!(object.contains_key("at"), "{payload}");
+        // Through text, as the store keeps it.
+        let text = serde_json::to_string(&payload).unwrap();
+        let reread: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let decoded =
+            Event::from_stored(event.event_type(), event.schema_version(), &reread).unwrap();
+        assert_eq!(decoded, event);
+    }
+}
+
+#[test]
+fn r12_stored_emails_read_back_equal_to_the_written_ones() {
+    // U+0130 lowercases to 'i' plus a combining dot: the stored form must be
+    // one that parses again, or the ledger could not be read back.
+    for raw in ["ops@İnfo.example", "ops@CUSTOMER.example", "Ops.Team@Ünïcode.example"] {
+        match Email::parse(raw) {
+            Ok(parsed) => {
+                assert_eq!(Email::parse(parsed.as_str()).as_ref(), Ok(&parsed), "{raw}");
+                let json = serde_json::to_value(&parsed).unwrap();
+                assert_eq!(serde_json::from_value::<Email>(json).unwrap(), parsed);
+            }
+            Err(e) => assert!(e.to_string().contains("invalid email"), "{e}"),
+        }
+    }
+    // And an accepted address is never longer than 254 characters once stored.
+    let long = format!("a@{}.example", "İ".repeat(60));
+    if let Ok(parsed) = Email::parse(&long) {
+        assert!(parsed.as_str().chars().count() <= 254);
+    }
+}
+
+#[test]
+fn r12_unreadable_stored_events_are_typed_errors() {
+    let payload = resent("1.1", IT, at(2026, 12, 3, 9, 0)).to_payload();
+    assert!(matches!(
+        Event::from_stored("ProvisioningEmailBounced", 1, &payload),
+        Err(DomainError::UnknownEventType { event_type }) if event_type == "ProvisioningEmailBounced"
+    ));
+    for version in [0, SCHEMA_VERSION + 1] {
+        let err = Event::from_stored("ProvisioningEmailResent", version, &payload).unwrap_err();
+        assert!(
+            matches!(&err, DomainError::UnsupportedSchemaVersion { event_type, schema_version }
+                if event_type == "ProvisioningEmailResent" && *schema_version == version),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("upgrade provledger"), "{err}");
+    }
+    for not_an_object in [
+        serde_json::json!([1, 2]),
+        serde_json::json!("text"),
+        serde_json::Value::Null,
+    ] {
+        assert!(matches!(
+            Event::from_stored("ProvisioningEmailResent", 1, &not_an_object),
+            Err(DomainError::InvalidPayload { reason, .. }) if reason.contains("not a JSON object")
+        ));
+    }
+    // A missing field or a bad value names what is wrong.
+    let mut missing = payload.clone();
+    missing.as_object_mut().unwrap().remove("line_id");
+    let err = Event::from_stored("ProvisioningEmailResent", 1, &missing).unwrap_err();
+    assert!(
+        matches!(&err, DomainError::InvalidPayload { reason, .. } if reason.contains("line_id")),
+        "{err:?}"
+    );
+    let mut bad_email = payload;
+    bad_email["to"] = serde_json::json!("not-an-email");
+    assert!(matches!(
+        Event::from_stored("ProvisioningEmailResent", 1, &bad_email),
+        Err(DomainError::InvalidPayload { event_type, .. }) if event_type == "ProvisioningEmailResent"
+    ));
+}
+
+#[test]
+fn r12_a_payload_decodes_only_as_its_own_type() {
+    // The type comes from the envelope; a payload stored under another type
+    // is not silently read as that type.
+    let payload = resent("1.1", IT, at(2026, 12, 3, 9, 0)).to_payload();
+    assert!(Event::from_stored("OrgOnboarded", 1, &payload).is_err());
+    assert!(Event::from_stored("LineClosed", 1, &payload).is_err());
+}

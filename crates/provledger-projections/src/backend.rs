@@ -1,0 +1,328 @@
+//! What a storage backend of the read models does, and the batch protocol
+//! every backend follows.
+//!
+//! This module exists so that SQLite and PostgreSQL differ only in SQL: the
+//! decision which events of a batch to apply ([`plan`]), the encoding of
+//! times and the Transaction Manager row ids are shared, and so is the
+//! contract in [`Backend`]'s docs.
+
+use chrono::{DateTime, Duration, NaiveDate, SubsecRound, Utc};
+use provledger_domain::OrderId;
+use provledger_store::{hash::format_time, Position, RecordedEvent};
+
+use crate::project::StateCache;
+use crate::{
+    HistoryQuery, HistoryRow, LineQuery, LineRow, ProjectionError, TransactionQuery,
+    TransactionRow,
+};
+
+/// Events applied per database transaction.
+pub(crate) const BATCH_SIZE: usize = 5_000;
+
+/// Name of the checkpoint row of the order read models (lines,
+/// transactions, history and the order states they share).
+pub(crate) const CHECKPOINT: &str = "orders";
+
+/// Transaction Manager row id = position × this + the row's rank (by line
+/// id) among the rows of its event. An order has at most 500 lines.
+pub(crate) const ROWS_PER_EVENT: i64 = 4096;
+
+/// Result of one [`Backend::apply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// The batch (or its part past the stored checkpoint) was committed.
+    Done {
+        /// Events the checkpoint moved over.
+        events: u64,
+        /// The new checkpoint.
+        checkpoint: Position,
+    },
+    /// The stored checkpoint is not where the batch starts (another worker
+    /// went further, or a rebuild went back): nothing was written; read again
+    /// from the stored checkpoint.
+    Restart,
+}
+
+/// A stored order state, as [`crate::ReadModels::dump`] prints it.
+pub(crate) struct StoredState {
+    pub order_id: String,
+    pub version: i64,
+    pub next_due_at: Option<String>,
+    pub state_json: String,
+}
+
+/// A storage backend of the read models.
+///
+/// Contract of [`Backend::apply`]: in ONE database transaction that
+/// excludes every other writer of the read models, read the stored
+/// checkpoint `found`, let [`plan`] choose the events to apply, fold them
+/// with [`crate::project::fold_batch`] (after [`StateCache::validate`] at
+/// `found`), write every row and the new checkpoint, commit, and only then
+/// call [`StateCache::committed`]. An error leaves the database and the
+/// cache as they were.
+pub(crate) trait Backend: Send {
+    /// The stored checkpoint.
+    fn checkpoint(&mut self) -> Result<Position, ProjectionError>;
+    /// Apply `events` (consecutive, the first right after `expected`).
+    fn apply(
+        &mut self,
+        expected: Position,
+        events: &[RecordedEvent],
+        cache: &mut StateCache,
+    ) -> Result<Applied, ProjectionError>;
+    /// Delete every read-model row and set the checkpoint to 0, atomically.
+    fn reset(&mut self) -> Result<(), ProjectionError>;
+    /// The `lines` view.
+    fn lines(&mut self, q: &LineQuery) -> Result<Vec<LineRow>, ProjectionError>;
+    /// The Transaction Manager.
+    fn transactions(&mut self, q: &TransactionQuery)
+        -> Result<Vec<TransactionRow>, ProjectionError>;
+    /// The `history` view.
+    fn history(&mut self, q: &HistoryQuery) -> Result<Vec<HistoryRow>, ProjectionError>;
+    /// Orders with something due at or before `now`, sorted.
+    fn orders_due(&mut self, now: DateTime<Utc>) -> Result<Vec<OrderId>, ProjectionError>;
+    /// Every stored order state, sorted by order id.
+    fn order_states(&mut self) -> Result<Vec<StoredState>, ProjectionError>;
+}
+
+/// What to do with a batch, given the checkpoint stored under the lock.
+#[derive(Debug)]
+pub(crate) enum Plan<'a> {
+    /// Apply these events (they continue the stored checkpoint exactly).
+    Apply(&'a [RecordedEvent]),
+    /// Nothing to apply here: read again from the stored checkpoint.
+    Restart,
+}
+
+/// Which of `events` to apply when the stored checkpoint is `found` and the
+/// batch was read after `expected`.
+///
+/// Errors with [`ProjectionError::Gap`] when the events do not continue the
+/// checkpoint one position at a time (a store that lost events).
+pub(crate) fn plan(
+    found: Position,
+    expected: Position,
+    events: &[RecordedEvent],
+) -> Result<Plan<'_>, ProjectionError> {
+    if found < expected {
+        return Ok(Plan::Restart);
+    }
+    let Some(start) = events.iter().position(|e| e.position > found) else {
+        return Ok(Plan::Restart);
+    };
+    let rest = &events[start..];
+    let mut previous = found;
+    for event in rest {
+        if event.position != previous + 1 {
+            return Err(ProjectionError::Gap {
+                after: previous,
+                next: event.position,
+            });
+        }
+        previous = event.position;
+    }
+    Ok(Plan::Apply(rest))
+}
+
+/// A time as stored: RFC 3339, UTC, six fractional digits (sorts as text).
+pub(crate) fn fmt_time(t: &DateTime<Utc>) -> String {
+    format_time(t)
+}
+
+/// Stored text of the earliest stored time at or after `t` (stored times
+/// have microsecond precision, so a finer `t` rounds up).
+pub(crate) fn fmt_lower_bound(t: &DateTime<Utc>) -> String {
+    let truncated = t.trunc_subsecs(6);
+    if truncated < *t {
+        format_time(&(truncated + Duration::microseconds(1)))
+    } else {
+        format_time(&truncated)
+    }
+}
+
+/// Stored text of the latest stored time at or before `t`.
+pub(crate) fn fmt_upper_bound(t: &DateTime<Utc>) -> String {
+    format_time(&t.trunc_subsecs(6))
+}
+
+/// Parse a stored time.
+pub(crate) fn parse_time(
+    table: &'static str,
+    key: &dyn Fn() -> String,
+    text: &str,
+) -> Result<DateTime<Utc>, ProjectionError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| ProjectionError::Corrupt {
+            table,
+            key: key(),
+            reason: format!("{text:?} is not an RFC 3339 time: {e}"),
+        })
+}
+
+/// Parse an optional stored time.
+pub(crate) fn parse_opt_time(
+    table: &'static str,
+    key: &dyn Fn() -> String,
+    text: Option<String>,
+) -> Result<Option<DateTime<Utc>>, ProjectionError> {
+    text.map(|t| parse_time(table, key, &t)).transpose()
+}
+
+/// A date as stored: `YYYY-MM-DD`.
+pub(crate) fn fmt_date(d: &NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+/// Parse a stored date.
+pub(crate) fn parse_date(
+    table: &'static str,
+    key: &dyn Fn() -> String,
+    text: &str,
+) -> Result<NaiveDate, ProjectionError> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|e| ProjectionError::Corrupt {
+        table,
+        key: key(),
+        reason: format!("{text:?} is not a date: {e}"),
+    })
+}
+
+/// Parse a stored JSON payload.
+pub(crate) fn parse_json(
+    table: &'static str,
+    key: &dyn Fn() -> String,
+    text: &str,
+) -> Result<serde_json::Value, ProjectionError> {
+    serde_json::from_str(text).map_err(|e| ProjectionError::Corrupt {
+        table,
+        key: key(),
+        reason: format!("the payload is not JSON: {e}"),
+    })
+}
+
+/// Parse a stored enum name.
+pub(crate) fn parse_name<T: std::str::FromStr>(
+    table: &'static str,
+    key: &dyn Fn() -> String,
+    text: &str,
+) -> Result<T, ProjectionError> {
+    text.parse().map_err(|_| ProjectionError::Corrupt {
+        table,
+        key: key(),
+        reason: format!("{text:?} is not a known name"),
+    })
+}
+
+/// Convert a stored integer to an unsigned one.
+pub(crate) fn to_u64(
+    table: &'static str,
+    key: &dyn Fn() -> String,
+    value: i64,
+) -> Result<u64, ProjectionError> {
+    u64::try_from(value).map_err(|_| ProjectionError::Corrupt {
+        table,
+        key: key(),
+        reason: format!("{value} is negative"),
+    })
+}
+
+/// Convert a position (or count) to the signed integer databases store.
+pub(crate) fn to_i64(value: u64) -> Result<i64, ProjectionError> {
+    i64::try_from(value).map_err(|_| ProjectionError::Corrupt {
+        table: "rm_checkpoints",
+        key: value.to_string(),
+        reason: "the position exceeds the largest integer the database stores".into(),
+    })
+}
+
+/// The row ids of Transaction Manager rows given in position order: the
+/// position × [`ROWS_PER_EVENT`] plus the rank of the row's line id among
+/// its event's rows, so that id order is (position, line id) order.
+pub(crate) fn transaction_ids(rows: &[TransactionRow]) -> Result<Vec<i64>, ProjectionError> {
+    let mut ids = vec![0; rows.len()];
+    let mut start = 0;
+    while start < rows.len() {
+        let position = rows[start].position;
+        let end = start
+            + rows[start..]
+                .iter()
+                .take_while(|r| r.position == position)
+                .count();
+        let mut order: Vec<usize> = (start..end).collect();
+        order.sort_by(|a, b| rows[*a].line_id.cmp(&rows[*b].line_id));
+        let base = to_i64(position)?
+            .checked_mul(ROWS_PER_EVENT)
+            .ok_or_else(|| ProjectionError::Corrupt {
+                table: "rm_transactions",
+                key: format!("position {position}"),
+                reason: "the position is too large for a Transaction Manager row id".into(),
+            })?;
+        for (rank, index) in order.into_iter().enumerate() {
+            let rank = i64::try_from(rank)
+                .ok()
+                .filter(|r| *r < ROWS_PER_EVENT)
+                .ok_or_else(|| ProjectionError::Corrupt {
+                    table: "rm_transactions",
+                    key: format!("position {position}"),
+                    reason: format!("one event yields more than {ROWS_PER_EVENT} rows"),
+                })?;
+            ids[index] = base + rank;
+        }
+        start = end;
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn event(position: Position) -> RecordedEvent {
+        RecordedEvent {
+            position,
+            stream_id: "order-X".into(),
+            stream_version: position,
+            event_type: "SetupStarted".into(),
+            schema_version: 1,
+            payload: serde_json::json!({}),
+            metadata: Default::default(),
+            occurred_at: Utc::now(),
+            recorded_at: Utc::now(),
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn plan_applies_only_what_continues_the_checkpoint() {
+        let batch: Vec<_> = (11..=15).map(event).collect();
+        let positions = |plan: Result<Plan<'_>, ProjectionError>| match plan.unwrap() {
+            Plan::Apply(s) => Some(s.iter().map(|e| e.position).collect::<Vec<_>>()),
+            Plan::Restart => None,
+        };
+        assert_eq!(positions(plan(10, 10, &batch)), Some(vec![11, 12, 13, 14, 15]));
+        // Another worker applied 11..=12 meanwhile.
+        assert_eq!(positions(plan(12, 10, &batch)), Some(vec![13, 14, 15]));
+        // Another worker is past the batch.
+        assert_eq!(positions(plan(15, 10, &batch)), None);
+        assert_eq!(positions(plan(20, 10, &batch)), None);
+        // A rebuild went back to 0.
+        assert_eq!(positions(plan(0, 10, &batch)), None);
+        // A store that skips a position.
+        let gappy = vec![event(11), event(13)];
+        assert!(matches!(
+            plan(10, 10, &gappy),
+            Err(ProjectionError::Gap { after: 11, next: 13 })
+        ));
+    }
+
+    #[test]
+    fn time_bounds_round_towards_the_stored_precision() {
+        let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap() + Duration::nanoseconds(1_500);
+        assert_eq!(fmt_lower_bound(&t), "2026-01-02T03:04:05.000002Z");
+        assert_eq!(fmt_upper_bound(&t), "2026-01-02T03:04:05.000001Z");
+        let exact = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(fmt_lower_bound(&exact), fmt_upper_bound(&exact));
+    }
+}

@@ -1,0 +1,884 @@
+//! The PostgreSQL backend of the read models: `rm_` tables in the ledger's schema.
+//!
+//! This module exists so that the scale-out backend keeps the same read
+//! models, with the same guarantees, as the embedded SQLite file. Several
+//! projection workers (on several machines) may run at once: each batch is one
+//! transaction that first takes a transaction-scoped advisory lock for this
+//! schema's read models and only then re-reads the checkpoint, so no two
+//! workers apply the same event, and a killed worker's successor resumes from
+//! the last committed checkpoint. Rows are written with one `unnest` statement
+//! per table per batch, to keep round trips per batch constant.
+//!
+//! Text columns use the "C" collation so that they sort by bytes, exactly as
+//! in SQLite and in Rust, which keeps `dump()` identical across backends.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use postgres::types::ToSql;
+use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement};
+use provledger_domain::{OrderId, OrderState};
+use provledger_store::{Position, RecordedEvent};
+
+use crate::backend::{
+    fmt_date, fmt_lower_bound, fmt_time, fmt_upper_bound, parse_date, parse_json, parse_name,
+    parse_opt_time, parse_time, plan, to_i64, to_u64, transaction_ids, Applied, Backend, Plan,
+    StoredState, CHECKPOINT,
+};
+use crate::project::{fold_batch, BatchOutput, StateCache};
+use crate::{
+    HistoryQuery, HistoryRow, LineQuery, LineRow, ProjectionError, TransactionQuery,
+    TransactionRow,
+};
+
+/// Advisory-lock class of the batch lock: ASCII `pvlp`. The second key is
+/// the OID of this schema's `rm_checkpoints`, so ledgers in different
+/// schemas do not serialize each other.
+const BATCH_LOCK_CLASS: i32 = 0x7076_6c70;
+/// Advisory-lock class of the read models' migration lock: ASCII `pvlr`.
+/// The second key is derived from the schema name.
+const MIGRATION_LOCK_CLASS: i32 = 0x7076_6c72;
+/// Rows per `unnest` INSERT.
+const CHUNK: usize = 5_000;
+
+/// One schema migration; applied in order, each exactly once.
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+}
+
+/// Every migration this build knows, oldest first; the same tables as the
+/// SQLite backend (docs/adr/0004-read-models.md).
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "order states, lines, transactions, history, checkpoints",
+    sql: r#"
+CREATE TABLE rm_checkpoints (
+    projection TEXT COLLATE "C" PRIMARY KEY,
+    position   BIGINT NOT NULL CHECK (position >= 0)
+);
+INSERT INTO rm_checkpoints (projection, position) VALUES ('orders', 0);
+
+CREATE TABLE rm_order_state (
+    order_id    TEXT COLLATE "C" PRIMARY KEY,
+    version     BIGINT NOT NULL,
+    next_due_at TEXT COLLATE "C",
+    state_json  TEXT NOT NULL
+);
+CREATE INDEX rm_order_state_due ON rm_order_state (next_due_at) WHERE next_due_at IS NOT NULL;
+
+CREATE TABLE rm_lines (
+    order_id              TEXT COLLATE "C" NOT NULL,
+    line_index            BIGINT NOT NULL,
+    line_id               TEXT COLLATE "C" NOT NULL,
+    subscription_id       TEXT COLLATE "C" NOT NULL,
+    offer                 TEXT NOT NULL,
+    rsd                   TEXT NOT NULL,
+    provisioning_contact  TEXT NOT NULL,
+    status                TEXT NOT NULL,
+    status_label          TEXT NOT NULL,
+    provisioning_pending  BOOLEAN NOT NULL,
+    initial_email_sent_at TEXT,
+    closes_at             TEXT,
+    billing_started       BOOLEAN NOT NULL,
+    org_id                TEXT,
+    escalated_at          TEXT,
+    resend_count          BIGINT NOT NULL,
+    partner               TEXT NOT NULL,
+    end_customer          TEXT NOT NULL,
+    PRIMARY KEY (order_id, line_index)
+);
+CREATE INDEX rm_lines_subscription ON rm_lines (subscription_id);
+
+CREATE TABLE rm_transactions (
+    id                   BIGINT PRIMARY KEY,
+    position             BIGINT NOT NULL,
+    transaction_id       TEXT COLLATE "C" NOT NULL,
+    tx_type              TEXT COLLATE "C" NOT NULL,
+    order_id             TEXT COLLATE "C" NOT NULL,
+    line_id              TEXT COLLATE "C" NOT NULL,
+    subscription_id      TEXT COLLATE "C" NOT NULL,
+    submitted_by         TEXT NOT NULL,
+    submitted_at         TEXT COLLATE "C" NOT NULL,
+    status               TEXT COLLATE "C" NOT NULL,
+    reason               TEXT,
+    reason_code          TEXT,
+    old_email            TEXT,
+    new_email            TEXT,
+    applied_to_all_lines BOOLEAN NOT NULL,
+    detail               TEXT,
+    UNIQUE (position, line_id)
+);
+CREATE INDEX rm_transactions_type_sub ON rm_transactions (tx_type, subscription_id, submitted_at, id);
+CREATE INDEX rm_transactions_sub ON rm_transactions (subscription_id, submitted_at, id);
+CREATE INDEX rm_transactions_type ON rm_transactions (tx_type, submitted_at, id);
+CREATE INDEX rm_transactions_order ON rm_transactions (order_id, submitted_at, id);
+CREATE INDEX rm_transactions_status ON rm_transactions (status, submitted_at, id);
+CREATE INDEX rm_transactions_time ON rm_transactions (submitted_at, id);
+
+CREATE TABLE rm_history (
+    position        BIGINT PRIMARY KEY,
+    stream_id       TEXT COLLATE "C" NOT NULL,
+    stream_version  BIGINT NOT NULL,
+    order_id        TEXT COLLATE "C" NOT NULL,
+    line_id         TEXT COLLATE "C",
+    subscription_id TEXT COLLATE "C",
+    event_type      TEXT NOT NULL,
+    schema_version  BIGINT NOT NULL,
+    occurred_at     TEXT NOT NULL,
+    recorded_at     TEXT NOT NULL,
+    actor           TEXT NOT NULL,
+    transaction_id  TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    prev_hash       TEXT NOT NULL,
+    hash            TEXT NOT NULL
+);
+CREATE INDEX rm_history_order ON rm_history (order_id, position);
+CREATE INDEX rm_history_subscription ON rm_history (subscription_id, position) WHERE subscription_id IS NOT NULL;
+"#,
+}];
+
+const LINE_COLUMNS: &str = "order_id, line_id, subscription_id, offer, rsd, provisioning_contact, \
+     status, status_label, provisioning_pending, initial_email_sent_at, closes_at, \
+     billing_started, org_id, escalated_at, resend_count, partner, end_customer";
+
+const TX_COLUMNS: &str = "transaction_id, tx_type, order_id, line_id, subscription_id, \
+     submitted_by, submitted_at, status, reason, reason_code, old_email, new_email, \
+     applied_to_all_lines, detail, position";
+
+const HISTORY_COLUMNS: &str = "position, stream_id, stream_version, order_id, line_id, \
+     subscription_id, event_type, schema_version, occurred_at, recorded_at, actor, \
+     transaction_id, payload, prev_hash, hash";
+
+/// Statements prepared once per connection.
+struct Statements {
+    lock: Statement,
+    checkpoint: Statement,
+    set_checkpoint: Statement,
+    load_states: Statement,
+    insert_history: Statement,
+    insert_transactions: Statement,
+    upsert_states: Statement,
+    upsert_lines: Statement,
+}
+
+impl Statements {
+    fn prepare(client: &mut Client) -> Result<Self, ProjectionError> {
+        Ok(Statements {
+            lock: client.prepare("SELECT pg_advisory_xact_lock($1::int4, $2::int4)")?,
+            checkpoint: client
+                .prepare("SELECT position FROM rm_checkpoints WHERE projection = $1")?,
+            set_checkpoint: client
+                .prepare("UPDATE rm_checkpoints SET position = $2 WHERE projection = $1")?,
+            load_states: client.prepare(
+                "SELECT order_id, state_json FROM rm_order_state WHERE order_id = ANY($1::text[])",
+            )?,
+            insert_history: client.prepare(&format!(
+                "INSERT INTO rm_history ({HISTORY_COLUMNS}) SELECT * FROM unnest( \
+                 $1::int8[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], \
+                 $7::text[], $8::int8[], $9::text[], $10::text[], $11::text[], $12::text[], \
+                 $13::text[], $14::text[], $15::text[])"
+            ))?,
+            insert_transactions: client.prepare(&format!(
+                "INSERT INTO rm_transactions (id, {TX_COLUMNS}) SELECT * FROM unnest( \
+                 $1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+                 $13::text[], $14::bool[], $15::text[], $16::int8[])"
+            ))?,
+            upsert_states: client.prepare(
+                "INSERT INTO rm_order_state (order_id, version, next_due_at, state_json) \
+                 SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[]) \
+                 ON CONFLICT (order_id) DO UPDATE SET version = excluded.version, \
+                 next_due_at = excluded.next_due_at, state_json = excluded.state_json",
+            )?,
+            upsert_lines: client.prepare(&format!(
+                "INSERT INTO rm_lines (line_index, {LINE_COLUMNS}) SELECT * FROM unnest( \
+                 $1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                 $7::text[], $8::text[], $9::text[], $10::bool[], $11::text[], $12::text[], \
+                 $13::bool[], $14::text[], $15::text[], $16::int8[], $17::text[], $18::text[]) \
+                 ON CONFLICT (order_id, line_index) DO UPDATE SET \
+                 line_id = excluded.line_id, subscription_id = excluded.subscription_id, \
+                 offer = excluded.offer, rsd = excluded.rsd, \
+                 provisioning_contact = excluded.provisioning_contact, status = excluded.status, \
+                 status_label = excluded.status_label, \
+                 provisioning_pending = excluded.provisioning_pending, \
+                 initial_email_sent_at = excluded.initial_email_sent_at, \
+                 closes_at = excluded.closes_at, billing_started = excluded.billing_started, \
+                 org_id = excluded.org_id, escalated_at = excluded.escalated_at, \
+                 resend_count = excluded.resend_count, partner = excluded.partner, \
+                 end_customer = excluded.end_customer"
+            ))?,
+        })
+    }
+}
+
+/// The read models in a PostgreSQL schema.
+pub(crate) struct PostgresModels {
+    url: String,
+    schema: Option<String>,
+    lock_key: i32,
+    client: Client,
+    statements: Statements,
+    /// Statements of run-time built queries, by SQL text (few shapes).
+    queries: HashMap<String, Statement>,
+}
+
+impl PostgresModels {
+    /// Connect to `url`; keep the read models in `schema` (created if
+    /// missing) or, for `None`, in the connection's current schema.
+    pub fn connect(url: &str, schema: Option<&str>) -> Result<Self, ProjectionError> {
+        if let Some(schema) = schema {
+            check_schema_name(url, schema)?;
+        }
+        let mut client = connect_client(url, schema)?;
+        let current: Option<String> = client.query_one("SELECT current_schema()", &[])?.get(0);
+        let Some(current) = current else {
+            return Err(ProjectionError::InvalidUrl {
+                url: redact(url),
+                reason: "the connection's search_path names no existing schema; create one or \
+                         set search_path for the user"
+                    .into(),
+            });
+        };
+        migrate(&mut client, &current)?;
+        let lock_key: i32 = client
+            .query_one("SELECT 'rm_checkpoints'::regclass::oid::int4", &[])?
+            .get(0);
+        let statements = Statements::prepare(&mut client)?;
+        Ok(PostgresModels {
+            url: url.to_string(),
+            schema: schema.map(str::to_string),
+            lock_key,
+            client,
+            statements,
+            queries: HashMap::new(),
+        })
+    }
+
+    /// Reconnect if the server closed the connection.
+    fn ensure_open(&mut self) -> Result<(), ProjectionError> {
+        if self.client.is_closed() {
+            let mut client = connect_client(&self.url, self.schema.as_deref())?;
+            self.statements = Statements::prepare(&mut client)?;
+            self.client = client;
+            self.queries.clear();
+        }
+        Ok(())
+    }
+
+    /// Run a query built at run time, preparing it once per connection.
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, ProjectionError> {
+        self.ensure_open()?;
+        let statement = match self.queries.get(sql) {
+            Some(s) => s.clone(),
+            None => {
+                let s = self.client.prepare(sql)?;
+                self.queries.insert(sql.to_string(), s.clone());
+                s
+            }
+        };
+        Ok(self.client.query(&statement, params)?)
+    }
+}
+
+fn connect_client(url: &str, schema: Option<&str>) -> Result<Client, ProjectionError> {
+    let mut client = Client::connect(url, NoTls)?;
+    if let Some(schema) = schema {
+        let mut tx = client.transaction()?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1::int4, $2::int4)",
+            &[&MIGRATION_LOCK_CLASS, &schema_key(schema)],
+        )?;
+        tx.batch_execute(&format!(
+            "SET LOCAL client_min_messages TO warning; CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+        ))?;
+        tx.commit()?;
+        client.batch_execute(&format!("SET search_path TO \"{schema}\""))?;
+    }
+    Ok(client)
+}
+
+/// Apply the migrations this schema lacks, under a lock so that processes
+/// starting at once do not race.
+fn migrate(client: &mut Client, schema: &str) -> Result<(), ProjectionError> {
+    let mut tx = client.transaction()?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1::int4, $2::int4)",
+        &[&MIGRATION_LOCK_CLASS, &schema_key(schema)],
+    )?;
+    tx.batch_execute(
+        "SET LOCAL client_min_messages TO warning;
+         CREATE TABLE IF NOT EXISTS rm_schema_migrations (
+             version    BIGINT PRIMARY KEY,
+             name       TEXT NOT NULL,
+             applied_at TEXT NOT NULL
+         );",
+    )?;
+    let found: i64 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0)::int8 FROM rm_schema_migrations",
+            &[],
+        )?
+        .try_get(0)?;
+    let supported = MIGRATIONS.last().map_or(0, |m| m.version);
+    if found > supported {
+        return Err(ProjectionError::SchemaTooNew { found, supported });
+    }
+    for migration in MIGRATIONS.iter().filter(|m| m.version > found) {
+        tx.batch_execute(migration.sql)?;
+        tx.execute(
+            "INSERT INTO rm_schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            &[&migration.version, &migration.name, &fmt_time(&Utc::now())],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn read_checkpoint(
+    client: &mut impl GenericClient,
+    statements: &Statements,
+) -> Result<Position, ProjectionError> {
+    match client.query_opt(&statements.checkpoint, &[&CHECKPOINT])? {
+        Some(row) => to_u64("rm_checkpoints", &|| CHECKPOINT.to_string(), row.try_get(0)?),
+        None => Err(ProjectionError::Corrupt {
+            table: "rm_checkpoints",
+            key: CHECKPOINT.to_string(),
+            reason: "the checkpoint row is missing".into(),
+        }),
+    }
+}
+
+fn load_states(
+    client: &mut impl GenericClient,
+    statements: &Statements,
+    ids: &[OrderId],
+) -> Result<HashMap<OrderId, OrderState>, ProjectionError> {
+    let names: Vec<&str> = ids.iter().map(OrderId::as_str).collect();
+    let mut out = HashMap::new();
+    for row in client.query(&statements.load_states, &[&names])? {
+        let id: String = row.try_get(0)?;
+        let json: String = row.try_get(1)?;
+        let corrupt = |reason: String| ProjectionError::Corrupt {
+            table: "rm_order_state",
+            key: id.clone(),
+            reason,
+        };
+        let order_id = OrderId::parse(&id).map_err(|e| corrupt(e.to_string()))?;
+        let state = serde_json::from_str(&json).map_err(|e| corrupt(e.to_string()))?;
+        out.insert(order_id, state);
+    }
+    Ok(out)
+}
+
+fn opt_time(t: &Option<DateTime<Utc>>) -> Option<String> {
+    t.as_ref().map(fmt_time)
+}
+
+fn write_batch(
+    client: &mut impl GenericClient,
+    statements: &Statements,
+    out: &BatchOutput,
+) -> Result<(), ProjectionError> {
+    for chunk in out.history.chunks(CHUNK) {
+        let mut position = Vec::with_capacity(chunk.len());
+        let mut stream_version = Vec::with_capacity(chunk.len());
+        let mut schema_version = Vec::with_capacity(chunk.len());
+        for h in chunk {
+            position.push(to_i64(h.position)?);
+            stream_version.push(to_i64(h.stream_version)?);
+            schema_version.push(i64::from(h.schema_version));
+        }
+        let text = |f: fn(&HistoryRow) -> &str| chunk.iter().map(f).collect::<Vec<&str>>();
+        let opt = |f: fn(&HistoryRow) -> Option<&str>| {
+            chunk.iter().map(f).collect::<Vec<Option<&str>>>()
+        };
+        let occurred_at: Vec<String> = chunk.iter().map(|h| fmt_time(&h.occurred_at)).collect();
+        let recorded_at: Vec<String> = chunk.iter().map(|h| fmt_time(&h.recorded_at)).collect();
+        let payload: Vec<String> = chunk
+            .iter()
+            .map(|h| provledger_store::hash::canonical_json(&h.payload))
+            .collect();
+        client.execute(
+            &statements.insert_history,
+            &[
+                &position,
+                &text(|h| &h.stream_id),
+                &stream_version,
+                &text(|h| &h.order_id),
+                &opt(|h| h.line_id.as_deref()),
+                &opt(|h| h.subscription_id.as_deref()),
+                &text(|h| &h.event_type),
+                &schema_version,
+                &occurred_at,
+                &recorded_at,
+                &text(|h| &h.actor),
+                &text(|h| &h.transaction_id),
+                &payload,
+                &text(|h| &h.prev_hash),
+                &text(|h| &h.hash),
+            ],
+        )?;
+    }
+
+    let ids = transaction_ids(&out.transactions)?;
+    for (chunk, ids) in out.transactions.chunks(CHUNK).zip(ids.chunks(CHUNK)) {
+        let text = |f: fn(&TransactionRow) -> &str| chunk.iter().map(f).collect::<Vec<&str>>();
+        let opt = |f: fn(&TransactionRow) -> Option<&str>| {
+            chunk.iter().map(f).collect::<Vec<Option<&str>>>()
+        };
+        let submitted_at: Vec<String> = chunk.iter().map(|t| fmt_time(&t.submitted_at)).collect();
+        let all: Vec<bool> = chunk.iter().map(|t| t.applied_to_all_lines).collect();
+        let mut position = Vec::with_capacity(chunk.len());
+        for t in chunk {
+            position.push(to_i64(t.position)?);
+        }
+        client.execute(
+            &statements.insert_transactions,
+            &[
+                &ids,
+                &text(|t| &t.transaction_id),
+                &text(|t| t.tx_type.as_str()),
+                &text(|t| &t.order_id),
+                &text(|t| &t.line_id),
+                &text(|t| &t.subscription_id),
+                &text(|t| &t.submitted_by),
+                &submitted_at,
+                &text(|t| t.status.as_str()),
+                &opt(|t| t.reason.as_deref()),
+                &opt(|t| t.reason_code.as_deref()),
+                &opt(|t| t.old_email.as_deref()),
+                &opt(|t| t.new_email.as_deref()),
+                &all,
+                &opt(|t| t.detail.as_deref()),
+                &position,
+            ],
+        )?;
+    }
+
+    let mut lines: Vec<(i64, LineRow)> = Vec::new();
+    for chunk in out.orders.chunks(CHUNK) {
+        let mut order_id = Vec::with_capacity(chunk.len());
+        let mut version = Vec::with_capacity(chunk.len());
+        let mut next_due = Vec::with_capacity(chunk.len());
+        let mut state_json = Vec::with_capacity(chunk.len());
+        for order in chunk {
+            order_id.push(order.order_id.as_str());
+            version.push(to_i64(order.after.version)?);
+            next_due.push(provledger_domain::next_due(&order.after).map(|t| fmt_time(&t)));
+            state_json.push(serde_json::to_string(&order.after).map_err(|e| {
+                ProjectionError::Corrupt {
+                    table: "rm_order_state",
+                    key: order.order_id.to_string(),
+                    reason: format!("the state cannot be encoded: {e}"),
+                }
+            })?);
+            for (index, row) in order.changed_lines() {
+                lines.push((to_i64(index as u64)?, row));
+            }
+        }
+        client.execute(
+            &statements.upsert_states,
+            &[&order_id, &version, &next_due, &state_json],
+        )?;
+    }
+
+    for chunk in lines.chunks(CHUNK) {
+        let index: Vec<i64> = chunk.iter().map(|(i, _)| *i).collect();
+        let text = |f: fn(&LineRow) -> &str| chunk.iter().map(|(_, l)| f(l)).collect::<Vec<&str>>();
+        let opt = |f: fn(&LineRow) -> Option<&str>| {
+            chunk.iter().map(|(_, l)| f(l)).collect::<Vec<Option<&str>>>()
+        };
+        let time = |f: fn(&LineRow) -> &Option<DateTime<Utc>>| {
+            chunk.iter().map(|(_, l)| opt_time(f(l))).collect::<Vec<Option<String>>>()
+        };
+        let flag = |f: fn(&LineRow) -> bool| chunk.iter().map(|(_, l)| f(l)).collect::<Vec<bool>>();
+        let rsd: Vec<String> = chunk.iter().map(|(_, l)| fmt_date(&l.rsd)).collect();
+        let resend_count: Vec<i64> = chunk
+            .iter()
+            .map(|(_, l)| i64::from(l.resend_count))
+            .collect();
+        client.execute(
+            &statements.upsert_lines,
+            &[
+                &index,
+                &text(|l| &l.order_id),
+                &text(|l| &l.line_id),
+                &text(|l| &l.subscription_id),
+                &text(|l| &l.offer),
+                &rsd,
+                &text(|l| &l.provisioning_contact),
+                &text(|l| &l.status),
+                &text(|l| &l.status_label),
+                &flag(|l| l.provisioning_pending),
+                &time(|l| &l.initial_email_sent_at),
+                &time(|l| &l.closes_at),
+                &flag(|l| l.billing_started),
+                &opt(|l| l.org_id.as_deref()),
+                &time(|l| &l.escalated_at),
+                &resend_count,
+                &text(|l| &l.partner),
+                &text(|l| &l.end_customer),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Read one `rm_lines` row selected with [`LINE_COLUMNS`].
+fn line_row(r: &Row) -> Result<LineRow, ProjectionError> {
+    const T: &str = "rm_lines";
+    let order_id: String = r.try_get(0)?;
+    let line_id: String = r.try_get(1)?;
+    let key = || format!("order {order_id} line {line_id}");
+    let rsd: String = r.try_get(4)?;
+    let resend_count: i64 = r.try_get(14)?;
+    Ok(LineRow {
+        subscription_id: r.try_get(2)?,
+        offer: r.try_get(3)?,
+        rsd: parse_date(T, &key, &rsd)?,
+        provisioning_contact: r.try_get(5)?,
+        status: r.try_get(6)?,
+        status_label: r.try_get(7)?,
+        provisioning_pending: r.try_get(8)?,
+        initial_email_sent_at: parse_opt_time(T, &key, r.try_get(9)?)?,
+        closes_at: parse_opt_time(T, &key, r.try_get(10)?)?,
+        billing_started: r.try_get(11)?,
+        org_id: r.try_get(12)?,
+        escalated_at: parse_opt_time(T, &key, r.try_get(13)?)?,
+        resend_count: u32::try_from(resend_count).map_err(|_| ProjectionError::Corrupt {
+            table: T,
+            key: key(),
+            reason: format!("resend_count {resend_count} is out of range"),
+        })?,
+        partner: r.try_get(15)?,
+        end_customer: r.try_get(16)?,
+        order_id,
+        line_id,
+    })
+}
+
+/// Read one `rm_transactions` row selected with [`TX_COLUMNS`].
+fn transaction_row(r: &Row) -> Result<TransactionRow, ProjectionError> {
+    const T: &str = "rm_transactions";
+    let position: i64 = r.try_get(14)?;
+    let line_id: String = r.try_get(3)?;
+    let key = || format!("position {position} line {line_id}");
+    let tx_type: String = r.try_get(1)?;
+    let tx_type: crate::TransactionType = parse_name(T, &key, &tx_type)?;
+    let status: String = r.try_get(7)?;
+    let submitted_at: String = r.try_get(6)?;
+    Ok(TransactionRow {
+        transaction_id: r.try_get(0)?,
+        tx_type,
+        type_label: tx_type.label().to_string(),
+        order_id: r.try_get(2)?,
+        subscription_id: r.try_get(4)?,
+        submitted_by: r.try_get(5)?,
+        submitted_at: parse_time(T, &key, &submitted_at)?,
+        status: parse_name(T, &key, &status)?,
+        reason: r.try_get(8)?,
+        reason_code: r.try_get(9)?,
+        old_email: r.try_get(10)?,
+        new_email: r.try_get(11)?,
+        applied_to_all_lines: r.try_get(12)?,
+        detail: r.try_get(13)?,
+        position: to_u64(T, &key, position)?,
+        line_id,
+    })
+}
+
+/// Read one `rm_history` row selected with [`HISTORY_COLUMNS`].
+fn history_row(r: &Row) -> Result<HistoryRow, ProjectionError> {
+    const T: &str = "rm_history";
+    let position: i64 = r.try_get(0)?;
+    let key = || format!("position {position}");
+    let occurred_at: String = r.try_get(8)?;
+    let recorded_at: String = r.try_get(9)?;
+    let payload: String = r.try_get(12)?;
+    let schema_version: i64 = r.try_get(7)?;
+    Ok(HistoryRow {
+        position: to_u64(T, &key, position)?,
+        stream_id: r.try_get(1)?,
+        stream_version: to_u64(T, &key, r.try_get(2)?)?,
+        order_id: r.try_get(3)?,
+        line_id: r.try_get(4)?,
+        subscription_id: r.try_get(5)?,
+        event_type: r.try_get(6)?,
+        schema_version: u32::try_from(schema_version).map_err(|_| ProjectionError::Corrupt {
+            table: T,
+            key: key(),
+            reason: format!("schema_version {schema_version} is out of range"),
+        })?,
+        occurred_at: parse_time(T, &key, &occurred_at)?,
+        recorded_at: parse_time(T, &key, &recorded_at)?,
+        actor: r.try_get(10)?,
+        transaction_id: r.try_get(11)?,
+        payload: parse_json(T, &key, &payload)?,
+        prev_hash: r.try_get(13)?,
+        hash: r.try_get(14)?,
+    })
+}
+
+fn decode_all<T>(
+    rows: Vec<Row>,
+    decode: impl Fn(&Row) -> Result<T, ProjectionError>,
+) -> Result<Vec<T>, ProjectionError> {
+    rows.iter().map(decode).collect()
+}
+
+impl Backend for PostgresModels {
+    fn checkpoint(&mut self) -> Result<Position, ProjectionError> {
+        self.ensure_open()?;
+        read_checkpoint(&mut self.client, &self.statements)
+    }
+
+    fn apply(
+        &mut self,
+        expected: Position,
+        events: &[RecordedEvent],
+        cache: &mut StateCache,
+    ) -> Result<Applied, ProjectionError> {
+        self.ensure_open()?;
+        let statements = &self.statements;
+        let mut tx = self
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()?;
+        // Exclude every other worker first; only then read the checkpoint
+        // (READ COMMITTED: each statement sees the latest commit).
+        tx.execute(&statements.lock, &[&BATCH_LOCK_CLASS, &self.lock_key])?;
+        let found = read_checkpoint(&mut tx, statements)?;
+        let events = match plan(found, expected, events)? {
+            Plan::Apply(events) => events,
+            Plan::Restart => return Ok(Applied::Restart),
+        };
+        cache.validate(found);
+        let out = fold_batch(events, cache, |ids| load_states(&mut tx, statements, ids))?;
+        write_batch(&mut tx, statements, &out)?;
+        tx.execute(
+            &statements.set_checkpoint,
+            &[&CHECKPOINT, &to_i64(out.last_position)?],
+        )?;
+        tx.commit()?;
+        let applied = Applied::Done {
+            events: out.events,
+            checkpoint: out.last_position,
+        };
+        cache.committed(out);
+        Ok(applied)
+    }
+
+    fn reset(&mut self) -> Result<(), ProjectionError> {
+        self.ensure_open()?;
+        let mut tx = self.client.transaction()?;
+        tx.execute(&self.statements.lock, &[&BATCH_LOCK_CLASS, &self.lock_key])?;
+        tx.batch_execute("TRUNCATE rm_order_state, rm_lines, rm_transactions, rm_history")?;
+        tx.execute(&self.statements.set_checkpoint, &[&CHECKPOINT, &0_i64])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn lines(&mut self, q: &LineQuery) -> Result<Vec<LineRow>, ProjectionError> {
+        let mut sql = format!("SELECT {LINE_COLUMNS} FROM rm_lines");
+        let mut conditions = Vec::new();
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        let order_id = q.order_id.as_ref().map(OrderId::as_str);
+        let subscription_id = q.subscription_id.as_ref().map(|s| s.as_str());
+        if let Some(order_id) = &order_id {
+            params.push(order_id);
+            conditions.push(format!("order_id = ${}", params.len()));
+        }
+        if let Some(subscription_id) = &subscription_id {
+            params.push(subscription_id);
+            conditions.push(format!("subscription_id = ${}", params.len()));
+        }
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
+        }
+        sql.push_str(" ORDER BY order_id, line_index");
+        decode_all(self.query(&sql, &params)?, line_row)
+    }
+
+    fn transactions(
+        &mut self,
+        q: &TransactionQuery,
+    ) -> Result<Vec<TransactionRow>, ProjectionError> {
+        let mut sql = format!("SELECT {TX_COLUMNS} FROM rm_transactions");
+        let mut conditions = Vec::new();
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        let tx_type = q.tx_type.map(|t| t.as_str());
+        let subscription_id = q.subscription_id.as_ref().map(|s| s.as_str());
+        let order_id = q.order_id.as_ref().map(OrderId::as_str);
+        let status = q.status.map(|s| s.as_str());
+        let since = q.since.as_ref().map(fmt_lower_bound);
+        let until = q.until.as_ref().map(fmt_upper_bound);
+        let limit = q.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        for (value, condition) in [
+            (tx_type.as_ref().map(|v| v as &(dyn ToSql + Sync)), "tx_type = "),
+            (
+                subscription_id.as_ref().map(|v| v as &(dyn ToSql + Sync)),
+                "subscription_id = ",
+            ),
+            (order_id.as_ref().map(|v| v as &(dyn ToSql + Sync)), "order_id = "),
+            (status.as_ref().map(|v| v as &(dyn ToSql + Sync)), "status = "),
+            (since.as_ref().map(|v| v as &(dyn ToSql + Sync)), "submitted_at >= "),
+            (until.as_ref().map(|v| v as &(dyn ToSql + Sync)), "submitted_at <= "),
+        ] {
+            if let Some(value) = value {
+                params.push(value);
+                conditions.push(format!("{condition}${}", params.len()));
+            }
+        }
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
+        }
+        // id order is (position, line id) order: see backend::transaction_ids.
+        sql.push_str(" ORDER BY submitted_at, id");
+        if let Some(limit) = &limit {
+            params.push(limit);
+            sql.push_str(&format!(" LIMIT ${}", params.len()));
+        }
+        decode_all(self.query(&sql, &params)?, transaction_row)
+    }
+
+    fn history(&mut self, q: &HistoryQuery) -> Result<Vec<HistoryRow>, ProjectionError> {
+        let order_id = q.order_id.as_ref().map(OrderId::as_str);
+        let subscription_id = q.subscription_id.as_ref().map(|s| s.as_str());
+        let rows = match (&order_id, &subscription_id) {
+            (_, Some(sub)) => {
+                let order_filter = if order_id.is_some() {
+                    " AND order_id = $2"
+                } else {
+                    ""
+                };
+                let sql = format!(
+                    "SELECT {HISTORY_COLUMNS} FROM rm_history \
+                     WHERE subscription_id = $1{order_filter} \
+                     UNION ALL \
+                     SELECT {HISTORY_COLUMNS} FROM rm_history \
+                     WHERE line_id IS NULL{order_filter} AND order_id IN \
+                       (SELECT order_id FROM rm_lines WHERE subscription_id = $1) \
+                     ORDER BY position"
+                );
+                let mut params: Vec<&(dyn ToSql + Sync)> = vec![sub];
+                if let Some(order_id) = &order_id {
+                    params.push(order_id);
+                }
+                self.query(&sql, &params)?
+            }
+            (Some(order_id), None) => self.query(
+                &format!(
+                    "SELECT {HISTORY_COLUMNS} FROM rm_history WHERE order_id = $1 ORDER BY position"
+                ),
+                &[order_id],
+            )?,
+            (None, None) => self.query(
+                &format!("SELECT {HISTORY_COLUMNS} FROM rm_history ORDER BY position"),
+                &[],
+            )?,
+        };
+        decode_all(rows, history_row)
+    }
+
+    fn orders_due(&mut self, now: DateTime<Utc>) -> Result<Vec<OrderId>, ProjectionError> {
+        let now = fmt_upper_bound(&now);
+        let rows = self.query(
+            "SELECT order_id FROM rm_order_state \
+             WHERE next_due_at IS NOT NULL AND next_due_at <= $1 ORDER BY order_id",
+            &[&now],
+        )?;
+        decode_all(rows, |r| {
+            let id: String = r.try_get(0)?;
+            OrderId::parse(&id).map_err(|e| ProjectionError::Corrupt {
+                table: "rm_order_state",
+                key: id.clone(),
+                reason: e.to_string(),
+            })
+        })
+    }
+
+    fn order_states(&mut self) -> Result<Vec<StoredState>, ProjectionError> {
+        let rows = self.query(
+            "SELECT order_id, version, next_due_at, state_json FROM rm_order_state \
+             ORDER BY order_id",
+            &[],
+        )?;
+        decode_all(rows, |r| {
+            Ok(StoredState {
+                order_id: r.try_get(0)?,
+                version: r.try_get(1)?,
+                next_due_at: r.try_get(2)?,
+                state_json: r.try_get(3)?,
+            })
+        })
+    }
+}
+
+/// The migration lock's second key: a stable 32-bit digest (FNV-1a) of the
+/// schema name.
+fn schema_key(schema: &str) -> i32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in schema.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    i32::from_be_bytes(hash.to_be_bytes())
+}
+
+fn check_schema_name(url: &str, schema: &str) -> Result<(), ProjectionError> {
+    let mut chars = schema.chars();
+    let valid_start = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let valid_rest = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid_start && valid_rest && schema.len() <= 63 && !schema.starts_with("pg_") {
+        Ok(())
+    } else {
+        Err(ProjectionError::InvalidUrl {
+            url: redact(url),
+            reason: format!(
+                "schema name {schema:?} is not allowed: use lowercase letters, digits and \
+                 underscores, starting with a letter or underscore, at most 63 characters, \
+                 not starting with pg_"
+            ),
+        })
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_validated_and_urls_redacted() {
+        assert!(check_schema_name("postgres://h/db", "ledger_1").is_ok());
+        for bad in ["", "A", "1a", "a-b", "a\"b", "pg_x"] {
+            assert!(check_schema_name("postgres://h/db", bad).is_err(), "{bad}");
+        }
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_ne!(schema_key("a"), schema_key("b"));
+    }
+}

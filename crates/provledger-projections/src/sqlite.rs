@@ -1,0 +1,637 @@
+//! The SQLite backend of the read models: `rm_` tables in the ledger's own file.
+//!
+//! This module exists so that the embedded default keeps everything in one
+//! file: the read models live beside the events (separate connection, same
+//! file, WAL), so a copy of the file is a complete, consistent ledger. Each
+//! batch is one `BEGIN IMMEDIATE` transaction that re-reads the checkpoint
+//! under SQLite's write lock, so two processes catching up at once never
+//! apply an event twice and a crash never leaves half a batch. Batches are
+//! kept short because the same write lock also serializes the store's appends.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use provledger_domain::{OrderId, OrderState};
+use provledger_store::{Position, RecordedEvent};
+use rusqlite::types::ToSql;
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+
+use crate::backend::{
+    fmt_date, fmt_lower_bound, fmt_time, fmt_upper_bound, parse_date, parse_json, parse_name,
+    parse_opt_time, parse_time, plan, to_i64, to_u64, transaction_ids, Applied, Backend, Plan,
+    StoredState, CHECKPOINT,
+};
+use crate::project::{fold_batch, BatchOutput, StateCache};
+use crate::{
+    HistoryQuery, HistoryRow, LineQuery, LineRow, ProjectionError, TransactionQuery,
+    TransactionRow,
+};
+
+/// How long a statement waits for another connection's write lock (as the store).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One schema migration; applied in order, each exactly once.
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+}
+
+/// Every migration this build knows, oldest first. The layout is explained
+/// in docs/adr/0004-read-models.md.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "order states, lines, transactions, history, checkpoints",
+    sql: r#"
+CREATE TABLE rm_checkpoints (
+    projection TEXT PRIMARY KEY,
+    position   INTEGER NOT NULL CHECK (position >= 0)
+);
+INSERT INTO rm_checkpoints (projection, position) VALUES ('orders', 0);
+
+CREATE TABLE rm_order_state (
+    order_id    TEXT PRIMARY KEY,
+    version     INTEGER NOT NULL,
+    next_due_at TEXT,
+    state_json  TEXT NOT NULL
+);
+CREATE INDEX rm_order_state_due ON rm_order_state (next_due_at) WHERE next_due_at IS NOT NULL;
+
+CREATE TABLE rm_lines (
+    order_id              TEXT NOT NULL,
+    line_index            INTEGER NOT NULL,
+    line_id               TEXT NOT NULL,
+    subscription_id       TEXT NOT NULL,
+    offer                 TEXT NOT NULL,
+    rsd                   TEXT NOT NULL,
+    provisioning_contact  TEXT NOT NULL,
+    status                TEXT NOT NULL,
+    status_label          TEXT NOT NULL,
+    provisioning_pending  INTEGER NOT NULL,
+    initial_email_sent_at TEXT,
+    closes_at             TEXT,
+    billing_started       INTEGER NOT NULL,
+    org_id                TEXT,
+    escalated_at          TEXT,
+    resend_count          INTEGER NOT NULL,
+    partner               TEXT NOT NULL,
+    end_customer          TEXT NOT NULL,
+    PRIMARY KEY (order_id, line_index)
+) WITHOUT ROWID;
+CREATE INDEX rm_lines_subscription ON rm_lines (subscription_id);
+
+CREATE TABLE rm_transactions (
+    id                   INTEGER PRIMARY KEY,
+    position             INTEGER NOT NULL,
+    transaction_id       TEXT NOT NULL,
+    tx_type              TEXT NOT NULL,
+    order_id             TEXT NOT NULL,
+    line_id              TEXT NOT NULL,
+    subscription_id      TEXT NOT NULL,
+    submitted_by         TEXT NOT NULL,
+    submitted_at         TEXT NOT NULL,
+    status               TEXT NOT NULL,
+    reason               TEXT,
+    reason_code          TEXT,
+    old_email            TEXT,
+    new_email            TEXT,
+    applied_to_all_lines INTEGER NOT NULL,
+    detail               TEXT,
+    UNIQUE (position, line_id)
+);
+CREATE INDEX rm_transactions_type_sub ON rm_transactions (tx_type, subscription_id, submitted_at);
+CREATE INDEX rm_transactions_sub ON rm_transactions (subscription_id, submitted_at);
+CREATE INDEX rm_transactions_type ON rm_transactions (tx_type, submitted_at);
+CREATE INDEX rm_transactions_order ON rm_transactions (order_id, submitted_at);
+CREATE INDEX rm_transactions_status ON rm_transactions (status, submitted_at);
+CREATE INDEX rm_transactions_time ON rm_transactions (submitted_at);
+
+CREATE TABLE rm_history (
+    position        INTEGER PRIMARY KEY,
+    stream_id       TEXT NOT NULL,
+    stream_version  INTEGER NOT NULL,
+    order_id        TEXT NOT NULL,
+    line_id         TEXT,
+    subscription_id TEXT,
+    event_type      TEXT NOT NULL,
+    schema_version  INTEGER NOT NULL,
+    occurred_at     TEXT NOT NULL,
+    recorded_at     TEXT NOT NULL,
+    actor           TEXT NOT NULL,
+    transaction_id  TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    prev_hash       TEXT NOT NULL,
+    hash            TEXT NOT NULL
+);
+CREATE INDEX rm_history_order ON rm_history (order_id);
+CREATE INDEX rm_history_subscription ON rm_history (subscription_id) WHERE subscription_id IS NOT NULL;
+"#,
+}];
+
+/// Every read-model table whose content a rebuild drops.
+const CONTENT_TABLES: &[&str] = &["rm_order_state", "rm_lines", "rm_transactions", "rm_history"];
+
+const LINE_COLUMNS: &str = "order_id, line_id, subscription_id, offer, rsd, provisioning_contact, \
+     status, status_label, provisioning_pending, initial_email_sent_at, closes_at, \
+     billing_started, org_id, escalated_at, resend_count, partner, end_customer";
+
+const TX_COLUMNS: &str = "transaction_id, tx_type, order_id, line_id, subscription_id, \
+     submitted_by, submitted_at, status, reason, reason_code, old_email, new_email, \
+     applied_to_all_lines, detail, position";
+
+const HISTORY_COLUMNS: &str = "position, stream_id, stream_version, order_id, line_id, \
+     subscription_id, event_type, schema_version, occurred_at, recorded_at, actor, \
+     transaction_id, payload, prev_hash, hash";
+
+/// The read models in an SQLite file.
+pub(crate) struct SqliteModels {
+    conn: Connection,
+}
+
+impl SqliteModels {
+    /// Open (creating if needed) the read models in the SQLite file at `path`.
+    pub fn open(path: &Path) -> Result<Self, ProjectionError> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // journal_mode answers with a row; the others do not.
+        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        conn.execute_batch("PRAGMA synchronous = FULL;")?;
+        conn.set_prepared_statement_cache_capacity(160);
+        migrate(&mut conn)?;
+        Ok(SqliteModels { conn })
+    }
+}
+
+/// Apply the migrations this file lacks, under the write lock so that
+/// processes starting at once do not race.
+fn migrate(conn: &mut Connection) -> Result<(), ProjectionError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS rm_schema_migrations (
+             version    INTEGER PRIMARY KEY,
+             name       TEXT NOT NULL,
+             applied_at TEXT NOT NULL
+         );",
+    )?;
+    let found: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM rm_schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    let supported = MIGRATIONS.last().map_or(0, |m| m.version);
+    if found > supported {
+        return Err(ProjectionError::SchemaTooNew { found, supported });
+    }
+    for migration in MIGRATIONS.iter().filter(|m| m.version > found) {
+        tx.execute_batch(migration.sql)?;
+        tx.execute(
+            "INSERT INTO rm_schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            params![migration.version, migration.name, fmt_time(&Utc::now())],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn read_checkpoint(conn: &Connection) -> Result<Position, ProjectionError> {
+    let position: Option<i64> = conn
+        .prepare_cached("SELECT position FROM rm_checkpoints WHERE projection = ?1")?
+        .query_row([CHECKPOINT], |r| r.get(0))
+        .optional()?;
+    match position {
+        Some(p) => to_u64("rm_checkpoints", &|| CHECKPOINT.to_string(), p),
+        None => Err(ProjectionError::Corrupt {
+            table: "rm_checkpoints",
+            key: CHECKPOINT.to_string(),
+            reason: "the checkpoint row is missing".into(),
+        }),
+    }
+}
+
+fn write_checkpoint(tx: &Transaction<'_>, position: Position) -> Result<(), ProjectionError> {
+    tx.prepare_cached("UPDATE rm_checkpoints SET position = ?2 WHERE projection = ?1")?
+        .execute(params![CHECKPOINT, to_i64(position)?])?;
+    Ok(())
+}
+
+fn load_states(
+    tx: &Transaction<'_>,
+    ids: &[OrderId],
+) -> Result<HashMap<OrderId, OrderState>, ProjectionError> {
+    let mut stmt = tx.prepare_cached("SELECT state_json FROM rm_order_state WHERE order_id = ?1")?;
+    let mut out = HashMap::new();
+    for id in ids {
+        let json: Option<String> = stmt
+            .query_row([id.as_str()], |r| r.get(0))
+            .optional()?;
+        if let Some(json) = json {
+            let state = serde_json::from_str(&json).map_err(|e| ProjectionError::Corrupt {
+                table: "rm_order_state",
+                key: id.to_string(),
+                reason: e.to_string(),
+            })?;
+            out.insert(id.clone(), state);
+        }
+    }
+    Ok(out)
+}
+
+fn write_batch(tx: &Transaction<'_>, out: &BatchOutput) -> Result<(), ProjectionError> {
+    let mut insert_history = tx.prepare_cached(&format!(
+        "INSERT INTO rm_history ({HISTORY_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+    ))?;
+    for h in &out.history {
+        insert_history.execute(params![
+            to_i64(h.position)?,
+            h.stream_id,
+            to_i64(h.stream_version)?,
+            h.order_id,
+            h.line_id,
+            h.subscription_id,
+            h.event_type,
+            h.schema_version,
+            fmt_time(&h.occurred_at),
+            fmt_time(&h.recorded_at),
+            h.actor,
+            h.transaction_id,
+            provledger_store::hash::canonical_json(&h.payload),
+            h.prev_hash,
+            h.hash,
+        ])?;
+    }
+
+    let ids = transaction_ids(&out.transactions)?;
+    let mut insert_tx = tx.prepare_cached(&format!(
+        "INSERT INTO rm_transactions (id, {TX_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+    ))?;
+    for (t, id) in out.transactions.iter().zip(ids) {
+        insert_tx.execute(params![
+            id,
+            t.transaction_id,
+            t.tx_type.as_str(),
+            t.order_id,
+            t.line_id,
+            t.subscription_id,
+            t.submitted_by,
+            fmt_time(&t.submitted_at),
+            t.status.as_str(),
+            t.reason,
+            t.reason_code,
+            t.old_email,
+            t.new_email,
+            t.applied_to_all_lines,
+            t.detail,
+            to_i64(t.position)?,
+        ])?;
+    }
+
+    let mut upsert_state = tx.prepare_cached(
+        "INSERT INTO rm_order_state (order_id, version, next_due_at, state_json) \
+         VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (order_id) DO UPDATE SET version = excluded.version, \
+         next_due_at = excluded.next_due_at, state_json = excluded.state_json",
+    )?;
+    let mut upsert_line = tx.prepare_cached(&format!(
+        "INSERT INTO rm_lines (line_index, {LINE_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+         ON CONFLICT (order_id, line_index) DO UPDATE SET \
+         line_id = excluded.line_id, subscription_id = excluded.subscription_id, \
+         offer = excluded.offer, rsd = excluded.rsd, \
+         provisioning_contact = excluded.provisioning_contact, status = excluded.status, \
+         status_label = excluded.status_label, \
+         provisioning_pending = excluded.provisioning_pending, \
+         initial_email_sent_at = excluded.initial_email_sent_at, \
+         closes_at = excluded.closes_at, billing_started = excluded.billing_started, \
+         org_id = excluded.org_id, escalated_at = excluded.escalated_at, \
+         resend_count = excluded.resend_count, partner = excluded.partner, \
+         end_customer = excluded.end_customer"
+    ))?;
+    for order in &out.orders {
+        let json = serde_json::to_string(&order.after).map_err(|e| ProjectionError::Corrupt {
+            table: "rm_order_state",
+            key: order.order_id.to_string(),
+            reason: format!("the state cannot be encoded: {e}"),
+        })?;
+        upsert_state.execute(params![
+            order.order_id.as_str(),
+            to_i64(order.after.version)?,
+            provledger_domain::next_due(&order.after).map(|t| fmt_time(&t)),
+            json,
+        ])?;
+        for (index, l) in order.changed_lines() {
+            upsert_line.execute(params![
+                to_i64(index as u64)?,
+                l.order_id,
+                l.line_id,
+                l.subscription_id,
+                l.offer,
+                fmt_date(&l.rsd),
+                l.provisioning_contact,
+                l.status,
+                l.status_label,
+                l.provisioning_pending,
+                l.initial_email_sent_at.map(|t| fmt_time(&t)),
+                l.closes_at.map(|t| fmt_time(&t)),
+                l.billing_started,
+                l.org_id,
+                l.escalated_at.map(|t| fmt_time(&t)),
+                l.resend_count,
+                l.partner,
+                l.end_customer,
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// Read one `rm_lines` row selected with [`LINE_COLUMNS`].
+fn line_row(r: &Row<'_>) -> Result<LineRow, ProjectionError> {
+    let order_id: String = r.get(0)?;
+    let line_id: String = r.get(1)?;
+    let key = || format!("order {order_id} line {line_id}");
+    const T: &str = "rm_lines";
+    let rsd: String = r.get(4)?;
+    Ok(LineRow {
+        subscription_id: r.get(2)?,
+        offer: r.get(3)?,
+        rsd: parse_date(T, &key, &rsd)?,
+        provisioning_contact: r.get(5)?,
+        status: r.get(6)?,
+        status_label: r.get(7)?,
+        provisioning_pending: r.get(8)?,
+        initial_email_sent_at: parse_opt_time(T, &key, r.get(9)?)?,
+        closes_at: parse_opt_time(T, &key, r.get(10)?)?,
+        billing_started: r.get(11)?,
+        org_id: r.get(12)?,
+        escalated_at: parse_opt_time(T, &key, r.get(13)?)?,
+        resend_count: r.get(14)?,
+        partner: r.get(15)?,
+        end_customer: r.get(16)?,
+        order_id,
+        line_id,
+    })
+}
+
+/// Read one `rm_transactions` row selected with [`TX_COLUMNS`].
+fn transaction_row(r: &Row<'_>) -> Result<TransactionRow, ProjectionError> {
+    const T: &str = "rm_transactions";
+    let position: i64 = r.get(14)?;
+    let line_id: String = r.get(3)?;
+    let key = || format!("position {position} line {line_id}");
+    let tx_type: String = r.get(1)?;
+    let tx_type: crate::TransactionType = parse_name(T, &key, &tx_type)?;
+    let status: String = r.get(7)?;
+    let submitted_at: String = r.get(6)?;
+    Ok(TransactionRow {
+        transaction_id: r.get(0)?,
+        tx_type,
+        type_label: tx_type.label().to_string(),
+        order_id: r.get(2)?,
+        subscription_id: r.get(4)?,
+        submitted_by: r.get(5)?,
+        submitted_at: parse_time(T, &key, &submitted_at)?,
+        status: parse_name(T, &key, &status)?,
+        reason: r.get(8)?,
+        reason_code: r.get(9)?,
+        old_email: r.get(10)?,
+        new_email: r.get(11)?,
+        applied_to_all_lines: r.get(12)?,
+        detail: r.get(13)?,
+        position: to_u64(T, &key, position)?,
+        line_id,
+    })
+}
+
+/// Read one `rm_history` row selected with [`HISTORY_COLUMNS`].
+fn history_row(r: &Row<'_>) -> Result<HistoryRow, ProjectionError> {
+    const T: &str = "rm_history";
+    let position: i64 = r.get(0)?;
+    let key = || format!("position {position}");
+    let occurred_at: String = r.get(8)?;
+    let recorded_at: String = r.get(9)?;
+    let payload: String = r.get(12)?;
+    Ok(HistoryRow {
+        position: to_u64(T, &key, position)?,
+        stream_id: r.get(1)?,
+        stream_version: to_u64(T, &key, r.get(2)?)?,
+        order_id: r.get(3)?,
+        line_id: r.get(4)?,
+        subscription_id: r.get(5)?,
+        event_type: r.get(6)?,
+        schema_version: r.get(7)?,
+        occurred_at: parse_time(T, &key, &occurred_at)?,
+        recorded_at: parse_time(T, &key, &recorded_at)?,
+        actor: r.get(10)?,
+        transaction_id: r.get(11)?,
+        payload: parse_json(T, &key, &payload)?,
+        prev_hash: r.get(13)?,
+        hash: r.get(14)?,
+    })
+}
+
+/// Run a query built at run time (its text is one of few shapes, so the
+/// statement cache keeps them all) and decode every row.
+fn query<T>(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn ToSql],
+    decode: impl Fn(&Row<'_>) -> Result<T, ProjectionError>,
+) -> Result<Vec<T>, ProjectionError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}
+
+impl Backend for SqliteModels {
+    fn checkpoint(&mut self) -> Result<Position, ProjectionError> {
+        read_checkpoint(&self.conn)
+    }
+
+    fn apply(
+        &mut self,
+        expected: Position,
+        events: &[RecordedEvent],
+        cache: &mut StateCache,
+    ) -> Result<Applied, ProjectionError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found = read_checkpoint(&tx)?;
+        let events = match plan(found, expected, events)? {
+            Plan::Apply(events) => events,
+            Plan::Restart => return Ok(Applied::Restart),
+        };
+        cache.validate(found);
+        let out = fold_batch(events, cache, |ids| load_states(&tx, ids))?;
+        write_batch(&tx, &out)?;
+        write_checkpoint(&tx, out.last_position)?;
+        tx.commit()?;
+        let applied = Applied::Done {
+            events: out.events,
+            checkpoint: out.last_position,
+        };
+        cache.committed(out);
+        Ok(applied)
+    }
+
+    fn reset(&mut self) -> Result<(), ProjectionError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for table in CONTENT_TABLES {
+            tx.execute_batch(&format!("DELETE FROM {table};"))?;
+        }
+        write_checkpoint(&tx, 0)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn lines(&mut self, q: &LineQuery) -> Result<Vec<LineRow>, ProjectionError> {
+        let mut sql = format!("SELECT {LINE_COLUMNS} FROM rm_lines");
+        let mut conditions = Vec::new();
+        let mut params: Vec<&dyn ToSql> = Vec::new();
+        let order_id = q.order_id.as_ref().map(OrderId::as_str);
+        let subscription_id = q.subscription_id.as_ref().map(|s| s.as_str());
+        if let Some(order_id) = &order_id {
+            params.push(order_id);
+            conditions.push(format!("order_id = ?{}", params.len()));
+        }
+        if let Some(subscription_id) = &subscription_id {
+            params.push(subscription_id);
+            conditions.push(format!("subscription_id = ?{}", params.len()));
+        }
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
+        }
+        sql.push_str(" ORDER BY order_id, line_index");
+        query(&self.conn, &sql, &params, line_row)
+    }
+
+    fn transactions(
+        &mut self,
+        q: &TransactionQuery,
+    ) -> Result<Vec<TransactionRow>, ProjectionError> {
+        let mut sql = format!("SELECT {TX_COLUMNS} FROM rm_transactions");
+        let mut conditions = Vec::new();
+        let mut params: Vec<&dyn ToSql> = Vec::new();
+        let tx_type = q.tx_type.map(|t| t.as_str());
+        let subscription_id = q.subscription_id.as_ref().map(|s| s.as_str());
+        let order_id = q.order_id.as_ref().map(OrderId::as_str);
+        let status = q.status.map(|s| s.as_str());
+        let since = q.since.as_ref().map(fmt_lower_bound);
+        let until = q.until.as_ref().map(fmt_upper_bound);
+        let limit = q.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        for (value, condition) in [
+            (tx_type.as_ref().map(|v| v as &dyn ToSql), "tx_type = "),
+            (subscription_id.as_ref().map(|v| v as &dyn ToSql), "subscription_id = "),
+            (order_id.as_ref().map(|v| v as &dyn ToSql), "order_id = "),
+            (status.as_ref().map(|v| v as &dyn ToSql), "status = "),
+            (since.as_ref().map(|v| v as &dyn ToSql), "submitted_at >= "),
+            (until.as_ref().map(|v| v as &dyn ToSql), "submitted_at <= "),
+        ] {
+            if let Some(value) = value {
+                params.push(value);
+                conditions.push(format!("{condition}?{}", params.len()));
+            }
+        }
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
+        }
+        // id order is (position, line id) order: see backend::transaction_ids.
+        sql.push_str(" ORDER BY submitted_at, id");
+        if let Some(limit) = &limit {
+            params.push(limit);
+            sql.push_str(&format!(" LIMIT ?{}", params.len()));
+        }
+        query(&self.conn, &sql, &params, transaction_row)
+    }
+
+    fn history(&mut self, q: &HistoryQuery) -> Result<Vec<HistoryRow>, ProjectionError> {
+        let order_id = q.order_id.as_ref().map(OrderId::as_str);
+        let subscription_id = q.subscription_id.as_ref().map(|s| s.as_str());
+        match (&order_id, &subscription_id) {
+            (_, Some(sub)) => {
+                // The subscription's line events, plus the order-level events
+                // of the order(s) holding the subscription.
+                let order_filter = if order_id.is_some() {
+                    " AND order_id = ?2"
+                } else {
+                    ""
+                };
+                let sql = format!(
+                    "SELECT {HISTORY_COLUMNS} FROM rm_history \
+                     WHERE subscription_id = ?1{order_filter} \
+                     UNION ALL \
+                     SELECT {HISTORY_COLUMNS} FROM rm_history \
+                     WHERE line_id IS NULL{order_filter} AND order_id IN \
+                       (SELECT order_id FROM rm_lines WHERE subscription_id = ?1) \
+                     ORDER BY position"
+                );
+                let mut params: Vec<&dyn ToSql> = vec![sub];
+                if let Some(order_id) = &order_id {
+                    params.push(order_id);
+                }
+                query(&self.conn, &sql, &params, history_row)
+            }
+            (Some(order_id), None) => query(
+                &self.conn,
+                &format!(
+                    "SELECT {HISTORY_COLUMNS} FROM rm_history WHERE order_id = ?1 ORDER BY position"
+                ),
+                &[order_id],
+                history_row,
+            ),
+            (None, None) => query(
+                &self.conn,
+                &format!("SELECT {HISTORY_COLUMNS} FROM rm_history ORDER BY position"),
+                &[],
+                history_row,
+            ),
+        }
+    }
+
+    fn orders_due(&mut self, now: DateTime<Utc>) -> Result<Vec<OrderId>, ProjectionError> {
+        let now = fmt_upper_bound(&now);
+        query(
+            &self.conn,
+            "SELECT order_id FROM rm_order_state \
+             WHERE next_due_at IS NOT NULL AND next_due_at <= ?1 ORDER BY order_id",
+            &[&now],
+            |r| {
+                let id: String = r.get(0)?;
+                OrderId::parse(&id).map_err(|e| ProjectionError::Corrupt {
+                    table: "rm_order_state",
+                    key: id.clone(),
+                    reason: e.to_string(),
+                })
+            },
+        )
+    }
+
+    fn order_states(&mut self) -> Result<Vec<StoredState>, ProjectionError> {
+        query(
+            &self.conn,
+            "SELECT order_id, version, next_due_at, state_json FROM rm_order_state \
+             ORDER BY order_id",
+            &[],
+            |r| {
+                Ok(StoredState {
+                    order_id: r.get(0)?,
+                    version: r.get(1)?,
+                    next_due_at: r.get(2)?,
+                    state_json: r.get(3)?,
+                })
+            },
+        )
+    }
+}

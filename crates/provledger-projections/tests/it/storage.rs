@@ -1,0 +1,148 @@
+//! The SQLite backend's promises: migrations, checkpoints, atomic batches.
+
+use provledger_projections::{HistoryQuery, LineQuery, ProjectionError, ReadModels, TransactionQuery};
+
+use crate::support::*;
+
+fn sqlite(ledger: &Ledger) -> rusqlite::Connection {
+    rusqlite::Connection::open(&ledger.path).unwrap()
+}
+
+#[test]
+fn tables_live_in_the_ledger_file_with_versioned_migrations() {
+    let ledger = Ledger::new();
+    let models = ledger.models();
+    assert_eq!(models.checkpoint().unwrap(), 0);
+    // Opening again (another process) migrates nothing twice.
+    drop(ReadModels::open(&ledger.url).unwrap());
+    let conn = sqlite(&ledger);
+    let versions: Vec<i64> = conn
+        .prepare("SELECT version FROM rm_schema_migrations ORDER BY version")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(versions, vec![1]);
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for table in [
+        "events",
+        "rm_checkpoints",
+        "rm_history",
+        "rm_lines",
+        "rm_order_state",
+        "rm_schema_migrations",
+        "rm_transactions",
+    ] {
+        assert!(tables.iter().any(|t| t == table), "{table} missing from {tables:?}");
+    }
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn a_newer_schema_is_refused_with_advice() {
+    let ledger = Ledger::new();
+    drop(ledger.models());
+    sqlite(&ledger)
+        .execute(
+            "INSERT INTO rm_schema_migrations (version, name, applied_at) VALUES (99, 'future', 'x')",
+            [],
+        )
+        .unwrap();
+    let err = ReadModels::open(&ledger.url).unwrap_err();
+    assert!(matches!(err, ProjectionError::SchemaTooNew { found: 99, .. }), "{err}");
+    assert!(err.to_string().contains("upgrade provledger"), "{err}");
+}
+
+#[test]
+fn bad_urls_are_refused() {
+    let err = ReadModels::open("mysql://x").unwrap_err();
+    assert!(err.to_string().contains("sqlite:PATH"), "{err}");
+    let err = ReadModels::open_in_schema("sqlite:x.db", "s").unwrap_err();
+    assert!(matches!(err, ProjectionError::InvalidUrl { .. }), "{err}");
+}
+
+#[test]
+fn other_streams_are_skipped_but_the_checkpoint_moves() {
+    let mut ledger = Ledger::new();
+    ledger.exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001()).unwrap();
+    ledger.append_raw("org-77", "OrgCreated", serde_json::json!({"name": "Contoso"}), "2026-11-20T10:30:00Z");
+    ledger.append_raw("reservation-subdomain-contoso", "Reserved", serde_json::json!({}), "2026-11-20T10:31:00Z");
+    let models = ledger.models();
+    assert_eq!(models.catch_up(&ledger.store).unwrap(), 3);
+    assert_eq!(models.checkpoint().unwrap(), 3);
+    assert_eq!(models.history(&HistoryQuery::default()).unwrap().len(), 1);
+    assert_eq!(models.lines(&LineQuery::default()).unwrap().len(), 2);
+}
+
+#[test]
+fn an_undecodable_event_stops_the_batch_atomically_and_names_its_position() {
+    let mut ledger = Ledger::new();
+    ledger.exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001()).unwrap();
+    let models = ledger.models();
+    models.catch_up(&ledger.store).unwrap();
+    ledger
+        .exec("WO-1001", PAT, "2026-11-21T09:00:00Z", change("1.1", "new@customer.example", true))
+        .unwrap();
+    // Position 4: a type this build does not know, in the same batch as 2 and 3.
+    ledger.append_raw("order-WO-1001", "FutureThing", serde_json::json!({}), "2026-11-22T00:00:00Z");
+    let err = models.catch_up(&ledger.store).unwrap_err();
+    match &err {
+        ProjectionError::UndecodableEvent { position, stream_id, .. } => {
+            assert_eq!(*position, 4);
+            assert_eq!(stream_id, "order-WO-1001");
+        }
+        other => panic!("unexpected error: {other}"),
+    }
+    assert!(err.to_string().contains("upgrade provledger"), "{err}");
+    // Nothing of the failed batch was applied: not the good events before it either.
+    assert_eq!(models.checkpoint().unwrap(), 1);
+    assert!(models.transactions(&TransactionQuery::default()).unwrap().is_empty());
+    assert_eq!(models.history(&HistoryQuery::default()).unwrap().len(), 1);
+    let lines = models.lines(&LineQuery::default()).unwrap();
+    assert_eq!(lines[0].provisioning_contact, "it@customer.example");
+
+    // With one event per batch, everything before the bad event is applied.
+    let small = ReadModels::open(&ledger.url).unwrap().with_batch_size(1);
+    assert!(small.catch_up(&ledger.store).is_err());
+    assert_eq!(small.checkpoint().unwrap(), 3);
+}
+
+#[test]
+fn a_crash_mid_batch_leaves_the_previous_checkpoint() {
+    // A batch that fails half-way (here: a history row already present, as
+    // if a buggy writer had applied it) rolls back entirely.
+    let mut ledger = Ledger::new();
+    ledger.exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001()).unwrap();
+    ledger
+        .exec("WO-1001", PAT, "2026-11-21T09:00:00Z", change("1.1", "new@customer.example", true))
+        .unwrap();
+    let models = ledger.models();
+    let before = models.dump().unwrap();
+    sqlite(&ledger)
+        .execute_batch(
+            "INSERT INTO rm_history (position, stream_id, stream_version, order_id, event_type, \
+             schema_version, occurred_at, recorded_at, actor, transaction_id, payload, prev_hash, hash) \
+             VALUES (3, 's', 1, 'o', 't', 1, 'x', 'x', 'a', 't', '{}', 'p', 'h')",
+        )
+        .unwrap();
+    let err = models.catch_up(&ledger.store).unwrap_err();
+    assert!(matches!(err, ProjectionError::Sqlite(_)), "{err}");
+    assert_eq!(models.checkpoint().unwrap(), 0);
+    assert!(models.lines(&LineQuery::default()).unwrap().is_empty());
+    sqlite(&ledger)
+        .execute_batch("DELETE FROM rm_history WHERE position = 3")
+        .unwrap();
+    assert_eq!(models.dump().unwrap(), before);
+    // The successor resumes from the checkpoint.
+    assert_eq!(models.catch_up(&ledger.store).unwrap(), 3);
+    let lines = models.lines(&LineQuery::default()).unwrap();
+    assert!(lines.iter().all(|l| l.provisioning_contact == "new@customer.example"));
+}

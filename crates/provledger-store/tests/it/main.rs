@@ -1,0 +1,6 @@
+//! Integration tests of the event store: the conformance suite against each
+//! backend, plus backend-specific behaviour. One test binary (`it`) so the
+//! crate links once.
+
+mod postgres;
+mod sqlite;

@@ -1,0 +1,400 @@
+//! The SQLite backend: the shared conformance suite (one test per check, each
+//! on its own temporary database) and SQLite-specific behaviour (pragmas,
+//! schema versioning, corrupt rows, sharing the file with read models).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use provledger_store::conformance::{Backend, StoreRegistry};
+use provledger_store::sqlite::{SqliteOptions, SqliteStore, Synchronous, SCHEMA_VERSION};
+use provledger_store::{
+    verify, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, Position, StoreError,
+};
+use serde_json::json;
+use tempfile::TempDir;
+
+/// Conformance backend: every store is a new file in one temporary directory.
+pub struct SqliteBackend {
+    dir: TempDir,
+    next: AtomicUsize,
+    registry: StoreRegistry<PathBuf>,
+}
+
+impl SqliteBackend {
+    /// A backend with its own temporary directory (removed on drop).
+    pub fn new() -> Self {
+        SqliteBackend {
+            dir: tempfile::tempdir().expect("create a temporary directory"),
+            next: AtomicUsize::new(0),
+            registry: StoreRegistry::new(),
+        }
+    }
+
+    fn open_registered(&self, path: &Path) -> Box<dyn EventStore> {
+        let store: Box<dyn EventStore> = Box::new(
+            SqliteStore::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display())),
+        );
+        self.registry.register(store.as_ref(), path.to_path_buf());
+        store
+    }
+
+    fn raw_sql_is_refused(&self, store: &dyn EventStore, sql: &str) -> bool {
+        let path = self.registry.location(store);
+        let raw = SqliteStore::open(&path).expect("open a second handle");
+        match raw.execute_raw_sql_for_tests(sql) {
+            Ok(_) => false,
+            Err(e) => e.to_string().contains("append-only"),
+        }
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn name(&self) -> &str {
+        "sqlite"
+    }
+
+    fn fresh(&self) -> Box<dyn EventStore> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.open_registered(&self.dir.path().join(format!("store-{n}.db")))
+    }
+
+    fn reopen(&self, store: Box<dyn EventStore>) -> Box<dyn EventStore> {
+        let path = self.registry.location(store.as_ref());
+        drop(store);
+        self.open_registered(&path)
+    }
+
+    fn open_same(&self, store: &dyn EventStore) -> Box<dyn EventStore> {
+        self.open_registered(&self.registry.location(store))
+    }
+
+    fn tamper_payload(&self, store: &dyn EventStore, position: Position, new_payload_json: &str) {
+        let path = self.registry.location(store);
+        let mut conn = rusqlite::Connection::open(&path).expect("open a raw connection");
+        let trigger: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'events_no_update'",
+                [],
+                |row| row.get(0),
+            )
+            .expect("the events_no_update trigger exists");
+        let tx = conn.transaction().expect("begin");
+        tx.execute("DROP TRIGGER events_no_update", [])
+            .expect("drop trigger");
+        let changed = tx
+            .execute(
+                "UPDATE events SET payload = ?1 WHERE position = ?2",
+                rusqlite::params![new_payload_json, position as i64],
+            )
+            .expect("tamper");
+        assert_eq!(changed, 1, "no event at position {position} to tamper with");
+        tx.execute_batch(&trigger).expect("restore trigger");
+        tx.commit().expect("commit tampering");
+    }
+
+    fn raw_update_is_refused(&self, store: &dyn EventStore) -> bool {
+        self.raw_sql_is_refused(store, "UPDATE events SET payload = '{}' WHERE position = 1")
+    }
+
+    fn raw_delete_is_refused(&self, store: &dyn EventStore) -> bool {
+        self.raw_sql_is_refused(store, "DELETE FROM events WHERE position = 1")
+    }
+}
+
+mod conformance {
+    provledger_store::conformance_tests!(super::SqliteBackend::new());
+}
+
+#[test]
+fn run_all_passes() {
+    // The non-macro entry point, once, so it stays usable.
+    provledger_store::conformance::run_all(&SqliteBackend::new());
+}
+
+fn event(n: u64) -> NewEvent {
+    NewEvent {
+        event_type: "Numbered".into(),
+        schema_version: 1,
+        payload: json!({ "n": n }),
+        metadata: Metadata {
+            actor: "test@example.com".into(),
+            transaction_id: "tx".into(),
+            ..Metadata::default()
+        },
+        occurred_at: Utc::now(),
+    }
+}
+
+fn append(store: &dyn EventStore, stream: &str, expected: ExpectedVersion, n: u64) {
+    store
+        .append(AppendRequest::single(
+            stream,
+            expected,
+            (0..n).map(event).collect(),
+        ))
+        .expect("append");
+}
+
+fn all(store: &dyn EventStore) -> Vec<provledger_store::RecordedEvent> {
+    store
+        .read_all(0)
+        .expect("read_all")
+        .collect::<Result<_, _>>()
+        .expect("decode")
+}
+
+#[test]
+fn reopen_persists_and_creates_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    assert!(!path.exists());
+    let store = SqliteStore::open(&path).unwrap();
+    assert!(path.exists(), "open creates the file");
+    assert_eq!(store.path(), path);
+    assert_eq!(store.backend(), "sqlite");
+    append(&store, "s", ExpectedVersion::NoStream, 3);
+    let before = all(&store);
+    drop(store);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(all(&store), before);
+    assert_eq!(store.stream_version("s").unwrap(), 3);
+}
+
+#[test]
+fn opens_through_a_store_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("url.db").display());
+    let store = provledger_store::open(&url).unwrap();
+    assert_eq!(store.backend(), "sqlite");
+    append(store.as_ref(), "s", ExpectedVersion::NoStream, 1);
+    assert_eq!(store.head().unwrap().map(|h| h.position), Some(1));
+}
+
+#[test]
+fn default_pragmas_are_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("p.db")).unwrap();
+    assert_eq!(store.pragma_value("synchronous").unwrap(), "2", "FULL");
+    assert_eq!(store.pragma_value("journal_mode").unwrap(), "wal");
+    assert_eq!(store.pragma_value("foreign_keys").unwrap(), "1");
+    assert_eq!(store.pragma_value("busy_timeout").unwrap(), "5000");
+}
+
+#[test]
+fn options_set_synchronous_and_busy_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    for (synchronous, expected) in [
+        (Synchronous::Full, "2"),
+        (Synchronous::Normal, "1"),
+        (Synchronous::Off, "0"),
+    ] {
+        let options = SqliteOptions {
+            synchronous,
+            busy_timeout: Duration::from_millis(250),
+        };
+        let store = SqliteStore::open_with(&dir.path().join("o.db"), options).unwrap();
+        assert_eq!(store.pragma_value("synchronous").unwrap(), expected);
+        assert_eq!(store.pragma_value("busy_timeout").unwrap(), "250");
+        assert_eq!(store.pragma_value("journal_mode").unwrap(), "wal");
+    }
+    assert_eq!(SqliteOptions::default().synchronous, Synchronous::Full);
+    assert_eq!(
+        SqliteOptions::default().busy_timeout,
+        Duration::from_secs(5)
+    );
+}
+
+#[test]
+fn schema_is_versioned_and_append_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("schema.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let versions: Vec<i64> = conn
+        .prepare("SELECT version FROM store_schema_migrations ORDER BY version")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    let triggers: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        triggers,
+        [
+            "events_no_delete",
+            "events_no_update",
+            "idempotency_keys_no_delete",
+            "idempotency_keys_no_update"
+        ]
+    );
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("future.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let inserted = store
+        .execute_raw_sql_for_tests(
+            "INSERT INTO store_schema_migrations (version, name, applied_at) \
+             VALUES (999, 'from the future', '2099-01-01T00:00:00.000000Z')",
+        )
+        .unwrap();
+    assert_eq!(inserted, 1);
+    drop(store);
+    match SqliteStore::open(&path) {
+        Err(StoreError::SchemaTooNew { found, supported }) => {
+            assert_eq!((found, supported), (999, SCHEMA_VERSION));
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
+#[test]
+fn shares_the_file_with_read_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    {
+        // Another crate got there first with its own migration table.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT);
+             INSERT INTO schema_migrations VALUES (42, 'read models', 'x');
+             CREATE TABLE rm_migrations (version INTEGER PRIMARY KEY);
+             INSERT INTO rm_migrations VALUES (7);
+             CREATE TABLE rm_lines (id TEXT PRIMARY KEY, state TEXT);",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    append(&store, "s", ExpectedVersion::NoStream, 2);
+    // Read-model tables remain writable, updatable and deletable.
+    let changed = store
+        .execute_raw_sql_for_tests(
+            "INSERT INTO rm_lines VALUES ('a', 'new'); UPDATE rm_lines SET state = 'done'; \
+             DELETE FROM rm_lines;",
+        )
+        .unwrap();
+    assert_eq!(changed, 3);
+    drop(store);
+    assert!(SqliteStore::open(&path).is_ok());
+}
+
+#[test]
+fn idempotency_keys_are_append_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("k.db")).unwrap();
+    store
+        .append(
+            AppendRequest::single("s", ExpectedVersion::NoStream, vec![event(1)])
+                .with_idempotency_key(Some("k".into())),
+        )
+        .unwrap();
+    for sql in [
+        "UPDATE idempotency_keys SET last_position = 5",
+        "DELETE FROM idempotency_keys",
+    ] {
+        let error = store.execute_raw_sql_for_tests(sql).unwrap_err();
+        assert!(error.to_string().contains("append-only"), "{sql}: {error}");
+    }
+}
+
+#[test]
+fn idempotency_survives_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = SqliteStore::open(&dir.path().join("src.db")).unwrap();
+    let target = SqliteStore::open(&dir.path().join("dst.db")).unwrap();
+    append(&source, "a", ExpectedVersion::NoStream, 2);
+    let request = AppendRequest::single("b", ExpectedVersion::NoStream, vec![event(1), event(2)])
+        .with_idempotency_key(Some("cmd-b".into()));
+    let first = source.append(request.clone()).unwrap();
+    append(&source, "a", ExpectedVersion::Exact(2), 1);
+    target.import_batch(&all(&source)).unwrap();
+    let replay = target.append(request).unwrap();
+    assert!(replay.replayed);
+    assert_eq!(replay.events, first.events);
+    assert_eq!(target.head().unwrap(), source.head().unwrap());
+}
+
+#[test]
+fn corrupt_rows_are_reported_not_panicked_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("corrupt.db")).unwrap();
+    append(&store, "s", ExpectedVersion::NoStream, 2);
+    let good = all(&store);
+    store
+        .execute_raw_sql_for_tests(&format!(
+            "INSERT INTO events VALUES (3, 's', 3, 'Bad', 1, 'not json', '{{}}', \
+             '2024-01-01T00:00:00.000000Z', '2024-01-01T00:00:00.000000Z', '{}', 'x')",
+            good[1].hash
+        ))
+        .unwrap();
+    store
+        .execute_raw_sql_for_tests(
+            "INSERT INTO events VALUES (4, 't', 1, 'Bad', 1, '{}', \
+             '{\"actor\":\"a\",\"transaction_id\":\"t\"}', 'yesterday', \
+             '2024-01-01T00:00:00.000000Z', 'x', 'y')",
+        )
+        .unwrap();
+
+    let items: Vec<_> = store.read_all(0).unwrap().collect();
+    assert_eq!(
+        items.len(),
+        3,
+        "two good events, then the error, then nothing"
+    );
+    assert!(items[..2].iter().all(Result::is_ok));
+    assert!(
+        matches!(items[2], Err(StoreError::Corrupt { position: 3, .. })),
+        "{:?}",
+        items[2]
+    );
+    assert!(matches!(
+        store.read_all(3).unwrap().next(),
+        Some(Err(StoreError::Corrupt { position: 4, .. }))
+    ));
+    assert!(matches!(
+        store.read_stream("s", 0),
+        Err(StoreError::Corrupt { position: 3, .. })
+    ));
+    assert!(matches!(
+        verify(&store, &mut |_| {}),
+        Err(StoreError::Corrupt { position: 3, .. })
+    ));
+}
+
+#[test]
+fn a_missing_directory_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let result = SqliteStore::open(&dir.path().join("no/such/dir/ledger.db"));
+    assert!(matches!(result, Err(StoreError::Sqlite(_))), "{result:?}");
+}
+
+#[test]
+fn concurrent_first_opens_migrate_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("race.db");
+    let stores: Vec<SqliteStore> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| scope.spawn(|| SqliteStore::open(&path)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().expect("concurrent open"))
+            .collect()
+    });
+    for (i, store) in stores.iter().enumerate() {
+        append(store, &format!("s{i}"), ExpectedVersion::NoStream, 1);
+    }
+    assert_eq!(stores[0].head().unwrap().map(|h| h.position), Some(6));
+    assert!(verify(&stores[0], &mut |_| {}).unwrap().is_intact());
+}
