@@ -101,7 +101,10 @@ fn run_scenario(script: &Path) -> String {
 #[test]
 fn seed_scenarios_match_their_expected_output() {
     let files = scenario_files();
-    assert!(files.len() >= 5, "expected the seed scenarios, found {files:?}");
+    assert!(
+        files.len() >= 5,
+        "expected the seed scenarios, found {files:?}"
+    );
     let update = std::env::var_os("UPDATE_EXPECT").is_some();
     let mut mismatches = Vec::new();
     for script in files {

@@ -25,7 +25,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn crate_sources() -> Vec<PathBuf> {
     let mut files = Vec::new();
     let crates = repo_root().join("crates");
-    for entry in std::fs::read_dir(&crates).expect("crates/ exists").flatten() {
+    for entry in std::fs::read_dir(&crates)
+        .expect("crates/ exists")
+        .flatten()
+    {
         rust_files(&entry.path().join("src"), &mut files);
     }
     files.sort();
@@ -35,7 +38,10 @@ fn crate_sources() -> Vec<PathBuf> {
 #[test]
 fn every_module_says_why_it_exists() {
     let files = crate_sources();
-    assert!(files.len() > 10, "expected the crates' sources, found {files:?}");
+    assert!(
+        files.len() > 10,
+        "expected the crates' sources, found {files:?}"
+    );
     let mut missing = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).expect("readable source");
@@ -74,7 +80,10 @@ fn the_domain_core_does_no_io_and_reads_no_clock() {
         );
     }
     let mut files = Vec::new();
-    rust_files(&repo_root().join("crates/provledger-domain/src"), &mut files);
+    rust_files(
+        &repo_root().join("crates/provledger-domain/src"),
+        &mut files,
+    );
     for file in files {
         let text = std::fs::read_to_string(&file).expect("readable source");
         for forbidden in [

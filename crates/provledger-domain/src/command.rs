@@ -266,8 +266,10 @@ impl OrderRequest {
         for (i, raw) in self.lines.iter().enumerate() {
             let f = |name: &str| format!("lines[{i}].{name}");
             let line_id = in_field(&f("line_id"), LineId::parse(&raw.line_id))?;
-            let subscription_id =
-                in_field(&f("subscription_id"), SubscriptionId::parse(&raw.subscription_id))?;
+            let subscription_id = in_field(
+                &f("subscription_id"),
+                SubscriptionId::parse(&raw.subscription_id),
+            )?;
             let offer = in_field(&f("offer"), Offer::parse(&raw.offer))?;
             let rsd = parse_rsd(&raw.rsd).ok_or_else(|| DomainError::InvalidField {
                 field: f("rsd"),

@@ -22,10 +22,7 @@ pub fn decide(
 ) -> Result<Vec<Event>, DomainError> {
     if let Some(latest) = state.last_event_at {
         if ctx.at < latest {
-            return Err(DomainError::OutOfOrder {
-                at: ctx.at,
-                latest,
-            });
+            return Err(DomainError::OutOfOrder { at: ctx.at, latest });
         }
     }
     let actor = match &ctx.actor {
@@ -77,10 +74,11 @@ pub fn decide(
     check_line_exists(order, &command)?;
 
     let mut events = due_events(state, ctx.at);
-    let caught_up = events
-        .iter()
-        .fold(state.clone(), |s, e| evolve(s, e));
-    let order = caught_up.order.as_ref().ok_or(DomainError::OrderNotPlaced)?;
+    let caught_up = events.iter().fold(state.clone(), |s, e| evolve(s, e));
+    let order = caught_up
+        .order
+        .as_ref()
+        .ok_or(DomainError::OrderNotPlaced)?;
     events.extend(decide_on_order(order, command, &actor, ctx)?);
     Ok(events)
 }

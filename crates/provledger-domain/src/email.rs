@@ -74,10 +74,7 @@ impl Email {
             if label.starts_with('-') || label.ends_with('-') {
                 return Err(fail("a domain label starts or ends with a hyphen"));
             }
-            if !label
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '-')
-            {
+            if !label.chars().all(|c| c.is_alphanumeric() || c == '-') {
                 return Err(fail(
                     "the domain may contain only letters, digits, hyphens and dots",
                 ));
@@ -173,7 +170,12 @@ mod tests {
     fn exact_limits() {
         let local = "a".repeat(64);
         assert!(Email::parse(&format!("{local}@x.example")).is_ok());
-        let domain = format!("{}.{}.{}.example", "d".repeat(60), "e".repeat(60), "f".repeat(56));
+        let domain = format!(
+            "{}.{}.{}.example",
+            "d".repeat(60),
+            "e".repeat(60),
+            "f".repeat(56)
+        );
         let ok = format!("a@{domain}");
         assert_eq!(ok.len(), 2 + domain.len());
         assert!(ok.len() <= 254);

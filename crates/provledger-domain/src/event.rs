@@ -326,7 +326,9 @@ impl Event {
     pub fn is_scheduled(&self) -> bool {
         matches!(
             self,
-            Event::InitialEmailSent { .. } | Event::LineClosed { .. } | Event::EscalationRaised { .. }
+            Event::InitialEmailSent { .. }
+                | Event::LineClosed { .. }
+                | Event::EscalationRaised { .. }
         )
     }
 

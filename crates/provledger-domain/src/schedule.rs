@@ -64,7 +64,10 @@ fn pending(order: &Order) -> Vec<(DateTime<Utc>, Kind, usize)> {
 pub fn next_due(state: &OrderState) -> Option<DateTime<Utc>> {
     let order = state.order.as_ref()?;
     let latest = state.last_event_at.unwrap_or(order.placed_at);
-    pending(order).into_iter().map(|(t, _, _)| t.max(latest)).min()
+    pending(order)
+        .into_iter()
+        .map(|(t, _, _)| t.max(latest))
+        .min()
 }
 
 /// The events due at or before `now`, in order, each dated at its due time

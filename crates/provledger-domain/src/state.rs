@@ -183,9 +183,7 @@ pub fn evolve(mut state: OrderState, event: &Event) -> OrderState {
                 lines: lines
                     .iter()
                     .enumerate()
-                    .filter(|(i, spec)| {
-                        !lines[..*i].iter().any(|s| s.line_id == spec.line_id)
-                    })
+                    .filter(|(i, spec)| !lines[..*i].iter().any(|s| s.line_id == spec.line_id))
                     .map(|(_, spec)| Line {
                         line_id: spec.line_id.clone(),
                         subscription_id: spec.subscription_id.clone(),

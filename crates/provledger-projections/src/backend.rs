@@ -12,8 +12,7 @@ use provledger_store::{hash::format_time, Position, RecordedEvent};
 
 use crate::project::StateCache;
 use crate::{
-    HistoryQuery, HistoryRow, LineQuery, LineRow, ProjectionError, TransactionQuery,
-    TransactionRow,
+    HistoryQuery, HistoryRow, LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow,
 };
 
 /// Events applied per database transaction.
@@ -75,8 +74,10 @@ pub(crate) trait Backend: Send {
     /// The `lines` view.
     fn lines(&mut self, q: &LineQuery) -> Result<Vec<LineRow>, ProjectionError>;
     /// The Transaction Manager.
-    fn transactions(&mut self, q: &TransactionQuery)
-        -> Result<Vec<TransactionRow>, ProjectionError>;
+    fn transactions(
+        &mut self,
+        q: &TransactionQuery,
+    ) -> Result<Vec<TransactionRow>, ProjectionError>;
     /// The `history` view.
     fn history(&mut self, q: &HistoryQuery) -> Result<Vec<HistoryRow>, ProjectionError>;
     /// Orders with something due at or before `now`, sorted.
@@ -301,7 +302,10 @@ mod tests {
             Plan::Apply(s) => Some(s.iter().map(|e| e.position).collect::<Vec<_>>()),
             Plan::Restart => None,
         };
-        assert_eq!(positions(plan(10, 10, &batch)), Some(vec![11, 12, 13, 14, 15]));
+        assert_eq!(
+            positions(plan(10, 10, &batch)),
+            Some(vec![11, 12, 13, 14, 15])
+        );
         // Another worker applied 11..=12 meanwhile.
         assert_eq!(positions(plan(12, 10, &batch)), Some(vec![13, 14, 15]));
         // Another worker is past the batch.
@@ -313,7 +317,10 @@ mod tests {
         let gappy = vec![event(11), event(13)];
         assert!(matches!(
             plan(10, 10, &gappy),
-            Err(ProjectionError::Gap { after: 11, next: 13 })
+            Err(ProjectionError::Gap {
+                after: 11,
+                next: 13
+            })
         ));
     }
 

@@ -35,7 +35,9 @@ pub enum ProjectionError {
     #[error("SQLite error in the read models: {0}; check that the database file is readable and writable, then retry")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL failed.
-    #[error("PostgreSQL error in the read models: {0}; check that the server is reachable, then retry")]
+    #[error(
+        "PostgreSQL error in the read models: {0}; check that the server is reachable, then retry"
+    )]
     Postgres(#[from] postgres::Error),
     /// The store URL could not be understood.
     #[error("invalid store URL {url:?}: {reason}")]

@@ -27,8 +27,7 @@ use crate::backend::{
 };
 use crate::project::{fold_batch, BatchOutput, StateCache};
 use crate::{
-    HistoryQuery, HistoryRow, LineQuery, LineRow, ProjectionError, TransactionQuery,
-    TransactionRow,
+    HistoryQuery, HistoryRow, LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow,
 };
 
 /// Advisory-lock class of the batch lock: ASCII `pvlp`. The second key is
@@ -345,7 +344,11 @@ fn read_checkpoint(
     statements: &Statements,
 ) -> Result<Position, ProjectionError> {
     match client.query_opt(&statements.checkpoint, &[&CHECKPOINT])? {
-        Some(row) => to_u64("rm_checkpoints", &|| CHECKPOINT.to_string(), row.try_get(0)?),
+        Some(row) => to_u64(
+            "rm_checkpoints",
+            &|| CHECKPOINT.to_string(),
+            row.try_get(0)?,
+        ),
         None => Err(ProjectionError::Corrupt {
             table: "rm_checkpoints",
             key: CHECKPOINT.to_string(),
@@ -395,9 +398,8 @@ fn write_batch(
             schema_version.push(i64::from(h.schema_version));
         }
         let text = |f: fn(&HistoryRow) -> &str| chunk.iter().map(f).collect::<Vec<&str>>();
-        let opt = |f: fn(&HistoryRow) -> Option<&str>| {
-            chunk.iter().map(f).collect::<Vec<Option<&str>>>()
-        };
+        let opt =
+            |f: fn(&HistoryRow) -> Option<&str>| chunk.iter().map(f).collect::<Vec<Option<&str>>>();
         let occurred_at: Vec<String> = chunk.iter().map(|h| fmt_time(&h.occurred_at)).collect();
         let recorded_at: Vec<String> = chunk.iter().map(|h| fmt_time(&h.recorded_at)).collect();
         let payload: Vec<String> = chunk
@@ -492,10 +494,16 @@ fn write_batch(
         let index: Vec<i64> = chunk.iter().map(|(i, _)| *i).collect();
         let text = |f: fn(&LineRow) -> &str| chunk.iter().map(|(_, l)| f(l)).collect::<Vec<&str>>();
         let opt = |f: fn(&LineRow) -> Option<&str>| {
-            chunk.iter().map(|(_, l)| f(l)).collect::<Vec<Option<&str>>>()
+            chunk
+                .iter()
+                .map(|(_, l)| f(l))
+                .collect::<Vec<Option<&str>>>()
         };
         let time = |f: fn(&LineRow) -> &Option<DateTime<Utc>>| {
-            chunk.iter().map(|(_, l)| opt_time(f(l))).collect::<Vec<Option<String>>>()
+            chunk
+                .iter()
+                .map(|(_, l)| opt_time(f(l)))
+                .collect::<Vec<Option<String>>>()
         };
         let flag = |f: fn(&LineRow) -> bool| chunk.iter().map(|(_, l)| f(l)).collect::<Vec<bool>>();
         let rsd: Vec<String> = chunk.iter().map(|(_, l)| fmt_date(&l.rsd)).collect();
@@ -722,15 +730,30 @@ impl Backend for PostgresModels {
         let until = q.until.as_ref().map(fmt_upper_bound);
         let limit = q.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
         for (value, condition) in [
-            (tx_type.as_ref().map(|v| v as &(dyn ToSql + Sync)), "tx_type = "),
+            (
+                tx_type.as_ref().map(|v| v as &(dyn ToSql + Sync)),
+                "tx_type = ",
+            ),
             (
                 subscription_id.as_ref().map(|v| v as &(dyn ToSql + Sync)),
                 "subscription_id = ",
             ),
-            (order_id.as_ref().map(|v| v as &(dyn ToSql + Sync)), "order_id = "),
-            (status.as_ref().map(|v| v as &(dyn ToSql + Sync)), "status = "),
-            (since.as_ref().map(|v| v as &(dyn ToSql + Sync)), "submitted_at >= "),
-            (until.as_ref().map(|v| v as &(dyn ToSql + Sync)), "submitted_at <= "),
+            (
+                order_id.as_ref().map(|v| v as &(dyn ToSql + Sync)),
+                "order_id = ",
+            ),
+            (
+                status.as_ref().map(|v| v as &(dyn ToSql + Sync)),
+                "status = ",
+            ),
+            (
+                since.as_ref().map(|v| v as &(dyn ToSql + Sync)),
+                "submitted_at >= ",
+            ),
+            (
+                until.as_ref().map(|v| v as &(dyn ToSql + Sync)),
+                "submitted_at <= ",
+            ),
         ] {
             if let Some(value) = value {
                 params.push(value);

@@ -15,7 +15,9 @@ use provledger_domain::{
 };
 use provledger_store::{Position, RecordedEvent};
 
-use crate::{HistoryRow, LineRow, ProjectionError, TransactionRow, TransactionStatus, TransactionType};
+use crate::{
+    HistoryRow, LineRow, ProjectionError, TransactionRow, TransactionStatus, TransactionType,
+};
 
 /// An event of an order stream, decoded.
 pub(crate) struct OrderEvent<'a> {
@@ -165,8 +167,7 @@ pub(crate) fn transaction_rows(e: &OrderEvent<'_>, before: &OrderState) -> Vec<T
             Tx {
                 new_email: Some(new_email.to_string()),
                 applied_to_all_lines: *applied_to_all_lines,
-                detail: email_sent
-                    .then(|| format!("provisioning email sent to {new_email}")),
+                detail: email_sent.then(|| format!("provisioning email sent to {new_email}")),
                 ..Tx::success(TransactionType::ProvisioningEmailUpdate)
             },
             Some(old_email.to_string()),
@@ -239,27 +240,25 @@ pub(crate) fn transaction_rows(e: &OrderEvent<'_>, before: &OrderState) -> Vec<T
     };
     let is_change = tx.tx_type == TransactionType::ProvisioningEmailUpdate;
     let r = e.recorded;
-    let row = |line_id: String, subscription_id: String, contact: Option<String>| {
-        TransactionRow {
-            transaction_id: r.metadata.transaction_id.clone(),
-            tx_type: tx.tx_type,
-            type_label: tx.tx_type.label().to_string(),
-            order_id: e.order_id.to_string(),
-            line_id,
-            subscription_id,
-            submitted_by: r.metadata.actor.clone(),
-            submitted_at: r.occurred_at,
-            status: tx.status,
-            reason: tx.reason.clone(),
-            reason_code: tx.reason_code.clone(),
-            old_email: old_email_from_event
-                .clone()
-                .or(if is_change { contact } else { None }),
-            new_email: tx.new_email.clone(),
-            applied_to_all_lines: tx.applied_to_all_lines,
-            detail: tx.detail.clone(),
-            position: r.position,
-        }
+    let row = |line_id: String, subscription_id: String, contact: Option<String>| TransactionRow {
+        transaction_id: r.metadata.transaction_id.clone(),
+        tx_type: tx.tx_type,
+        type_label: tx.tx_type.label().to_string(),
+        order_id: e.order_id.to_string(),
+        line_id,
+        subscription_id,
+        submitted_by: r.metadata.actor.clone(),
+        submitted_at: r.occurred_at,
+        status: tx.status,
+        reason: tx.reason.clone(),
+        reason_code: tx.reason_code.clone(),
+        old_email: old_email_from_event
+            .clone()
+            .or(if is_change { contact } else { None }),
+        new_email: tx.new_email.clone(),
+        applied_to_all_lines: tx.applied_to_all_lines,
+        detail: tx.detail.clone(),
+        position: r.position,
     };
     match lines {
         Lines::One(id) => match order.line(id) {

@@ -195,7 +195,9 @@ impl FromStr for TransactionStatus {
             .find(|s| s.as_str() == wanted)
             .ok_or_else(|| ProjectionError::InvalidQuery {
                 field: "status",
-                reason: format!("{raw:?} is not a transaction status; use success, failed or pending"),
+                reason: format!(
+                    "{raw:?} is not a transaction status; use success, failed or pending"
+                ),
             })
     }
 }
@@ -337,9 +339,18 @@ mod tests {
     fn transaction_type_parses_every_spelling() {
         for t in TransactionType::ALL {
             assert_eq!(t.as_str().parse::<TransactionType>().unwrap(), t);
-            assert_eq!(t.as_str().replace('_', "-").parse::<TransactionType>().unwrap(), t);
+            assert_eq!(
+                t.as_str()
+                    .replace('_', "-")
+                    .parse::<TransactionType>()
+                    .unwrap(),
+                t
+            );
             assert_eq!(t.label().parse::<TransactionType>().unwrap(), t);
-            assert_eq!(t.label().to_uppercase().parse::<TransactionType>().unwrap(), t);
+            assert_eq!(
+                t.label().to_uppercase().parse::<TransactionType>().unwrap(),
+                t
+            );
             assert_eq!(
                 serde_json::to_value(t).unwrap(),
                 serde_json::Value::String(t.as_str().into())

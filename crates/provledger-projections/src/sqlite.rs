@@ -25,8 +25,7 @@ use crate::backend::{
 };
 use crate::project::{fold_batch, BatchOutput, StateCache};
 use crate::{
-    HistoryQuery, HistoryRow, LineQuery, LineRow, ProjectionError, TransactionQuery,
-    TransactionRow,
+    HistoryQuery, HistoryRow, LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow,
 };
 
 /// How long a statement waits for another connection's write lock (as the store).
@@ -131,7 +130,12 @@ CREATE INDEX rm_history_subscription ON rm_history (subscription_id) WHERE subsc
 }];
 
 /// Every read-model table whose content a rebuild drops.
-const CONTENT_TABLES: &[&str] = &["rm_order_state", "rm_lines", "rm_transactions", "rm_history"];
+const CONTENT_TABLES: &[&str] = &[
+    "rm_order_state",
+    "rm_lines",
+    "rm_transactions",
+    "rm_history",
+];
 
 const LINE_COLUMNS: &str = "order_id, line_id, subscription_id, offer, rsd, provisioning_contact, \
      status, status_label, provisioning_pending, initial_email_sent_at, closes_at, \
@@ -220,12 +224,11 @@ fn load_states(
     tx: &Transaction<'_>,
     ids: &[OrderId],
 ) -> Result<HashMap<OrderId, OrderState>, ProjectionError> {
-    let mut stmt = tx.prepare_cached("SELECT state_json FROM rm_order_state WHERE order_id = ?1")?;
+    let mut stmt =
+        tx.prepare_cached("SELECT state_json FROM rm_order_state WHERE order_id = ?1")?;
     let mut out = HashMap::new();
     for id in ids {
-        let json: Option<String> = stmt
-            .query_row([id.as_str()], |r| r.get(0))
-            .optional()?;
+        let json: Option<String> = stmt.query_row([id.as_str()], |r| r.get(0)).optional()?;
         if let Some(json) = json {
             let state = serde_json::from_str(&json).map_err(|e| ProjectionError::Corrupt {
                 table: "rm_order_state",
@@ -532,7 +535,10 @@ impl Backend for SqliteModels {
         let limit = q.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
         for (value, condition) in [
             (tx_type.as_ref().map(|v| v as &dyn ToSql), "tx_type = "),
-            (subscription_id.as_ref().map(|v| v as &dyn ToSql), "subscription_id = "),
+            (
+                subscription_id.as_ref().map(|v| v as &dyn ToSql),
+                "subscription_id = ",
+            ),
             (order_id.as_ref().map(|v| v as &dyn ToSql), "order_id = "),
             (status.as_ref().map(|v| v as &dyn ToSql), "status = "),
             (since.as_ref().map(|v| v as &dyn ToSql), "submitted_at >= "),

@@ -358,8 +358,9 @@ impl StoreUrl {
             if path.is_empty() {
                 return Err(StoreError::InvalidUrl {
                     url: url.to_string(),
-                    reason: "the SQLite path is empty; write sqlite:PATH, e.g. sqlite:provledger.db"
-                        .into(),
+                    reason:
+                        "the SQLite path is empty; write sqlite:PATH, e.g. sqlite:provledger.db"
+                            .into(),
                 });
             }
             Ok(StoreUrl::Sqlite(path.into()))

@@ -21,9 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::output::{self, Format};
 use crate::script::{parse_script, run_script, StepResult};
-use crate::{
-    AppError, CommandOutcome, Ledger, OutcomeStatus, EXIT_FAILURE, EXIT_OK, EXIT_REFUSED,
-};
+use crate::{AppError, CommandOutcome, Ledger, OutcomeStatus, EXIT_FAILURE, EXIT_OK, EXIT_REFUSED};
 
 /// Default store when neither `--store`, `--db` nor `PROVLEDGER_STORE` is given.
 pub const DEFAULT_STORE: &str = "sqlite:provledger.db";
@@ -321,7 +319,10 @@ fn context(write: &WriteOpts) -> Result<Context, AppError> {
         Some(raw) => parse_time("--at", raw)?,
         None => Utc::now(),
     };
-    Ok(Context::new(actor, provledger_store::to_stored_precision(at)))
+    Ok(Context::new(
+        actor,
+        provledger_store::to_stored_precision(at),
+    ))
 }
 
 fn attachment(path: &Path) -> Result<Attachment, AppError> {
@@ -358,7 +359,9 @@ pub fn store_url(cli: &Cli) -> String {
     if let Some(path) = &cli.db {
         format!("sqlite:{}", path.display())
     } else {
-        cli.store.clone().unwrap_or_else(|| DEFAULT_STORE.to_string())
+        cli.store
+            .clone()
+            .unwrap_or_else(|| DEFAULT_STORE.to_string())
     }
 }
 
@@ -376,19 +379,41 @@ fn emit(io: &mut Io<'_>, text: &str) -> Result<(), AppError> {
         .map_err(|e| AppError::io("cannot write output", e))
 }
 
-fn report_outcome(io: &mut Io<'_>, format: Format, outcome: &CommandOutcome) -> Result<i32, AppError> {
+fn report_outcome(
+    io: &mut Io<'_>,
+    format: Format,
+    outcome: &CommandOutcome,
+) -> Result<i32, AppError> {
     match format {
         Format::Json => emit(io, &output::json(outcome)?)?,
         Format::Csv | Format::Table => {
-            let replay = if outcome.replayed { " (replayed: idempotency key seen before; nothing appended)" } else { "" };
-            if outcome.status == OutcomeStatus::Success {
-                emit(io, &format!("{} success{replay}: {}\n", outcome.transaction_id, outcome.message))?;
+            let replay = if outcome.replayed {
+                " (replayed: idempotency key seen before; nothing appended)"
             } else {
-                let _ = writeln!(io.err, "{} {}{replay}", outcome.transaction_id, outcome.message);
+                ""
+            };
+            if outcome.status == OutcomeStatus::Success {
+                emit(
+                    io,
+                    &format!(
+                        "{} success{replay}: {}\n",
+                        outcome.transaction_id, outcome.message
+                    ),
+                )?;
+            } else {
+                let _ = writeln!(
+                    io.err,
+                    "{} {}{replay}",
+                    outcome.transaction_id, outcome.message
+                );
             }
         }
     }
-    Ok(if outcome.status == OutcomeStatus::Success { EXIT_OK } else { EXIT_REFUSED })
+    Ok(if outcome.status == OutcomeStatus::Success {
+        EXIT_OK
+    } else {
+        EXIT_REFUSED
+    })
 }
 
 fn as_of(time: &Option<String>, position: Option<u64>) -> Result<Option<AsOf>, AppError> {
@@ -399,7 +424,10 @@ fn as_of(time: &Option<String>, position: Option<u64>) -> Result<Option<AsOf>, A
     })
 }
 
-fn opt<T>(raw: &Option<String>, parse: impl Fn(&str) -> Result<T, AppError>) -> Result<Option<T>, AppError> {
+fn opt<T>(
+    raw: &Option<String>,
+    parse: impl Fn(&str) -> Result<T, AppError>,
+) -> Result<Option<T>, AppError> {
     raw.as_deref().map(parse).transpose()
 }
 
@@ -408,7 +436,9 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
     let url = store_url(&cli);
     let format = cli.format;
     match cli.command {
-        TopCommand::Demo => return crate::demo::run_demo(cli.store.is_some() || cli.db.is_some(), &url, format, io),
+        TopCommand::Demo => {
+            return crate::demo::run_demo(cli.store.is_some() || cli.db.is_some(), &url, format, io)
+        }
         TopCommand::Init => {
             let ledger = Ledger::open(&url)?;
             ledger.catch_up()?;
@@ -419,7 +449,12 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
         _ => {}
     }
     let ledger = Ledger::open(&url)?;
-    let write = |ledger: &Ledger, io: &mut Io<'_>, order: &str, command: Command, w: &WriteOpts| -> Result<i32, AppError> {
+    let write = |ledger: &Ledger,
+                 io: &mut Io<'_>,
+                 order: &str,
+                 command: Command,
+                 w: &WriteOpts|
+     -> Result<i32, AppError> {
         let order_id = OrderId::parse(order)?;
         let ctx = context(w)?;
         let outcome = ledger.execute(&order_id, command, &ctx, w.idempotency_key.as_deref())?;
@@ -439,7 +474,13 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
             let order_id = order.order_id.to_string();
             write(&ledger, io, &order_id, Command::PlaceOrder(order), &w)
         }
-        TopCommand::Contact(ContactCmd::Change { order, line, email, all_lines, write: w }) => {
+        TopCommand::Contact(ContactCmd::Change {
+            order,
+            line,
+            email,
+            all_lines,
+            write: w,
+        }) => {
             let command = Command::ChangeContact {
                 line_id: LineId::parse(&line)?,
                 new_email: Email::parse(&email)?,
@@ -447,16 +488,38 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
             };
             write(&ledger, io, &order, command, &w)
         }
-        TopCommand::Email(EmailCmd::Resend { order, line, write: w }) => {
-            let command = Command::ResendEmail { line_id: LineId::parse(&line)? };
+        TopCommand::Email(EmailCmd::Resend {
+            order,
+            line,
+            write: w,
+        }) => {
+            let command = Command::ResendEmail {
+                line_id: LineId::parse(&line)?,
+            };
             write(&ledger, io, &order, command, &w)
         }
-        TopCommand::Org(OrgCmd::Onboard { order, org, write: w }) => {
-            let command = Command::OnboardOrg { org_id: OrgId::parse(&org)? };
+        TopCommand::Org(OrgCmd::Onboard {
+            order,
+            org,
+            write: w,
+        }) => {
+            let command = Command::OnboardOrg {
+                org_id: OrgId::parse(&org)?,
+            };
             write(&ledger, io, &order, command, &w)
         }
-        TopCommand::Case(CaseCmd::Open { order, line, request_type, note, attach, write: w }) => {
-            let attachments = attach.iter().map(|p| attachment(p)).collect::<Result<Vec<_>, _>>()?;
+        TopCommand::Case(CaseCmd::Open {
+            order,
+            line,
+            request_type,
+            note,
+            attach,
+            write: w,
+        }) => {
+            let attachments = attach
+                .iter()
+                .map(|p| attachment(p))
+                .collect::<Result<Vec<_>, _>>()?;
             let command = Command::OpenSupportCase {
                 line_id: LineId::parse(&line)?,
                 request_type: SupportRequestType::parse(&request_type)?,
@@ -490,7 +553,12 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
             }
             Ok(EXIT_OK)
         }
-        TopCommand::Lines { order, subscription, as_of: t, as_of_position } => {
+        TopCommand::Lines {
+            order,
+            subscription,
+            as_of: t,
+            as_of_position,
+        } => {
             let query = LineQuery {
                 order_id: opt(&order, |s| Ok(OrderId::parse(s)?))?,
                 subscription_id: opt(&subscription, |s| Ok(SubscriptionId::parse(s)?))?,
@@ -499,25 +567,43 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
             emit(io, &output::render(&rows, &output::lines_kind(), format)?)?;
             Ok(EXIT_OK)
         }
-        TopCommand::Transactions { tx_type, subscription, order, status, since, until, limit } => {
+        TopCommand::Transactions {
+            tx_type,
+            subscription,
+            order,
+            status,
+            since,
+            until,
+            limit,
+        } => {
             let query = TransactionQuery {
                 tx_type: opt(&tx_type, |s| {
-                    s.parse::<TransactionType>().map_err(|e| AppError::BadInput(e.to_string()))
+                    s.parse::<TransactionType>()
+                        .map_err(|e| AppError::BadInput(e.to_string()))
                 })?,
                 subscription_id: opt(&subscription, |s| Ok(SubscriptionId::parse(s)?))?,
                 order_id: opt(&order, |s| Ok(OrderId::parse(s)?))?,
                 status: opt(&status, |s| {
-                    s.parse::<TransactionStatus>().map_err(|e| AppError::BadInput(e.to_string()))
+                    s.parse::<TransactionStatus>()
+                        .map_err(|e| AppError::BadInput(e.to_string()))
                 })?,
                 since: opt(&since, |s| parse_time("--since", s))?,
                 until: opt(&until, |s| parse_time("--until", s))?,
                 limit,
             };
             let rows = ledger.transactions(&query)?;
-            emit(io, &output::render(&rows, &output::transactions_kind(), format)?)?;
+            emit(
+                io,
+                &output::render(&rows, &output::transactions_kind(), format)?,
+            )?;
             Ok(EXIT_OK)
         }
-        TopCommand::History { subscription, order, as_of: t, as_of_position } => {
+        TopCommand::History {
+            subscription,
+            order,
+            as_of: t,
+            as_of_position,
+        } => {
             let query = HistoryQuery {
                 order_id: opt(&order, |s| Ok(OrderId::parse(s)?))?,
                 subscription_id: opt(&subscription, |s| Ok(SubscriptionId::parse(s)?))?,
@@ -549,14 +635,21 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
                     }
                 },
             }
-            Ok(if report.is_intact() { EXIT_OK } else { EXIT_FAILURE })
+            Ok(if report.is_intact() {
+                EXIT_OK
+            } else {
+                EXIT_FAILURE
+            })
         }
         TopCommand::Rebuild => {
             let bar = progress("rebuilding");
             let n = ledger.rebuild(&mut |n| bar.set_position(n))?;
             bar.finish_and_clear();
             match format {
-                Format::Json => emit(io, &output::json(&serde_json::json!({ "events_replayed": n }))?)?,
+                Format::Json => emit(
+                    io,
+                    &output::json(&serde_json::json!({ "events_replayed": n }))?,
+                )?,
                 _ => emit(io, &format!("rebuilt every read model from {n} events\n"))?,
             }
             Ok(EXIT_OK)
@@ -591,7 +684,11 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
 }
 
 /// Print the results of a script, one line per step (or JSON).
-pub fn print_step_results(io: &mut Io<'_>, format: Format, results: &[StepResult]) -> Result<(), AppError> {
+pub fn print_step_results(
+    io: &mut Io<'_>,
+    format: Format,
+    results: &[StepResult],
+) -> Result<(), AppError> {
     if format == Format::Json {
         return emit(io, &output::json(results)?);
     }
@@ -600,7 +697,11 @@ pub fn print_step_results(io: &mut Io<'_>, format: Format, results: &[StepResult
             StepResult::Command(o) => format!(
                 "{} {}: {}\n",
                 o.transaction_id,
-                if o.status == OutcomeStatus::Success { "success" } else { "failed" },
+                if o.status == OutcomeStatus::Success {
+                    "success"
+                } else {
+                    "failed"
+                },
                 o.message.strip_prefix("refused: ").unwrap_or(&o.message)
             ),
             StepResult::Tick(t) => format!(
@@ -631,15 +732,18 @@ pub fn export(ledger: &Ledger, out: &Path, io: &mut Io<'_>) -> Result<u64, AppEr
     let mut n = 0;
     for event in ledger.store().read_all(0)? {
         let event = event?;
-        let line = serde_json::to_string(&event)
-            .map_err(|e| AppError::BadInput(format!("cannot serialise event {}: {e}", event.position)))?;
+        let line = serde_json::to_string(&event).map_err(|e| {
+            AppError::BadInput(format!("cannot serialise event {}: {e}", event.position))
+        })?;
         writer
             .write_all(line.as_bytes())
             .and_then(|_| writer.write_all(b"\n"))
             .map_err(|e| AppError::io("cannot write the export", e))?;
         n += 1;
     }
-    writer.flush().map_err(|e| AppError::io("cannot write the export", e))?;
+    writer
+        .flush()
+        .map_err(|e| AppError::io("cannot write the export", e))?;
     Ok(n)
 }
 
@@ -651,10 +755,9 @@ pub fn import(ledger: &Ledger, file: &Path) -> Result<u64, AppError> {
     let reader: Box<dyn BufRead> = if file == Path::new("-") {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
-        Box::new(std::io::BufReader::new(
-            std::fs::File::open(file)
-                .map_err(|e| AppError::io(format!("cannot open {}", file.display()), e))?,
-        ))
+        Box::new(std::io::BufReader::new(std::fs::File::open(file).map_err(
+            |e| AppError::io(format!("cannot open {}", file.display()), e),
+        )?))
     };
     let bar = progress("importing");
     let mut batch: Vec<RecordedEvent> = Vec::with_capacity(IMPORT_BATCH);

@@ -19,7 +19,12 @@ pub const DEMO_SUBSCRIPTION: &str = "Sub100042";
 
 /// Run the demo. With an explicit store it must be empty; otherwise a fresh
 /// SQLite file is created in the temporary directory and kept for exploring.
-pub fn run_demo(explicit_store: bool, url: &str, format: Format, io: &mut Io<'_>) -> Result<i32, AppError> {
+pub fn run_demo(
+    explicit_store: bool,
+    url: &str,
+    format: Format,
+    io: &mut Io<'_>,
+) -> Result<i32, AppError> {
     let url = if explicit_store {
         url.to_string()
     } else {
@@ -62,7 +67,9 @@ pub fn run_demo(explicit_store: bool, url: &str, format: Format, io: &mut Io<'_>
             .write_all(text.as_bytes())
             .map_err(|e| AppError::io("cannot write output", e))
     };
-    say(&format!("Building a demo ledger at {url}\n\n== Steps (fixtures/demo.jsonl) ==\n"))?;
+    say(&format!(
+        "Building a demo ledger at {url}\n\n== Steps (fixtures/demo.jsonl) ==\n"
+    ))?;
     print_step_results(io, format, &results)?;
     let mut say = |text: &str| {
         io.out
@@ -74,10 +81,13 @@ pub fn run_demo(explicit_store: bool, url: &str, format: Format, io: &mut Io<'_>
     say(&format!(
         "\n== Transaction Manager: Provisioning Email Update, subscription {DEMO_SUBSCRIPTION} ==\n"
     ))?;
-    say(&output::render(&updates, &output::transactions_kind(), format)?)?;
+    say(&output::render(
+        &updates,
+        &output::transactions_kind(),
+        format,
+    )?)?;
     say(&format!(
         "\nExplore further: provledger --store {url} transactions --status failed\n                 provledger --store {url} history --subscription {DEMO_SUBSCRIPTION}\n                 provledger --store {url} verify\n"
     ))?;
     Ok(EXIT_OK)
 }
-

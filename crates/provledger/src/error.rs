@@ -85,7 +85,8 @@ impl AppError {
         match self {
             AppError::UnknownOrder { .. } => 404,
             AppError::Domain(_) | AppError::BadInput(_) => 400,
-            AppError::Store(StoreError::Conflict { .. }) | AppError::ConflictRetriesExhausted { .. } => 409,
+            AppError::Store(StoreError::Conflict { .. })
+            | AppError::ConflictRetriesExhausted { .. } => 409,
             AppError::Store(StoreError::InvalidUrl { .. }) => 400,
             _ => 500,
         }

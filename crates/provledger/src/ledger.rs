@@ -297,7 +297,9 @@ pub fn to_new_events(
                 transaction_id: if scheduled {
                     transaction_id(order_id, version)
                 } else {
-                    command_tx.clone().unwrap_or_else(|| transaction_id(order_id, version))
+                    command_tx
+                        .clone()
+                        .unwrap_or_else(|| transaction_id(order_id, version))
                 },
                 correlation_id: command_tx.clone(),
                 causation_id: None,

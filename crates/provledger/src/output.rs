@@ -36,11 +36,19 @@ pub struct Column {
 }
 
 fn fixed(header: &'static str, cell: fn(&Value) -> String) -> Column {
-    Column { header, cell, flex: false }
+    Column {
+        header,
+        cell,
+        flex: false,
+    }
 }
 
 fn flex(header: &'static str, cell: fn(&Value) -> String) -> Column {
-    Column { header, cell, flex: true }
+    Column {
+        header,
+        cell,
+        flex: true,
+    }
 }
 
 /// A kind of row: its table columns, its CSV fields, and an optional note
@@ -79,7 +87,11 @@ pub fn short_time(row: &Value, name: &str) -> String {
 }
 
 /// Render rows in the chosen format.
-pub fn render<T: Serialize>(rows: &[T], kind: &RowKind, format: Format) -> Result<String, AppError> {
+pub fn render<T: Serialize>(
+    rows: &[T],
+    kind: &RowKind,
+    format: Format,
+) -> Result<String, AppError> {
     let values: Vec<Value> = rows
         .iter()
         .map(serde_json::to_value)
@@ -146,7 +158,8 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines = Vec::new();
     let mut current = String::new();
     for word in text.split_whitespace() {
-        let needed = current.chars().count() + usize::from(!current.is_empty()) + word.chars().count();
+        let needed =
+            current.chars().count() + usize::from(!current.is_empty()) + word.chars().count();
         if needed > width && !current.is_empty() {
             lines.push(std::mem::take(&mut current));
         }
@@ -265,7 +278,9 @@ pub fn lines_kind() -> RowKind {
         ],
         note: Some(|r| {
             let mut notes = vec![format!("contact {}", field(r, "provisioning_contact"))];
-            if field(r, "status") == "closed" && r.get("provisioning_pending") == Some(&Value::Bool(true)) {
+            if field(r, "status") == "closed"
+                && r.get("provisioning_pending") == Some(&Value::Bool(true))
+            {
                 notes.push("provisioning still pending, billing started".to_string());
             }
             let closes = field(r, "closes_at");

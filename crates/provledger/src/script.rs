@@ -145,7 +145,11 @@ impl Step {
     pub fn prepare(&self) -> Result<Option<PreparedCommand>, AppError> {
         let prepared = match self {
             Step::Tick { .. } => return Ok(None),
-            Step::PlaceOrder { actor: a, at, order } => {
+            Step::PlaceOrder {
+                actor: a,
+                at,
+                order,
+            } => {
                 let valid = order.validate()?;
                 PreparedCommand {
                     order_id: valid.order_id.clone(),

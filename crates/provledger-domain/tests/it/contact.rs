@@ -100,7 +100,10 @@ fn r4_the_updated_email_shows_on_the_line_and_the_next_resend_uses_it() {
         vec![resent("1.1", NEW, t + Duration::hours(2))]
     );
     assert_eq!(then.line("1.1").provisioning_contact, email(NEW));
-    assert_eq!(then.line("1.1").status, LineStatus::AwaitingProvisioningDetails);
+    assert_eq!(
+        then.line("1.1").status,
+        LineStatus::AwaitingProvisioningDetails
+    );
 }
 
 #[test]
@@ -112,6 +115,9 @@ fn r4_a_change_does_not_reset_the_initial_email() {
     assert_eq!(then.line("1.1").initial_email_sent_at, Some(rsd_start()));
     assert!(matches!(
         then.events[..],
-        [Event::ProvisioningContactChanged { email_sent: true, .. }]
+        [Event::ProvisioningContactChanged {
+            email_sent: true,
+            ..
+        }]
     ));
 }

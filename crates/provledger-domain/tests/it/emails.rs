@@ -122,7 +122,11 @@ fn r3_resend_before_the_initial_email_is_refused_saying_it_will_be_sent_on_the_r
         .then_refused(RefusalCode::InitialEmailNotSent);
     assert_eq!(refused.action, RefusedAction::ResendEmail);
     assert_eq!(refused.line_id, Some(line("1.1")));
-    assert!(refused.reason.contains("will be sent"), "{}", refused.reason);
+    assert!(
+        refused.reason.contains("will be sent"),
+        "{}",
+        refused.reason
+    );
     assert!(refused.reason.contains("2026-12-01"), "{}", refused.reason);
     assert!(refused.reason.contains(IT), "{}", refused.reason);
 

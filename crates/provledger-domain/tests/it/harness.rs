@@ -108,7 +108,9 @@ pub fn sample_request() -> OrderRequest {
 
 /// The sample order, validated.
 pub fn sample_order() -> ValidOrder {
-    sample_request().validate().expect("the sample order is valid")
+    sample_request()
+        .validate()
+        .expect("the sample order is valid")
 }
 
 /// `OrderPlaced` for the sample order at [`placed_at`].

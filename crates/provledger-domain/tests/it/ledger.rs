@@ -79,8 +79,18 @@ pub fn one_of_each() -> Vec<Event> {
 fn r12_every_refused_change_or_resend_is_a_command_refused_event() {
     let before_rsd = at(2026, 11, 25, 9, 0);
     let cases = [
-        (vec![placed()], resend("1.1"), OLIVIA, RefusalCode::InitialEmailNotSent),
-        (vec![placed()], change("1.1", NEW, false), AUDREY, RefusalCode::NoAccess),
+        (
+            vec![placed()],
+            resend("1.1"),
+            OLIVIA,
+            RefusalCode::InitialEmailNotSent,
+        ),
+        (
+            vec![placed()],
+            change("1.1", NEW, false),
+            AUDREY,
+            RefusalCode::NoAccess,
+        ),
         (vec![placed()], resend("1.1"), AUDREY, RefusalCode::NoAccess),
         (
             vec![placed(), onboarded("org-1", before_rsd)],
@@ -97,15 +107,22 @@ fn r12_every_refused_change_or_resend_is_a_command_refused_event() {
     ];
     for (stream, command, actor, code) in cases {
         let before = OrderState::from_events(&stream);
-        let then = given(stream.clone()).when(command.clone(), actor, before_rsd).then_any();
+        let then = given(stream.clone())
+            .when(command.clone(), actor, before_rsd)
+            .then_any();
         let [refusal] = then.events.as_slice() else {
             panic!("{command:?}: {:?}", then.events)
         };
         assert!(refusal.is_refusal());
         assert_eq!(refusal.event_type(), "CommandRefused");
         assert_eq!(refusal.at(), before_rsd);
-        assert_eq!(then.state.order, before.order, "{command:?} changed the order");
-        given(stream).when(command, actor, before_rsd).then_refused(code);
+        assert_eq!(
+            then.state.order, before.order,
+            "{command:?} changed the order"
+        );
+        given(stream)
+            .when(command, actor, before_rsd)
+            .then_refused(code);
     }
 }
 
@@ -195,7 +212,11 @@ fn r12_every_event_type_round_trips_through_its_stored_json() {
 fn r12_stored_emails_read_back_equal_to_the_written_ones() {
     // U+0130 lowercases to 'i' plus a combining dot: the stored form must be
     // one that parses again, or the ledger could not be read back.
-    for raw in ["ops@İnfo.example", "ops@CUSTOMER.example", "Ops.Team@Ünïcode.example"] {
+    for raw in [
+        "ops@İnfo.example",
+        "ops@CUSTOMER.example",
+        "Ops.Team@Ünïcode.example",
+    ] {
         match Email::parse(raw) {
             Ok(parsed) => {
                 assert_eq!(Email::parse(parsed.as_str()).as_ref(), Ok(&parsed), "{raw}");

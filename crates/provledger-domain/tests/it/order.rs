@@ -103,7 +103,9 @@ fn r1_validation_errors_name_the_field_and_produce_no_events() {
     let cases: &[(&str, Edit)] = &[
         ("order_id", |r| r.order_id = "WO 1001".into()),
         ("ordering_contact", |r| r.ordering_contact = "olivia".into()),
-        ("partner_contacts[0]", |r| r.partner_contacts[0] = "pat@".into()),
+        ("partner_contacts[0]", |r| {
+            r.partner_contacts[0] = "pat@".into()
+        }),
         ("distributor_contacts[0]", |r| {
             r.distributor_contacts[0] = "dana@@distributor.example".into()
         }),
@@ -138,7 +140,10 @@ fn r1_an_invalid_email_says_what_is_wrong() {
     let mut request = sample_request();
     request.lines[0].provisioning_contact = "it@localhost".into();
     let (_, message) = invalid_field(&request);
-    assert!(message.contains("lines[0].provisioning_contact"), "{message}");
+    assert!(
+        message.contains("lines[0].provisioning_contact"),
+        "{message}"
+    );
     assert!(message.contains("no dot"), "{message}");
 }
 
@@ -159,7 +164,9 @@ fn r1_an_unvalidated_order_with_a_repeated_line_or_no_line_is_an_error() {
     order.lines[2].line_id = LineId::parse("1.1").unwrap();
     let err = given([])
         .when(place(order), OLIVIA, placed_at())
-        .then_error(|e| matches!(e, DomainError::InvalidField { field, .. } if field == "lines[2].line_id"));
+        .then_error(
+            |e| matches!(e, DomainError::InvalidField { field, .. } if field == "lines[2].line_id"),
+        );
     assert!(err.to_string().contains("appears twice"), "{err}");
 
     let empty = ValidOrder {
@@ -197,7 +204,9 @@ fn r1_a_stream_with_a_repeated_line_id_still_folds_and_schedules() {
 fn r1_an_order_is_placed_once() {
     given([placed()])
         .when(place(sample_order()), OLIVIA, placed_at())
-        .then_error(|e| matches!(e, DomainError::OrderAlreadyPlaced { order_id } if order_id == ORDER));
+        .then_error(
+            |e| matches!(e, DomainError::OrderAlreadyPlaced { order_id } if order_id == ORDER),
+        );
 }
 
 #[test]

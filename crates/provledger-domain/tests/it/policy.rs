@@ -64,10 +64,7 @@ fn r7_a_resend_does_not_extend_the_window() {
     let t = at(2026, 12, 6, 9, 0);
     let mut stream = sample_until(t);
     stream.push(resent("1.1", IT, t));
-    assert_eq!(
-        closure_of_1_1(stream),
-        Some((at(2026, 12, 8, 0, 0), 7))
-    );
+    assert_eq!(closure_of_1_1(stream), Some((at(2026, 12, 8, 0, 0), 7)));
 }
 
 #[test]
@@ -76,10 +73,7 @@ fn r7_a_contact_change_does_not_extend_the_window() {
     let mut stream = sample_until(t);
     stream.push(changed("1.1", IT, NEW, t, true, true));
     stream.push(changed("1.2", ALIAS, NEW, t, true, true));
-    assert_eq!(
-        closure_of_1_1(stream),
-        Some((at(2026, 12, 8, 0, 0), 7))
-    );
+    assert_eq!(closure_of_1_1(stream), Some((at(2026, 12, 8, 0, 0), 7)));
 }
 
 #[test]
@@ -102,7 +96,10 @@ fn r7_a_line_closes_once() {
         .filter(|e| matches!(e, Event::LineClosed { .. }))
         .count();
     assert_eq!(closures, 3);
-    assert_eq!(due_events(&OrderState::from_events(&stream), at(2028, 1, 1, 0, 0)), vec![]);
+    assert_eq!(
+        due_events(&OrderState::from_events(&stream), at(2028, 1, 1, 0, 0)),
+        vec![]
+    );
 }
 
 #[test]

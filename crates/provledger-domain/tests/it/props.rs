@@ -20,15 +20,7 @@ use crate::harness::{ALIAS, AUDREY, DANA, IT, OLIVIA, PAT};
 /// Everyone who may act: the ordering contact, a partner and a distributor
 /// contact (listed on the order or not), an auditor, and the customer's
 /// mailboxes (which are also the provisioning contacts).
-const POOL: [&str; 7] = [
-    OLIVIA,
-    PAT,
-    DANA,
-    AUDREY,
-    IT,
-    ALIAS,
-    "ops@customer.example",
-];
+const POOL: [&str; 7] = [OLIVIA, PAT, DANA, AUDREY, IT, ALIAS, "ops@customer.example"];
 /// Provisioning contacts are drawn from the customer's mailboxes.
 const CONTACTS: [&str; 3] = [IT, ALIAS, "ops@customer.example"];
 const OFFERS: [&str; 5] = ["A-Flex", "A-Flex-3", "A-WX", "A-SPK", "A-MSG"];
@@ -44,10 +36,21 @@ struct LineGen {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Change { line: usize, email: usize, all: bool },
-    Resend { line: usize },
-    Onboard { org: u8 },
-    Case { line: usize, change: bool },
+    Change {
+        line: usize,
+        email: usize,
+        all: bool,
+    },
+    Resend {
+        line: usize,
+    },
+    Onboard {
+        org: u8,
+    },
+    Case {
+        line: usize,
+        change: bool,
+    },
     Setup,
     Tick,
 }
@@ -64,12 +67,10 @@ struct Scenario {
 }
 
 fn line_gen() -> impl Strategy<Value = LineGen> {
-    (0..OFFERS.len(), -5i64..40, 0..CONTACTS.len()).prop_map(|(offer, rsd_day, contact)| {
-        LineGen {
-            offer,
-            rsd_day,
-            contact,
-        }
+    (0..OFFERS.len(), -5i64..40, 0..CONTACTS.len()).prop_map(|(offer, rsd_day, contact)| LineGen {
+        offer,
+        rsd_day,
+        contact,
     })
 }
 
@@ -171,7 +172,11 @@ impl Scenario {
 
     fn command(&self, step: &Step) -> Option<Command> {
         Some(match step {
-            Step::Change { line, email: e, all } => Command::ChangeContact {
+            Step::Change {
+                line,
+                email: e,
+                all,
+            } => Command::ChangeContact {
                 line_id: self.line_id(*line),
                 new_email: email(POOL[*e]),
                 apply_to_all_lines: *all,
@@ -363,7 +368,10 @@ fn check_command_events(
         .position(|e| !e.is_scheduled())
         .unwrap_or(events.len());
     prop_assert!(events[first_own..].iter().all(|e| !e.is_scheduled()));
-    prop_assert!(first_own < events.len(), "a command decided no event of its own");
+    prop_assert!(
+        first_own < events.len(),
+        "a command decided no event of its own"
+    );
     let own = &events[first_own..];
     for event in own {
         if let Event::CommandRefused {
@@ -463,7 +471,12 @@ fn check_stream(run: &Run) -> Result<(), TestCaseError> {
 
     // Business time never goes backwards.
     for pair in stream.windows(2) {
-        prop_assert!(pair[0].at() <= pair[1].at(), "{:?} then {:?}", pair[0], pair[1]);
+        prop_assert!(
+            pair[0].at() <= pair[1].at(),
+            "{:?} then {:?}",
+            pair[0],
+            pair[1]
+        );
     }
 
     // After PONR: no change, resend, support case or scheduled event.

@@ -132,7 +132,10 @@ fn r10_request_types_parse_from_the_cli_spelling() {
         "Change Provisioning Contact Email"
     );
     let err = SupportRequestType::parse("call-me").unwrap_err();
-    assert!(err.to_string().contains("resend-provisioning-email"), "{err}");
+    assert!(
+        err.to_string().contains("resend-provisioning-email"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -146,7 +149,10 @@ fn r11_an_escalation_is_raised_one_day_after_the_rsd_if_setup_has_not_started() 
     let due = due_events(&state, day_after);
     assert_eq!(
         escalations(&due),
-        vec![("1.1".to_string(), day_after), ("1.2".to_string(), day_after)]
+        vec![
+            ("1.1".to_string(), day_after),
+            ("1.2".to_string(), day_after)
+        ]
     );
     let Some(Event::EscalationRaised { reason, .. }) = due.last() else {
         panic!("{due:?}")

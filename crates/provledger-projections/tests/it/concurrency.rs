@@ -15,17 +15,34 @@ pub fn busy_ledger(orders: usize) -> Ledger {
         let s1 = format!("Sub{i:04}1");
         let s2 = format!("Sub{i:04}2");
         ledger
-            .exec(&id, OLIVIA, "2026-11-20T10:00:00Z", place(&id, &[
-                ("1", &s1, "A-Flex", "2026-12-01", "it@customer.example"),
-                ("2", &s2, "A-WX", "2026-12-01", "it@customer.example"),
-            ]))
+            .exec(
+                &id,
+                OLIVIA,
+                "2026-11-20T10:00:00Z",
+                place(
+                    &id,
+                    &[
+                        ("1", &s1, "A-Flex", "2026-12-01", "it@customer.example"),
+                        ("2", &s2, "A-WX", "2026-12-01", "it@customer.example"),
+                    ],
+                ),
+            )
             .unwrap();
         ledger
-            .exec(&id, PAT, "2026-11-21T10:00:00Z", change("1", "new@customer.example", i % 2 == 0))
+            .exec(
+                &id,
+                PAT,
+                "2026-11-21T10:00:00Z",
+                change("1", "new@customer.example", i % 2 == 0),
+            )
             .unwrap();
-        ledger.exec(&id, OLIVIA, "2026-12-02T10:00:00Z", resend("2")).unwrap();
+        ledger
+            .exec(&id, OLIVIA, "2026-12-02T10:00:00Z", resend("2"))
+            .unwrap();
         if i % 3 == 0 {
-            ledger.exec(&id, OLIVIA, "2026-12-04T10:00:00Z", onboard("org-1")).unwrap();
+            ledger
+                .exec(&id, OLIVIA, "2026-12-04T10:00:00Z", onboard("org-1"))
+                .unwrap();
         }
         ledger.tick(&id, "2026-12-10T00:00:00Z");
     }
@@ -58,7 +75,11 @@ fn two_workers_catching_up_at_once_apply_each_event_once() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert_eq!(applied.iter().sum::<u64>(), head, "each event applied exactly once: {applied:?}");
+    assert_eq!(
+        applied.iter().sum::<u64>(),
+        head,
+        "each event applied exactly once: {applied:?}"
+    );
     let concurrent = workers[0].dump().unwrap();
     assert_eq!(workers[1].dump().unwrap(), concurrent);
 
@@ -76,16 +97,29 @@ fn a_worker_keeps_up_while_events_are_appended() {
     for i in 0..30 {
         let id = format!("WO-{i}");
         ledger
-            .exec(&id, OLIVIA, "2026-11-20T10:00:00Z", place(&id, &[(
-                "1",
-                &format!("Sub{i}"),
-                "A-Flex",
-                "2026-12-01",
-                "it@customer.example",
-            )]))
+            .exec(
+                &id,
+                OLIVIA,
+                "2026-11-20T10:00:00Z",
+                place(
+                    &id,
+                    &[(
+                        "1",
+                        &format!("Sub{i}"),
+                        "A-Flex",
+                        "2026-12-01",
+                        "it@customer.example",
+                    )],
+                ),
+            )
             .unwrap();
         ledger
-            .exec(&id, PAT, "2026-11-22T10:00:00Z", change("1", "x@customer.example", false))
+            .exec(
+                &id,
+                PAT,
+                "2026-11-22T10:00:00Z",
+                change("1", "x@customer.example", false),
+            )
             .unwrap();
         // Alternate which handle catches up: each sees the other's checkpoint.
         if i % 2 == 0 {

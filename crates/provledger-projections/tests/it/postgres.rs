@@ -110,7 +110,11 @@ fn postgres_read_models_equal_sqlites() {
             ..HistoryQuery::default()
         },
     ] {
-        assert_eq!(pg.history(&q).unwrap(), sqlite.history(&q).unwrap(), "{q:?}");
+        assert_eq!(
+            pg.history(&q).unwrap(),
+            sqlite.history(&q).unwrap(),
+            "{q:?}"
+        );
     }
     let now = t("2026-12-20T00:00:00Z");
     assert_eq!(pg.orders_due(now).unwrap(), sqlite.orders_due(now).unwrap());
@@ -164,6 +168,10 @@ fn postgres_schemas_keep_ledgers_apart() {
     models.catch_up(&store).unwrap();
     assert_eq!(models.checkpoint().unwrap(), ledger.head());
     assert_eq!(two.models().checkpoint().unwrap(), 0);
-    assert!(two.models().lines(&LineQuery::default()).unwrap().is_empty());
+    assert!(two
+        .models()
+        .lines(&LineQuery::default())
+        .unwrap()
+        .is_empty());
     assert!(ReadModels::open_in_schema(&url, "Bad-Name").is_err());
 }

@@ -14,11 +14,20 @@ use crate::support::*;
 #[test]
 fn lines_as_of_the_last_event_equal_the_read_model() {
     let mut ledger = Ledger::new();
-    ledger.exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001()).unwrap();
     ledger
-        .exec("WO-1001", PAT, "2026-11-21T09:00:00Z", change("1.2", "new@customer.example", false))
+        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
         .unwrap();
-    ledger.exec("WO-1001", OLIVIA, "2026-12-03T09:00:00Z", resend("1.1")).unwrap();
+    ledger
+        .exec(
+            "WO-1001",
+            PAT,
+            "2026-11-21T09:00:00Z",
+            change("1.2", "new@customer.example", false),
+        )
+        .unwrap();
+    ledger
+        .exec("WO-1001", OLIVIA, "2026-12-03T09:00:00Z", resend("1.1"))
+        .unwrap();
     ledger.tick("WO-1001", "2026-12-20T00:00:00Z");
     let models = ledger.models();
     models.catch_up(&ledger.store).unwrap();
@@ -37,8 +46,14 @@ fn lines_as_of_the_last_event_equal_the_read_model() {
     ] {
         let expected = models.lines(&q).unwrap();
         assert!(!expected.is_empty());
-        assert_eq!(lines_as_of(&ledger.store, &q, AsOf::Time(last.occurred_at)).unwrap(), expected);
-        assert_eq!(lines_as_of(&ledger.store, &q, AsOf::Position(last.position)).unwrap(), expected);
+        assert_eq!(
+            lines_as_of(&ledger.store, &q, AsOf::Time(last.occurred_at)).unwrap(),
+            expected
+        );
+        assert_eq!(
+            lines_as_of(&ledger.store, &q, AsOf::Position(last.position)).unwrap(),
+            expected
+        );
     }
     for q in [
         HistoryQuery {
@@ -51,16 +66,26 @@ fn lines_as_of_the_last_event_equal_the_read_model() {
         },
     ] {
         let expected = models.history(&q).unwrap();
-        assert_eq!(history_as_of(&ledger.store, &q, AsOf::Position(last.position)).unwrap(), expected);
+        assert_eq!(
+            history_as_of(&ledger.store, &q, AsOf::Position(last.position)).unwrap(),
+            expected
+        );
     }
 }
 
 #[test]
 fn as_of_in_the_past_shows_the_earlier_contact() {
     let mut ledger = Ledger::new();
-    ledger.exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001()).unwrap();
     ledger
-        .exec("WO-1001", PAT, "2026-11-25T09:00:00Z", change("1.1", "new@customer.example", false))
+        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
+        .unwrap();
+    ledger
+        .exec(
+            "WO-1001",
+            PAT,
+            "2026-11-25T09:00:00Z",
+            change("1.1", "new@customer.example", false),
+        )
         .unwrap();
     let q = LineQuery {
         subscription_id: Some(sub("Sub100042")),
@@ -72,9 +97,11 @@ fn as_of_in_the_past_shows_the_earlier_contact() {
     let at = lines_as_of(&ledger.store, &q, AsOf::Time(t("2026-11-25T09:00:00Z"))).unwrap();
     assert_eq!(at[0].provisioning_contact, "new@customer.example");
     // Before the order existed there was nothing.
-    assert!(lines_as_of(&ledger.store, &q, AsOf::Time(t("2026-01-01T00:00:00Z")))
-        .unwrap()
-        .is_empty());
+    assert!(
+        lines_as_of(&ledger.store, &q, AsOf::Time(t("2026-01-01T00:00:00Z")))
+            .unwrap()
+            .is_empty()
+    );
     // By position: after the placement only.
     let first = lines_as_of(&ledger.store, &LineQuery::default(), AsOf::Position(1)).unwrap();
     assert_eq!(first[0].provisioning_contact, "it@customer.example");
@@ -95,18 +122,29 @@ fn as_of_in_the_past_shows_the_earlier_contact() {
 fn rebuild_reports_progress_and_equals_incremental() {
     let mut ledger = Ledger::new();
     let models = ledger.models().with_batch_size(3);
-    ledger.exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001()).unwrap();
+    ledger
+        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
+        .unwrap();
     models.catch_up(&ledger.store).unwrap();
     ledger
-        .exec("WO-1001", PAT, "2026-11-21T09:00:00Z", change("1.1", "new@customer.example", true))
+        .exec(
+            "WO-1001",
+            PAT,
+            "2026-11-21T09:00:00Z",
+            change("1.1", "new@customer.example", true),
+        )
         .unwrap();
-    ledger.exec("WO-1001", OLIVIA, "2026-12-03T09:00:00Z", resend("1.1")).unwrap();
+    ledger
+        .exec("WO-1001", OLIVIA, "2026-12-03T09:00:00Z", resend("1.1"))
+        .unwrap();
     assert_eq!(models.catch_up(&ledger.store).unwrap(), ledger.head() - 1);
     assert_eq!(models.catch_up(&ledger.store).unwrap(), 0);
     let incremental = models.dump().unwrap();
 
     let mut reports = Vec::new();
-    let applied = models.rebuild(&ledger.store, &mut |n| reports.push(n)).unwrap();
+    let applied = models
+        .rebuild(&ledger.store, &mut |n| reports.push(n))
+        .unwrap();
     assert_eq!(applied, ledger.head());
     assert_eq!(reports, vec![applied]);
     assert_eq!(models.dump().unwrap(), incremental);
@@ -120,18 +158,44 @@ fn rebuild_reports_progress_and_equals_incremental() {
 /// One step of a random life of two orders.
 #[derive(Debug, Clone)]
 enum Step {
-    Change { order: usize, line: usize, to: usize, all: bool, actor: usize },
-    Resend { order: usize, line: usize, actor: usize },
-    Onboard { order: usize, actor: usize },
-    Case { order: usize, line: usize, actor: usize },
-    Setup { order: usize, actor: usize },
-    Tick { order: usize },
+    Change {
+        order: usize,
+        line: usize,
+        to: usize,
+        all: bool,
+        actor: usize,
+    },
+    Resend {
+        order: usize,
+        line: usize,
+        actor: usize,
+    },
+    Onboard {
+        order: usize,
+        actor: usize,
+    },
+    Case {
+        order: usize,
+        line: usize,
+        actor: usize,
+    },
+    Setup {
+        order: usize,
+        actor: usize,
+    },
+    Tick {
+        order: usize,
+    },
     CatchUp,
 }
 
 const ORDERS: [&str; 2] = ["WO-1", "WO-2"];
 const ACTORS: [&str; 3] = [OLIVIA, PAT, EVE];
-const EMAILS: [&str; 3] = ["a@customer.example", "b@customer.example", "it@customer.example"];
+const EMAILS: [&str; 3] = [
+    "a@customer.example",
+    "b@customer.example",
+    "it@customer.example",
+];
 
 fn step() -> impl Strategy<Value = (u32, Step)> {
     let o = 0..ORDERS.len();
@@ -156,9 +220,13 @@ fn step() -> impl Strategy<Value = (u32, Step)> {
 fn command(step: &Step) -> Option<(usize, usize, Command)> {
     let line_id = |line: usize| if line == 0 { "1" } else { "2" };
     Some(match step {
-        Step::Change { order, line, to, all, actor } => {
-            (*order, *actor, change(line_id(*line), EMAILS[*to], *all))
-        }
+        Step::Change {
+            order,
+            line,
+            to,
+            all,
+            actor,
+        } => (*order, *actor, change(line_id(*line), EMAILS[*to], *all)),
         Step::Resend { order, line, actor } => (*order, *actor, resend(line_id(*line))),
         Step::Onboard { order, actor } => (*order, *actor, onboard("org-9")),
         Step::Case { order, line, actor } => (*order, *actor, case(line_id(*line))),

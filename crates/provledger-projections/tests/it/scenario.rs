@@ -12,46 +12,78 @@ use crate::support::*;
 /// (refused), a resend after the RSD, a refused change by an outsider, the
 /// A-Flex line closing, onboarding, a refused change after PONR, a case.
 fn life_of_wo1001(ledger: &mut Ledger) {
-    ledger.exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001()).unwrap();
+    ledger
+        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
+        .unwrap();
     life_after_placement(ledger);
 }
 
 /// [`life_of_wo1001`] after WO-1001 is placed.
 fn life_after_placement(ledger: &mut Ledger) {
     ledger
-        .exec("WO-1002", OLIVIA, "2026-11-20T11:00:00Z", place(
+        .exec(
             "WO-1002",
-            &[("1", "Sub200001", "A-SPK", "2027-01-10", "ops@other.example")],
-        ))
+            OLIVIA,
+            "2026-11-20T11:00:00Z",
+            place(
+                "WO-1002",
+                &[("1", "Sub200001", "A-SPK", "2027-01-10", "ops@other.example")],
+            ),
+        )
         .unwrap();
     // R4 apply to all lines, before the RSD.
     ledger
-        .exec("WO-1001", PAT, "2026-11-21T09:00:00Z", change("1.1", "new@customer.example", true))
+        .exec(
+            "WO-1001",
+            PAT,
+            "2026-11-21T09:00:00Z",
+            change("1.1", "new@customer.example", true),
+        )
         .unwrap();
     // R3 (decided): nothing to resend before the RSD.
-    ledger.exec("WO-1001", PAT, "2026-11-22T09:00:00Z", resend("1.2")).unwrap();
+    ledger
+        .exec("WO-1001", PAT, "2026-11-22T09:00:00Z", resend("1.2"))
+        .unwrap();
     // After the RSD: the initial emails and the R11 escalations are caught up first.
-    ledger.exec("WO-1001", OLIVIA, "2026-12-02T09:00:00Z", resend("1.2")).unwrap();
+    ledger
+        .exec("WO-1001", OLIVIA, "2026-12-02T09:00:00Z", resend("1.2"))
+        .unwrap();
     // R6: no access.
     ledger
-        .exec("WO-1001", EVE, "2026-12-03T09:00:00Z", change("1.2", "eve@elsewhere.example", false))
+        .exec(
+            "WO-1001",
+            EVE,
+            "2026-12-03T09:00:00Z",
+            change("1.2", "eve@elsewhere.example", false),
+        )
         .unwrap();
     // R7: the A-Flex line closes on 2026-12-08, the A-WX line stays open.
     ledger.tick("WO-1001", "2026-12-09T00:00:00Z");
     // R5: PONR.
-    ledger.exec("WO-1001", OLIVIA, "2026-12-10T09:00:00Z", onboard("org-77")).unwrap();
+    ledger
+        .exec("WO-1001", OLIVIA, "2026-12-10T09:00:00Z", onboard("org-77"))
+        .unwrap();
     // R5: after PONR, a change (to all lines) is refused and recorded (R12).
     ledger
-        .exec("WO-1001", PAT, "2026-12-11T09:00:00Z", change("1.1", "late@customer.example", true))
+        .exec(
+            "WO-1001",
+            PAT,
+            "2026-12-11T09:00:00Z",
+            change("1.1", "late@customer.example", true),
+        )
         .unwrap();
-    ledger.exec("WO-1002", OLIVIA, "2026-12-12T09:00:00Z", case("1")).unwrap();
+    ledger
+        .exec("WO-1002", OLIVIA, "2026-12-12T09:00:00Z", case("1"))
+        .unwrap();
 }
 
 #[test]
 fn r1_to_r8_lines_show_the_folded_state() {
     let mut ledger = Ledger::new();
     let models = ledger.models();
-    ledger.exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001()).unwrap();
+    ledger
+        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
+        .unwrap();
     models.catch_up(&ledger.store).unwrap();
     let lines = models.lines(&LineQuery::default()).unwrap();
     assert_eq!(lines.len(), 2);
@@ -116,7 +148,10 @@ fn r1_to_r8_lines_show_the_folded_state() {
         "billing_started",
         "org_id",
     ] {
-        assert!(json.get(field).is_some(), "lines JSON lacks {field}: {json}");
+        assert!(
+            json.get(field).is_some(),
+            "lines JSON lacks {field}: {json}"
+        );
     }
 }
 
@@ -124,9 +159,14 @@ fn r1_to_r8_lines_show_the_folded_state() {
 fn r7_closure_shows_closed_with_billing_started_before_ponr() {
     let mut ledger = Ledger::new();
     let models = ledger.models();
-    ledger.exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001()).unwrap();
+    ledger
+        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
+        .unwrap();
     let due = ledger.tick("WO-1001", "2026-12-09T00:00:00Z");
-    assert!(due.iter().any(|e| e.event_type() == "LineClosed"), "{due:?}");
+    assert!(
+        due.iter().any(|e| e.event_type() == "LineClosed"),
+        "{due:?}"
+    );
     models.catch_up(&ledger.store).unwrap();
     let lines = models.lines(&LineQuery::default()).unwrap();
     assert_eq!(lines[0].status, "closed");
@@ -167,13 +207,43 @@ fn r9_transaction_manager_lists_each_update_with_its_status() {
         summary,
         vec![
             // R4 apply to all: one row per line, one transaction.
-            ("1.1", Success, Some("it@customer.example"), Some("new@customer.example"), true),
-            ("1.2", Success, Some("it@customer.example"), Some("new@customer.example"), true),
+            (
+                "1.1",
+                Success,
+                Some("it@customer.example"),
+                Some("new@customer.example"),
+                true
+            ),
+            (
+                "1.2",
+                Success,
+                Some("it@customer.example"),
+                Some("new@customer.example"),
+                true
+            ),
             // R6: refused, the line's contact at that moment is the old email.
-            ("1.2", Failed, Some("new@customer.example"), Some("eve@elsewhere.example"), false),
+            (
+                "1.2",
+                Failed,
+                Some("new@customer.example"),
+                Some("eve@elsewhere.example"),
+                false
+            ),
             // R5 after PONR with apply to all: one failed row per line.
-            ("1.1", Failed, Some("new@customer.example"), Some("late@customer.example"), true),
-            ("1.2", Failed, Some("new@customer.example"), Some("late@customer.example"), true),
+            (
+                "1.1",
+                Failed,
+                Some("new@customer.example"),
+                Some("late@customer.example"),
+                true
+            ),
+            (
+                "1.2",
+                Failed,
+                Some("new@customer.example"),
+                Some("late@customer.example"),
+                true
+            ),
         ]
     );
     assert_eq!(updates[0].transaction_id, updates[1].transaction_id);
@@ -185,7 +255,11 @@ fn r9_transaction_manager_lists_each_update_with_its_status() {
     assert_eq!(updates[2].reason_code.as_deref(), Some("no_access"));
     assert!(updates[2].reason.as_deref().unwrap().contains(OLIVIA));
     assert_eq!(updates[3].reason_code.as_deref(), Some("after_ponr"));
-    assert!(updates[3].reason.as_deref().unwrap().contains("admin.webex.com"));
+    assert!(updates[3]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("admin.webex.com"));
     assert_eq!(updates[3].submitted_by, PAT);
 
     // R9: search by subscription.
@@ -207,9 +281,15 @@ fn r9_transaction_manager_lists_each_update_with_its_status() {
         .unwrap();
     assert_eq!(resends.len(), 2);
     assert_eq!(resends[0].status, Failed);
-    assert_eq!(resends[0].reason_code.as_deref(), Some("initial_email_not_sent"));
+    assert_eq!(
+        resends[0].reason_code.as_deref(),
+        Some("initial_email_not_sent")
+    );
     assert_eq!(resends[1].status, Success);
-    assert_eq!(resends[1].new_email.as_deref(), Some("new@customer.example"));
+    assert_eq!(
+        resends[1].new_email.as_deref(),
+        Some("new@customer.example")
+    );
     assert_eq!(resends[1].line_id, "1.2");
 
     let onboarding = models
@@ -281,7 +361,10 @@ fn r9_transaction_manager_lists_each_update_with_its_status() {
         "new_email",
         "applied_to_all_lines",
     ] {
-        assert!(json.get(field).is_some(), "transactions JSON lacks {field}: {json}");
+        assert!(
+            json.get(field).is_some(),
+            "transactions JSON lacks {field}: {json}"
+        );
     }
     assert_eq!(json["type"], "provisioning_email_update");
     assert_eq!(json["status"], "success");
@@ -365,16 +448,29 @@ fn history_by_subscription_has_its_line_and_its_orders_order_level_events() {
 fn orders_due_follows_the_domains_next_due() {
     let mut ledger = Ledger::new();
     let models = ledger.models();
-    ledger.exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001()).unwrap();
     ledger
-        .exec("WO-1002", OLIVIA, "2026-11-20T11:00:00Z", place(
+        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
+        .unwrap();
+    ledger
+        .exec(
             "WO-1002",
-            &[("1", "Sub200001", "A-SPK", "2027-01-10", "ops@other.example")],
-        ))
+            OLIVIA,
+            "2026-11-20T11:00:00Z",
+            place(
+                "WO-1002",
+                &[("1", "Sub200001", "A-SPK", "2027-01-10", "ops@other.example")],
+            ),
+        )
         .unwrap();
     models.catch_up(&ledger.store).unwrap();
-    assert!(models.orders_due(t("2026-11-30T23:59:59Z")).unwrap().is_empty());
-    assert_eq!(models.orders_due(t("2026-12-01T00:00:00Z")).unwrap(), vec![order("WO-1001")]);
+    assert!(models
+        .orders_due(t("2026-11-30T23:59:59Z"))
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        models.orders_due(t("2026-12-01T00:00:00Z")).unwrap(),
+        vec![order("WO-1001")]
+    );
     assert_eq!(
         models.orders_due(t("2027-02-01T00:00:00Z")).unwrap(),
         vec![order("WO-1001"), order("WO-1002")]
@@ -382,10 +478,21 @@ fn orders_due_follows_the_domains_next_due() {
     // After the tick the next transition is the R11 escalation on 12-02.
     ledger.tick("WO-1001", "2026-12-01T12:00:00Z");
     models.catch_up(&ledger.store).unwrap();
-    assert!(models.orders_due(t("2026-12-01T12:00:00Z")).unwrap().is_empty());
-    assert_eq!(models.orders_due(t("2026-12-02T00:00:00Z")).unwrap(), vec![order("WO-1001")]);
+    assert!(models
+        .orders_due(t("2026-12-01T12:00:00Z"))
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        models.orders_due(t("2026-12-02T00:00:00Z")).unwrap(),
+        vec![order("WO-1001")]
+    );
     // Past PONR nothing is ever due.
-    ledger.exec("WO-1001", OLIVIA, "2026-12-01T13:00:00Z", onboard("org-1")).unwrap();
+    ledger
+        .exec("WO-1001", OLIVIA, "2026-12-01T13:00:00Z", onboard("org-1"))
+        .unwrap();
     models.catch_up(&ledger.store).unwrap();
-    assert_eq!(models.orders_due(t("2030-01-01T00:00:00Z")).unwrap(), vec![order("WO-1002")]);
+    assert_eq!(
+        models.orders_due(t("2030-01-01T00:00:00Z")).unwrap(),
+        vec![order("WO-1002")]
+    );
 }

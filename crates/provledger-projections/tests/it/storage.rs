@@ -1,6 +1,8 @@
 //! The SQLite backend's promises: migrations, checkpoints, atomic batches.
 
-use provledger_projections::{HistoryQuery, LineQuery, ProjectionError, ReadModels, TransactionQuery};
+use provledger_projections::{
+    HistoryQuery, LineQuery, ProjectionError, ReadModels, TransactionQuery,
+};
 
 use crate::support::*;
 
@@ -40,9 +42,14 @@ fn tables_live_in_the_ledger_file_with_versioned_migrations() {
         "rm_schema_migrations",
         "rm_transactions",
     ] {
-        assert!(tables.iter().any(|t| t == table), "{table} missing from {tables:?}");
+        assert!(
+            tables.iter().any(|t| t == table),
+            "{table} missing from {tables:?}"
+        );
     }
-    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
 }
 
@@ -57,7 +64,10 @@ fn a_newer_schema_is_refused_with_advice() {
         )
         .unwrap();
     let err = ReadModels::open(&ledger.url).unwrap_err();
-    assert!(matches!(err, ProjectionError::SchemaTooNew { found: 99, .. }), "{err}");
+    assert!(
+        matches!(err, ProjectionError::SchemaTooNew { found: 99, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("upgrade provledger"), "{err}");
 }
 
@@ -72,9 +82,21 @@ fn bad_urls_are_refused() {
 #[test]
 fn other_streams_are_skipped_but_the_checkpoint_moves() {
     let mut ledger = Ledger::new();
-    ledger.exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001()).unwrap();
-    ledger.append_raw("org-77", "OrgCreated", serde_json::json!({"name": "Contoso"}), "2026-11-20T10:30:00Z");
-    ledger.append_raw("reservation-subdomain-contoso", "Reserved", serde_json::json!({}), "2026-11-20T10:31:00Z");
+    ledger
+        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
+        .unwrap();
+    ledger.append_raw(
+        "org-77",
+        "OrgCreated",
+        serde_json::json!({"name": "Contoso"}),
+        "2026-11-20T10:30:00Z",
+    );
+    ledger.append_raw(
+        "reservation-subdomain-contoso",
+        "Reserved",
+        serde_json::json!({}),
+        "2026-11-20T10:31:00Z",
+    );
     let models = ledger.models();
     assert_eq!(models.catch_up(&ledger.store).unwrap(), 3);
     assert_eq!(models.checkpoint().unwrap(), 3);
@@ -85,17 +107,33 @@ fn other_streams_are_skipped_but_the_checkpoint_moves() {
 #[test]
 fn an_undecodable_event_stops_the_batch_atomically_and_names_its_position() {
     let mut ledger = Ledger::new();
-    ledger.exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001()).unwrap();
+    ledger
+        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
+        .unwrap();
     let models = ledger.models();
     models.catch_up(&ledger.store).unwrap();
     ledger
-        .exec("WO-1001", PAT, "2026-11-21T09:00:00Z", change("1.1", "new@customer.example", true))
+        .exec(
+            "WO-1001",
+            PAT,
+            "2026-11-21T09:00:00Z",
+            change("1.1", "new@customer.example", true),
+        )
         .unwrap();
     // Position 4: a type this build does not know, in the same batch as 2 and 3.
-    ledger.append_raw("order-WO-1001", "FutureThing", serde_json::json!({}), "2026-11-22T00:00:00Z");
+    ledger.append_raw(
+        "order-WO-1001",
+        "FutureThing",
+        serde_json::json!({}),
+        "2026-11-22T00:00:00Z",
+    );
     let err = models.catch_up(&ledger.store).unwrap_err();
     match &err {
-        ProjectionError::UndecodableEvent { position, stream_id, .. } => {
+        ProjectionError::UndecodableEvent {
+            position,
+            stream_id,
+            ..
+        } => {
             assert_eq!(*position, 4);
             assert_eq!(stream_id, "order-WO-1001");
         }
@@ -104,7 +142,10 @@ fn an_undecodable_event_stops_the_batch_atomically_and_names_its_position() {
     assert!(err.to_string().contains("upgrade provledger"), "{err}");
     // Nothing of the failed batch was applied: not the good events before it either.
     assert_eq!(models.checkpoint().unwrap(), 1);
-    assert!(models.transactions(&TransactionQuery::default()).unwrap().is_empty());
+    assert!(models
+        .transactions(&TransactionQuery::default())
+        .unwrap()
+        .is_empty());
     assert_eq!(models.history(&HistoryQuery::default()).unwrap().len(), 1);
     let lines = models.lines(&LineQuery::default()).unwrap();
     assert_eq!(lines[0].provisioning_contact, "it@customer.example");
@@ -120,9 +161,16 @@ fn a_crash_mid_batch_leaves_the_previous_checkpoint() {
     // A batch that fails half-way (here: a history row already present, as
     // if a buggy writer had applied it) rolls back entirely.
     let mut ledger = Ledger::new();
-    ledger.exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001()).unwrap();
     ledger
-        .exec("WO-1001", PAT, "2026-11-21T09:00:00Z", change("1.1", "new@customer.example", true))
+        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
+        .unwrap();
+    ledger
+        .exec(
+            "WO-1001",
+            PAT,
+            "2026-11-21T09:00:00Z",
+            change("1.1", "new@customer.example", true),
+        )
         .unwrap();
     let models = ledger.models();
     let before = models.dump().unwrap();
@@ -144,5 +192,7 @@ fn a_crash_mid_batch_leaves_the_previous_checkpoint() {
     // The successor resumes from the checkpoint.
     assert_eq!(models.catch_up(&ledger.store).unwrap(), 3);
     let lines = models.lines(&LineQuery::default()).unwrap();
-    assert!(lines.iter().all(|l| l.provisioning_contact == "new@customer.example"));
+    assert!(lines
+        .iter()
+        .all(|l| l.provisioning_contact == "new@customer.example"));
 }

@@ -175,7 +175,13 @@ impl Ledger {
         events
     }
 
-    fn append(&mut self, order_id: &str, actor: &str, state: &OrderState, events: &[Event]) -> String {
+    fn append(
+        &mut self,
+        order_id: &str,
+        actor: &str,
+        state: &OrderState,
+        events: &[Event],
+    ) -> String {
         self.transactions += 1;
         let transaction_id = format!("tx-{:04}", self.transactions);
         let new_events = events
@@ -185,7 +191,11 @@ impl Ledger {
                 schema_version: e.schema_version(),
                 payload: e.to_payload(),
                 metadata: Metadata {
-                    actor: if e.is_scheduled() { "system".into() } else { actor.into() },
+                    actor: if e.is_scheduled() {
+                        "system".into()
+                    } else {
+                        actor.into()
+                    },
                     transaction_id: transaction_id.clone(),
                     ..Metadata::default()
                 },
@@ -198,14 +208,27 @@ impl Ledger {
             ExpectedVersion::Exact(state.version)
         };
         self.store
-            .append(AppendRequest::single(order(order_id).stream_id(), expected, new_events))
+            .append(AppendRequest::single(
+                order(order_id).stream_id(),
+                expected,
+                new_events,
+            ))
             .expect("the append succeeds");
         transaction_id
     }
 
     /// Append a raw event to any stream (for non-order streams and bad data).
-    pub fn append_raw(&self, stream_id: &str, event_type: &str, payload: serde_json::Value, at: &str) {
-        let version = self.store.stream_version(stream_id).expect("the version reads");
+    pub fn append_raw(
+        &self,
+        stream_id: &str,
+        event_type: &str,
+        payload: serde_json::Value,
+        at: &str,
+    ) {
+        let version = self
+            .store
+            .stream_version(stream_id)
+            .expect("the version reads");
         let expected = if version == 0 {
             ExpectedVersion::NoStream
         } else {
@@ -245,8 +268,20 @@ pub fn place_wo1001() -> Command {
     place(
         "WO-1001",
         &[
-            ("1.1", "Sub100042", "A-Flex", "2026-12-01", "it@customer.example"),
-            ("1.2", "Sub100043", "A-WX", "2026-12-01", "it@customer.example"),
+            (
+                "1.1",
+                "Sub100042",
+                "A-Flex",
+                "2026-12-01",
+                "it@customer.example",
+            ),
+            (
+                "1.2",
+                "Sub100043",
+                "A-WX",
+                "2026-12-01",
+                "it@customer.example",
+            ),
         ],
     )
 }

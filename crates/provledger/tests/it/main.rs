@@ -1,0 +1,4 @@
+//! Integration tests of the `provledger` binary: every command, every exit
+//! status, the JSON contract of DESIGN.md §3.
+
+mod cli;
