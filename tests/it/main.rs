@@ -1,5 +1,8 @@
 //! Workspace-level tests: one binary, with modules for the tidy checks, the
-//! data-driven seed scenarios and the replay properties.
+//! data-driven seed scenarios, the replay properties and the backend
+//! equivalence (SQLite ⇄ PostgreSQL).
 
+mod postgres;
+mod replay;
 mod scenarios;
 mod tidy;

@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -375,28 +375,177 @@ fn metadata_json(metadata: &Metadata) -> Result<String, serde_json::Error> {
     Ok(hash::canonical_json(&serde_json::to_value(metadata)?))
 }
 
-/// Insert one fully formed event with `stmt` (a cached [`INSERT_EVENT`]).
-fn insert_event(stmt: &mut CachedStatement<'_>, event: &RecordedEvent) -> Result<(), StoreError> {
-    let position = to_sql_int(event.position, event.position, "position")?;
-    let version = to_sql_int(event.stream_version, event.position, "stream version")?;
-    let metadata = metadata_json(&event.metadata).map_err(|e| StoreError::Corrupt {
-        position: event.position,
-        reason: format!("metadata cannot be encoded: {e}"),
-    })?;
-    stmt.execute(params![
-        position,
-        event.stream_id,
-        version,
-        event.event_type,
-        i64::from(event.schema_version),
-        hash::canonical_json(&event.payload),
-        metadata,
-        hash::format_time(&event.occurred_at),
-        hash::format_time(&event.recorded_at),
-        event.prev_hash,
-        event.hash,
-    ])?;
+/// An event encoded as its row: integers checked, JSON canonical, times
+/// formatted. Encoding is the costly part of an insert, so `import_batch`
+/// does it on another thread.
+struct EncodedEvent<'a> {
+    event: &'a RecordedEvent,
+    position: i64,
+    stream_version: i64,
+    payload: String,
+    metadata: String,
+    occurred_at: String,
+    recorded_at: String,
+}
+
+impl<'a> EncodedEvent<'a> {
+    fn new(event: &'a RecordedEvent) -> Result<Self, StoreError> {
+        Ok(EncodedEvent {
+            event,
+            position: to_sql_int(event.position, event.position, "position")?,
+            stream_version: to_sql_int(event.stream_version, event.position, "stream version")?,
+            payload: hash::canonical_json(&event.payload),
+            metadata: metadata_json(&event.metadata).map_err(|e| StoreError::Corrupt {
+                position: event.position,
+                reason: format!("metadata cannot be encoded: {e}"),
+            })?,
+            occurred_at: hash::format_time(&event.occurred_at),
+            recorded_at: hash::format_time(&event.recorded_at),
+        })
+    }
+
+    /// Insert the row with `stmt` (a cached [`INSERT_EVENT`]).
+    fn insert(&self, stmt: &mut CachedStatement<'_>) -> Result<(), StoreError> {
+        stmt.execute(params![
+            self.position,
+            self.event.stream_id,
+            self.stream_version,
+            self.event.event_type,
+            i64::from(self.event.schema_version),
+            self.payload,
+            self.metadata,
+            self.occurred_at,
+            self.recorded_at,
+            self.event.prev_hash,
+            self.event.hash,
+        ])?;
+        Ok(())
+    }
+}
+
+/// Events per chunk handed from the checking thread to the writer.
+const IMPORT_CHUNK: usize = 512;
+
+/// Check `events` against the chain continuing `head` (positions, hashes, and
+/// stream versions within the batch) and encode them, handing chunks to
+/// `sink` in order. Stops at the first broken link, or when `sink` returns
+/// false (the writer gave up).
+fn check_and_encode<'a>(
+    events: &'a [RecordedEvent],
+    head: Option<&Head>,
+    mut sink: impl FnMut(Vec<EncodedEvent<'a>>) -> bool,
+) -> Result<(), StoreError> {
+    let mut checker = match head {
+        Some(h) => ChainChecker::continuing(h.position, &h.hash),
+        None => ChainChecker::new(),
+    };
+    for chunk in events.chunks(IMPORT_CHUNK) {
+        let mut encoded = Vec::with_capacity(chunk.len());
+        for event in chunk {
+            if let Err(link) = checker.check(event) {
+                // Let the writer check the events before the broken link
+                // first, so the error names the first offending position.
+                sink(encoded);
+                return Err(StoreError::ChainBroken {
+                    position: link.position,
+                    reason: link.reason,
+                });
+            }
+            encoded.push(EncodedEvent::new(event)?);
+        }
+        if !sink(encoded) {
+            break;
+        }
+    }
     Ok(())
+}
+
+/// Inserts checked events for `import_batch`, checking each stream's first
+/// event in the batch against the stored stream version and collecting
+/// idempotency keys.
+struct ImportWriter<'a, 'c> {
+    conn: &'c Connection,
+    insert: CachedStatement<'c>,
+    streams_seen: HashSet<&'a str>,
+    /// Key → (first position, last position, number of events).
+    keys: BTreeMap<&'a str, (Position, Position, u64)>,
+}
+
+impl<'a, 'c> ImportWriter<'a, 'c> {
+    fn new(conn: &'c Connection) -> Result<Self, StoreError> {
+        Ok(ImportWriter {
+            conn,
+            insert: conn.prepare_cached(INSERT_EVENT)?,
+            streams_seen: HashSet::new(),
+            keys: BTreeMap::new(),
+        })
+    }
+
+    fn write(&mut self, rows: Vec<EncodedEvent<'a>>) -> Result<(), StoreError> {
+        for row in rows {
+            let event = row.event;
+            if self.streams_seen.insert(event.stream_id.as_str()) {
+                let stored = stream_version_on(self.conn, &event.stream_id)?;
+                if event.stream_version != stored + 1 {
+                    return Err(StoreError::ChainBroken {
+                        position: event.position,
+                        reason: format!(
+                            "stream {} is at version {stored} in this store, so its next event \
+                             must be version {} but this one is version {}",
+                            event.stream_id,
+                            stored + 1,
+                            event.stream_version
+                        ),
+                    });
+                }
+            }
+            row.insert(&mut self.insert)?;
+            if let Some(key) = &event.metadata.idempotency_key {
+                let entry =
+                    self.keys
+                        .entry(key.as_str())
+                        .or_insert((event.position, event.position, 0));
+                entry.1 = event.position;
+                entry.2 += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write every chunk `chunks` delivers (dropping it on failure, which
+    /// stops the sending thread).
+    fn write_all(
+        &mut self,
+        chunks: mpsc::Receiver<Vec<EncodedEvent<'a>>>,
+    ) -> Result<(), StoreError> {
+        for rows in chunks {
+            self.write(rows)?;
+        }
+        Ok(())
+    }
+
+    /// Record the idempotency keys of the imported requests. A request's
+    /// events are contiguous, so only keys whose events are get recorded;
+    /// a key the store already knows is left as it is.
+    fn finish(self) -> Result<(), StoreError> {
+        if self.keys.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO idempotency_keys (key, first_position, last_position) \
+             VALUES (?1, ?2, ?3)",
+        )?;
+        for (key, (first, last, count)) in self.keys {
+            if last - first + 1 == count {
+                insert.execute(params![
+                    key,
+                    to_sql_int(first, first, "position")?,
+                    to_sql_int(last, last, "position")?
+                ])?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Decode one row of [`select_events!`]; anything malformed is
@@ -529,7 +678,7 @@ fn append_one(
                 hash: String::new(),
             };
             event.hash = hash::event_hash(&event);
-            insert_event(&mut insert, &event)?;
+            EncodedEvent::new(&event)?.insert(&mut insert)?;
             *head = Some(Head {
                 position,
                 hash: event.hash.clone(),
@@ -742,66 +891,35 @@ impl EventStore for SqliteStore {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let head = read_head(&tx)?;
-        let mut checker = match &head {
-            Some(h) => ChainChecker::continuing(h.position, &h.hash),
-            None => ChainChecker::new(),
-        };
-        let mut streams_seen: HashSet<&str> = HashSet::new();
-        for event in events {
-            checker
-                .check(event)
-                .map_err(|link| StoreError::ChainBroken {
-                    position: link.position,
-                    reason: link.reason,
-                })?;
-            if streams_seen.insert(event.stream_id.as_str()) {
-                let stored = stream_version_on(&tx, &event.stream_id)?;
-                if event.stream_version != stored + 1 {
-                    return Err(StoreError::ChainBroken {
-                        position: event.position,
-                        reason: format!(
-                            "stream {} is at version {stored} in this store, so its next event \
-                             must be version {} but this one is version {}",
-                            event.stream_id,
-                            stored + 1,
-                            event.stream_version
-                        ),
-                    });
+        let mut writer = ImportWriter::new(&tx)?;
+        if events.len() <= 2 * IMPORT_CHUNK {
+            let mut written = Ok(());
+            let checked = check_and_encode(events, head.as_ref(), |rows| {
+                if written.is_ok() {
+                    written = writer.write(rows);
                 }
-            }
+                written.is_ok()
+            });
+            written?;
+            checked?;
+        } else {
+            // Check and encode on another thread while this one inserts: the
+            // hashing then costs (almost) nothing on top of SQLite's work.
+            let (sender, receiver) = mpsc::sync_channel(4);
+            let (written, checked) = std::thread::scope(|scope| {
+                let checker = scope.spawn(|| {
+                    check_and_encode(events, head.as_ref(), move |rows| sender.send(rows).is_ok())
+                });
+                let written = writer.write_all(receiver);
+                let checked = checker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (written, checked)
+            });
+            written?;
+            checked?;
         }
-
-        // Idempotency keys: the positions each key's request wrote. A request's
-        // events are contiguous, so record only keys whose events are.
-        let mut keys: BTreeMap<&str, (Position, Position, u64)> = BTreeMap::new();
-        {
-            let mut insert = tx.prepare_cached(INSERT_EVENT)?;
-            for event in events {
-                insert_event(&mut insert, event)?;
-                if let Some(key) = &event.metadata.idempotency_key {
-                    let entry =
-                        keys.entry(key.as_str())
-                            .or_insert((event.position, event.position, 0));
-                    entry.1 = event.position;
-                    entry.2 += 1;
-                }
-            }
-        }
-        if !keys.is_empty() {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO idempotency_keys (key, first_position, last_position) \
-                 VALUES (?1, ?2, ?3)",
-            )?;
-            for (key, (first, last, count)) in keys {
-                if last - first + 1 == count {
-                    insert.execute(params![
-                        key,
-                        to_sql_int(first, first, "position")?,
-                        to_sql_int(last, last, "position")?
-                    ])?;
-                }
-            }
-        }
+        writer.finish()?;
         tx.commit()?;
         Ok(())
     }

@@ -157,6 +157,17 @@ pub enum TopCommand {
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
     },
+    /// Copy a whole ledger to another store (SQLite ⇄ PostgreSQL), position
+    /// for position with hashes preserved, then verify the copy. The target
+    /// must be empty.
+    Migrate {
+        /// Source store URL.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// Target store URL (must hold no events).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
     /// Run a scenario script (JSON Lines of steps; see docs/cli.md).
     Run {
         /// The script (`-` for stdin).
@@ -439,6 +450,20 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
         TopCommand::Demo => {
             return crate::demo::run_demo(cli.store.is_some() || cli.db.is_some(), &url, format, io)
         }
+        TopCommand::Migrate { from, to } => {
+            let report = migrate(&from, &to)?;
+            match format {
+                Format::Json => emit(io, &output::json(&report)?)?,
+                _ => emit(
+                    io,
+                    &format!(
+                        "migrated {} events from {} to {}; the copy verifies (head hash {})\n",
+                        report.events, report.from, report.to, report.head_hash
+                    ),
+                )?,
+            }
+            return Ok(EXIT_OK);
+        }
         TopCommand::Init => {
             let ledger = Ledger::open(&url)?;
             ledger.catch_up()?;
@@ -461,7 +486,7 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
         report_outcome(io, format, &outcome)
     };
     match cli.command {
-        TopCommand::Init | TopCommand::Demo => Ok(EXIT_OK),
+        TopCommand::Init | TopCommand::Demo | TopCommand::Migrate { .. } => Ok(EXIT_OK),
         TopCommand::Order(OrderCmd::Place { file, write: w }) => {
             let text = read_input(&file)?;
             let request: OrderRequest = serde_json::from_str(&text).map_err(|e| {
@@ -799,4 +824,86 @@ pub fn import(ledger: &Ledger, file: &Path) -> Result<u64, AppError> {
     ledger.catch_up()?;
     bar.finish_and_clear();
     Ok(n)
+}
+
+/// What `migrate` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MigrateReport {
+    /// Source URL (without credentials).
+    pub from: String,
+    /// Target URL (without credentials).
+    pub to: String,
+    /// Events copied.
+    pub events: u64,
+    /// Hash of the last event, identical in both stores.
+    pub head_hash: String,
+}
+
+/// A store URL fit to print: any password is hidden.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Copy every event of `from` into the empty store `to`, preserving
+/// positions and hashes, then verify the copy and build its read models.
+pub fn migrate(from: &str, to: &str) -> Result<MigrateReport, AppError> {
+    let source = Ledger::open(from)?;
+    let target = Ledger::open(to)?;
+    if let Some(head) = target.store().head()? {
+        return Err(AppError::BadInput(format!(
+            "the target {} already holds {} events; migrate only into an empty store",
+            redact_url(to),
+            head.position
+        )));
+    }
+    let bar = progress("migrating");
+    let mut batch = Vec::with_capacity(IMPORT_BATCH);
+    let mut copied = 0u64;
+    for event in source.store().read_all(0)? {
+        batch.push(event?);
+        if batch.len() == IMPORT_BATCH {
+            target.store().import_batch(&batch)?;
+            copied += batch.len() as u64;
+            bar.set_position(copied);
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        target.store().import_batch(&batch)?;
+        copied += batch.len() as u64;
+    }
+    bar.finish_and_clear();
+    let report = target.verify(&mut |_| {})?;
+    if let Some(broken) = report.first_broken {
+        return Err(AppError::VerificationFailed {
+            position: broken.position,
+            reason: broken.reason,
+        });
+    }
+    let source_head = source.store().head()?.map(|h| h.hash).unwrap_or_default();
+    if report.events_checked != copied || (copied > 0 && report.head_hash != source_head) {
+        return Err(AppError::VerificationFailed {
+            position: report.events_checked + 1,
+            reason: format!(
+                "the copy holds {} events ending in hash {} but the source ends in {} after {copied} events (the source changed during the migration?)",
+                report.events_checked, report.head_hash, source_head
+            ),
+        });
+    }
+    target.catch_up()?;
+    Ok(MigrateReport {
+        from: redact_url(from),
+        to: redact_url(to),
+        events: copied,
+        head_hash: report.head_hash,
+    })
 }

@@ -269,11 +269,6 @@ pub fn given(events: impl IntoIterator<Item = Event>) -> Given {
 }
 
 impl Given {
-    /// The folded state.
-    pub fn state(&self) -> &OrderState {
-        &self.state
-    }
-
     /// Decide `command` by `actor` (an email or `system`) at `at`.
     pub fn when(self, command: Command, actor: &str, at: DateTime<Utc>) -> When {
         let actor = Actor::parse(actor).expect("test actor");

@@ -45,6 +45,7 @@ fn r1_placing_an_order_records_it_and_every_line_awaits_provisioning() {
     }
     assert_eq!(then.line("1.2").provisioning_contact, email(ALIAS));
     assert_eq!(then.line("1.3").rsd, late_rsd());
+    assert_eq!(then.line("1.1").rsd, rsd());
 }
 
 #[test]
@@ -193,7 +194,13 @@ fn r1_a_stream_with_a_repeated_line_id_still_folds_and_schedules() {
         distributor_contacts: Vec::new(),
         lines,
     }];
-    let events = until(stream, at(2027, 6, 1, 0, 0));
+    // On a thread with a deadline, so a regression fails instead of hanging.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let end = at(2027, 6, 1, 0, 0);
+    std::thread::spawn(move || tx.send(until(stream, end)));
+    let events = rx
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("the schedule did not terminate");
     let state = OrderState::from_events(&events);
     assert_eq!(state.order.unwrap().lines.len(), 2);
     // Per line: initial email, escalation, closure.

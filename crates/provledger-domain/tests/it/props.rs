@@ -10,7 +10,7 @@
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use proptest::prelude::*;
 use provledger_domain::{
-    decide, due_events, escalation_due, evolve, next_due, rsd_start, Actor, Command, Context,
+    decide, due_events, evolve, next_due, Actor, Command, Context,
     DomainError, Email, Event, LineId, LineSpec, Offer, OrderId, OrderState, OrgId, RefusalCode,
     SupportRequestType, ValidOrder,
 };
@@ -27,6 +27,23 @@ const OFFERS: [&str; 5] = ["A-Flex", "A-Flex-3", "A-WX", "A-SPK", "A-MSG"];
 /// A line index that names no line (→ `UnknownLine`).
 const UNKNOWN_LINE: usize = 7;
 
+/// The model of R7, independent of `Offer::policy_days`.
+fn policy_days(offer: &Offer) -> i64 {
+    match offer.name() {
+        "A-Flex" | "A-Flex-3" => 7,
+        _ => 30,
+    }
+}
+
+/// The model of R2: 00:00 UTC of the RSD.
+fn rsd_start(rsd: NaiveDate) -> DateTime<Utc> {
+    rsd.and_hms_opt(0, 0, 0).unwrap().and_utc()
+}
+
+/// The model of R11: a day after the RSD's start.
+fn escalation_due(rsd: NaiveDate) -> DateTime<Utc> {
+    rsd_start(rsd) + Duration::days(1)
+}
 #[derive(Debug, Clone)]
 struct LineGen {
     offer: usize,
@@ -418,20 +435,20 @@ fn check_scheduled_event(before: &OrderState, event: &Event) -> Result<(), TestC
             // current contact; R7: the window starts then.
             prop_assert_eq!(*at, rsd_start(line.rsd).max(order.placed_at));
             prop_assert_eq!(to, &line.provisioning_contact);
-            prop_assert_eq!(*closes_at, *at + Duration::days(line.offer.policy_days()));
+            prop_assert_eq!(*closes_at, *at + Duration::days(policy_days(&line.offer)));
             prop_assert!(line.initial_email_sent_at.is_none());
         }
         Event::LineClosed {
             at,
             line_id,
-            policy_days,
+            policy_days: days,
             ..
         } => {
             // R7: exactly at the end of the window, once.
             let line = line_of(line_id);
             let sent = line.initial_email_sent_at.expect("closed before its email");
-            prop_assert_eq!(*policy_days, line.offer.policy_days());
-            prop_assert_eq!(*at, sent + Duration::days(*policy_days));
+            prop_assert_eq!(*days, policy_days(&line.offer));
+            prop_assert_eq!(*at, sent + Duration::days(*days));
             prop_assert!(!line.billing_started);
         }
         Event::EscalationRaised { at, line_id, .. } => {
@@ -507,7 +524,7 @@ fn check_stream(run: &Run) -> Result<(), TestCaseError> {
     for line in &order.lines {
         let window_end = line
             .initial_email_sent_at
-            .map(|sent| sent + Duration::days(line.offer.policy_days()));
+            .map(|sent| sent + Duration::days(policy_days(&line.offer)));
         if line.status == provledger_domain::LineStatus::Closed {
             // Closed only once its window has elapsed.
             let end = window_end.expect("closed without an initial email");
