@@ -175,6 +175,7 @@ pub const CHECKS: &[(&str, Check)] = &[
         "import_refuses_broken_batches",
         import_refuses_broken_batches,
     ),
+    ("import_large_batches", import_large_batches),
     (
         "concurrent_appends_lose_no_update",
         concurrent_appends_lose_no_update,
@@ -237,6 +238,7 @@ macro_rules! conformance_tests {
             raw_delete_is_refused,
             import_preserves_hashes,
             import_refuses_broken_batches,
+            import_large_batches,
             concurrent_appends_lose_no_update,
         );
     };
@@ -1505,6 +1507,73 @@ pub fn import_refuses_broken_batches(b: &dyn Backend) {
         "the ledger after the correct import"
     );
     assert_intact(b, t, "after refusals and a correct import");
+}
+
+/// A large batch (thousands of events) imports in one go, and a break deep
+/// inside it is refused at the first offending position with nothing written.
+pub fn import_large_batches(b: &dyn Backend) {
+    let source = b.fresh();
+    let requests = (0..30)
+        .map(|i| single(&format!("bulk-{}", i % 7), ExpectedVersion::Any, 100))
+        .collect();
+    for r in batch_ok(b, source.as_ref(), requests) {
+        r.unwrap_or_else(|e| fail!(b, "bulk append failed: {e}"));
+    }
+    let exported = all_events(b, source.as_ref(), 0);
+    ensure_eq!(b, exported.len(), 3000, "events exported");
+
+    let whole = b.fresh();
+    if let Err(e) = whole.import_batch(&exported) {
+        fail!(b, "importing 3000 events in one batch failed: {e}");
+    }
+    ensure!(
+        b,
+        all_events(b, whole.as_ref(), 0) == exported,
+        "a large import must equal the export"
+    );
+    assert_intact(b, whole.as_ref(), "after a large import");
+
+    let target = b.fresh();
+    let t = target.as_ref();
+    if let Err(e) = t.import_batch(&exported[..10]) {
+        fail!(b, "importing the first ten events failed: {e}");
+    }
+    let expect_refused = |batch: &[RecordedEvent], position: Position, what: &str| {
+        match t.import_batch(batch) {
+            Err(StoreError::ChainBroken { position: p, .. }) if p == position => {}
+            Err(StoreError::Conflict { .. }) if what.contains("stream") => {}
+            other => fail!(
+                b,
+                "a large batch with {what}: expected ChainBroken at {position}, got {other:?}"
+            ),
+        }
+        ensure_eq!(
+            b,
+            head_position(b, t),
+            10,
+            "head after refusing a batch with {what}"
+        );
+    };
+    let mut forged = exported[10..].to_vec();
+    forged[2489].payload = json!({ "forged": true });
+    expect_refused(&forged, 2500, "a forged payload at 2500");
+
+    // A stream whose first event in the batch does not continue it, followed
+    // (because its hash changed) by a broken prev_hash link.
+    let mut late = exported[10..].to_vec();
+    late[1489].stream_id = "late-stream".into();
+    late[1489].stream_version = 2;
+    late[1489].hash = hash::event_hash(&late[1489]);
+    expect_refused(&late, 1500, "a stream starting at version 2 at 1500");
+
+    if let Err(e) = t.import_batch(&exported[10..]) {
+        fail!(b, "the correct large continuation was refused: {e}");
+    }
+    ensure!(
+        b,
+        all_events(b, t, 0) == exported,
+        "the ledger after a large import"
+    );
 }
 
 /// Four writers, each on its own connection, doing read-version-then-append

@@ -28,7 +28,12 @@ pub const DEFAULT_STORE: &str = "sqlite:provledger.db";
 
 /// provledger: an append-only, hash-chained ledger of subscription provisioning.
 #[derive(Debug, Parser)]
-#[command(name = "provledger", version, about, long_about = None)]
+#[command(
+    name = "provledger",
+    version,
+    about = "provledger: an append-only, hash-chained ledger of subscription provisioning",
+    long_about = None
+)]
 pub struct Cli {
     /// Store URL: sqlite:PATH or postgres://USER@HOST:PORT/DB.
     #[arg(long, global = true, env = "PROVLEDGER_STORE", value_name = "URL")]
