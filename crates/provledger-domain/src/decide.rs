@@ -74,7 +74,7 @@ pub fn decide(
     check_line_exists(order, &command)?;
 
     let mut events = due_events(state, ctx.at);
-    let caught_up = events.iter().fold(state.clone(), |s, e| evolve(s, e));
+    let caught_up = events.iter().fold(state.clone(), evolve);
     let order = caught_up
         .order
         .as_ref()

@@ -146,9 +146,7 @@ pub struct OrderState {
 impl OrderState {
     /// Fold a whole stream from scratch.
     pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> OrderState {
-        events
-            .into_iter()
-            .fold(OrderState::default(), |state, event| evolve(state, event))
+        events.into_iter().fold(OrderState::default(), evolve)
     }
 }
 

@@ -161,7 +161,7 @@ impl SqliteModels {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // journal_mode answers with a row; the others do not.
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        conn.execute_batch("PRAGMA synchronous = FULL;")?;
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;")?;
         conn.set_prepared_statement_cache_capacity(160);
         migrate(&mut conn)?;
         Ok(SqliteModels { conn })
@@ -242,6 +242,7 @@ fn load_states(
 }
 
 fn write_batch(tx: &Transaction<'_>, out: &BatchOutput) -> Result<(), ProjectionError> {
+    let t0 = std::time::Instant::now();
     let mut insert_history = tx.prepare_cached(&format!(
         "INSERT INTO rm_history ({HISTORY_COLUMNS}) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
@@ -266,6 +267,7 @@ fn write_batch(tx: &Transaction<'_>, out: &BatchOutput) -> Result<(), Projection
         ])?;
     }
 
+    let t1 = std::time::Instant::now();
     let ids = transaction_ids(&out.transactions)?;
     let mut insert_tx = tx.prepare_cached(&format!(
         "INSERT INTO rm_transactions (id, {TX_COLUMNS}) \
@@ -292,6 +294,7 @@ fn write_batch(tx: &Transaction<'_>, out: &BatchOutput) -> Result<(), Projection
         ])?;
     }
 
+    let t2 = std::time::Instant::now();
     let mut upsert_state = tx.prepare_cached(
         "INSERT INTO rm_order_state (order_id, version, next_due_at, state_json) \
          VALUES (?1, ?2, ?3, ?4) \
@@ -348,6 +351,7 @@ fn write_batch(tx: &Transaction<'_>, out: &BatchOutput) -> Result<(), Projection
             ])?;
         }
     }
+    if std::env::var("RM_TIMING").is_ok() { eprintln!("  history {:?} tx {:?} orders {:?}", t1-t0, t2-t1, t2.elapsed()); }
     Ok(())
 }
 
@@ -473,10 +477,15 @@ impl Backend for SqliteModels {
             Plan::Restart => return Ok(Applied::Restart),
         };
         cache.validate(found);
+        let t0 = std::time::Instant::now();
         let out = fold_batch(events, cache, |ids| load_states(&tx, ids))?;
+        let t1 = std::time::Instant::now();
         write_batch(&tx, &out)?;
         write_checkpoint(&tx, out.last_position)?;
+        let t2 = std::time::Instant::now();
         tx.commit()?;
+        let t3 = std::time::Instant::now();
+        if std::env::var("RM_TIMING").is_ok() { eprintln!("fold {:?} write {:?} commit {:?}", t1-t0, t2-t1, t3-t2); }
         let applied = Applied::Done {
             events: out.events,
             checkpoint: out.last_position,

@@ -155,6 +155,10 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("empty_append_is_refused", empty_append_is_refused),
     ("idempotent_retry_is_a_no_op", idempotent_retry_is_a_no_op),
     (
+        "find_idempotent_returns_first_result",
+        find_idempotent_returns_first_result,
+    ),
+    (
         "append_batch_results_are_independent",
         append_batch_results_are_independent,
     ),
@@ -226,6 +230,7 @@ macro_rules! conformance_tests {
             multi_stream_append_is_all_or_nothing,
             empty_append_is_refused,
             idempotent_retry_is_a_no_op,
+            find_idempotent_returns_first_result,
             append_batch_results_are_independent,
             read_all_crosses_pages,
             append_while_reading_all,
@@ -974,6 +979,87 @@ pub fn idempotent_retry_is_a_no_op(b: &dyn Backend) {
     );
     ensure_eq!(b, head_position(b, s), 5, "nothing written by replays");
     assert_intact(b, s, "after idempotent retries");
+}
+
+/// `find_idempotent` returns exactly the events a key's request appended (in
+/// position order, across streams), `None` for an unknown key or one whose
+/// request failed, and survives a reopen and an import.
+pub fn find_idempotent_returns_first_result(b: &dyn Backend) {
+    let store = b.fresh();
+    let s = store.as_ref();
+    let find = |s: &dyn EventStore, key: &str| {
+        s.find_idempotent(key)
+            .unwrap_or_else(|e| fail!(b, "find_idempotent({key:?}) failed: {e}"))
+    };
+    ensure_eq!(
+        b,
+        find(s, "cmd-1"),
+        None,
+        "find_idempotent on an empty store"
+    );
+    append_ok(b, s, single("x", ExpectedVersion::NoStream, 2));
+    let keyed = append_ok(
+        b,
+        s,
+        AppendRequest {
+            appends: vec![
+                StreamAppend {
+                    stream_id: "x".into(),
+                    expected: ExpectedVersion::Exact(2),
+                    events: events(2),
+                },
+                StreamAppend {
+                    stream_id: "y".into(),
+                    expected: ExpectedVersion::NoStream,
+                    events: events(1),
+                },
+            ],
+            idempotency_key: Some("cmd-1".into()),
+        },
+    );
+    append_ok(
+        b,
+        s,
+        single("x", ExpectedVersion::Exact(4), 1).with_idempotency_key(Some("cmd-2".into())),
+    );
+    let _ = append_err(
+        b,
+        s,
+        single("x", ExpectedVersion::Exact(1), 1).with_idempotency_key(Some("cmd-3".into())),
+    );
+    ensure_eq!(
+        b,
+        find(s, "cmd-1"),
+        Some(keyed.events.clone()),
+        "find_idempotent(cmd-1)"
+    );
+    ensure_eq!(
+        b,
+        find(s, "cmd-2").map(|events| events.len()),
+        Some(1),
+        "find_idempotent(cmd-2)"
+    );
+    ensure_eq!(b, find(s, "cmd-3"), None, "a key whose request failed");
+    ensure_eq!(b, find(s, "unknown"), None, "an unknown key");
+    ensure_eq!(b, find(s, "cmd-"), None, "a prefix of a key is not the key");
+
+    let store = b.reopen(store);
+    ensure_eq!(
+        b,
+        find(store.as_ref(), "cmd-1"),
+        Some(keyed.events.clone()),
+        "find_idempotent after a reopen"
+    );
+    let target = b.fresh();
+    if let Err(e) = target.import_batch(&all_events(b, store.as_ref(), 0)) {
+        fail!(b, "import failed: {e}");
+    }
+    ensure_eq!(
+        b,
+        find(target.as_ref(), "cmd-1"),
+        Some(keyed.events),
+        "find_idempotent after an import"
+    );
 }
 
 /// In a batch, a conflicting request (even one that wrote to another stream

@@ -605,6 +605,15 @@ fn decode_row(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, StoreError> {
     })
 }
 
+/// The first and last positions the request with idempotency key `key`
+/// wrote, if the key has been used.
+fn idempotency_key_range(conn: &Connection, key: &str) -> Result<Option<(i64, i64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(SELECT_IDEMPOTENCY_KEY)?;
+    Ok(stmt
+        .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?)
+}
+
 /// Events with positions `first..=last`, for replaying an idempotent request.
 fn read_range(conn: &Connection, first: i64, last: i64) -> Result<Vec<RecordedEvent>, StoreError> {
     let mut stmt = conn.prepare_cached(select_events!(
@@ -631,11 +640,7 @@ fn append_one(
         return Ok(Err(StoreError::EmptyAppend));
     }
     if let Some(key) = &request.idempotency_key {
-        let mut stmt = conn.prepare_cached(SELECT_IDEMPOTENCY_KEY)?;
-        let seen: Option<(i64, i64)> = stmt
-            .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
-            .optional()?;
-        if let Some((first, last)) = seen {
+        if let Some((first, last)) = idempotency_key_range(conn, key)? {
             return Ok(read_range(conn, first, last).map(|events| AppendOutcome {
                 events,
                 replayed: true,
@@ -882,6 +887,14 @@ impl EventStore for SqliteStore {
 
     fn head(&self) -> Result<Option<Head>, StoreError> {
         read_head(&self.lock())
+    }
+
+    fn find_idempotent(&self, key: &str) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
+        let conn = self.lock();
+        match idempotency_key_range(&conn, key)? {
+            Some((first, last)) => Ok(Some(read_range(&conn, first, last)?)),
+            None => Ok(None),
+        }
     }
 
     fn import_batch(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {

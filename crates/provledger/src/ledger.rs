@@ -15,7 +15,7 @@ use provledger_projections::{
     TransactionQuery, TransactionRow,
 };
 use provledger_store::{
-    AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, VerifyReport,
+    to_stored_precision, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, VerifyReport,
 };
 use serde::Serialize;
 
@@ -138,6 +138,9 @@ impl Ledger {
                 return outcome_of(&first, true);
             }
         }
+        // Business times are kept to the microsecond, as every backend stores
+        // them, so an event's payload time equals its stored occurred_at.
+        let ctx = &Context::new(ctx.actor.clone(), to_stored_precision(ctx.at));
         let stream_id = order_id.stream_id();
         for _ in 0..MAX_ATTEMPTS {
             let recorded = self.store.read_stream(&stream_id, 0)?;
@@ -175,6 +178,7 @@ impl Ledger {
     /// closures, R11 escalations. Each event is dated at its due time.
     /// Idempotent: a second tick at the same time appends nothing.
     pub fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, AppError> {
+        let now = to_stored_precision(now);
         self.read_models.catch_up(self.store.as_ref())?;
         let mut report = TickReport::default();
         for order_id in self.read_models.orders_due(now)? {
