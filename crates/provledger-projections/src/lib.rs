@@ -153,9 +153,7 @@ impl ReadModels {
         {
             let mut inner = self.inner();
             inner.cache.clear();
-            let t0 = std::time::Instant::now();
             inner.backend.reset()?;
-            if std::env::var("RM_TIMING").is_ok() { eprintln!("reset {:?}", t0.elapsed()); }
         }
         let mut next_report = PROGRESS_EVERY;
         let total = self.run(store, &mut |done| {
@@ -181,9 +179,7 @@ impl ReadModels {
             let mut expected = self.inner().backend.checkpoint()?;
             let mut events = store.read_all(expected)?;
             loop {
-                let t0 = std::time::Instant::now();
                 let batch = next_batch(&mut events, batch_size)?;
-                if std::env::var("RM_TIMING").is_ok() { eprintln!("read {:?}", t0.elapsed()); }
                 if batch.is_empty() {
                     return Ok(total);
                 }

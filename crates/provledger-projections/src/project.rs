@@ -19,19 +19,47 @@ use crate::{
     HistoryRow, LineRow, ProjectionError, TransactionRow, TransactionStatus, TransactionType,
 };
 
-/// An event of an order stream, decoded.
+/// A recorded event, decoded if it belongs to an order stream.
+pub(crate) struct Decoded {
+    /// The event as stored.
+    pub recorded: RecordedEvent,
+    /// The order and the decoded event; `None` for other streams
+    /// (organisations, reservations), which these read models skip.
+    pub order: Option<(OrderId, Event)>,
+}
+
+impl Decoded {
+    /// Decode a recorded event (see [`decode_order_event`]).
+    pub fn new(recorded: RecordedEvent) -> Result<Decoded, ProjectionError> {
+        let order = decode_order_event(&recorded)?;
+        Ok(Decoded { recorded, order })
+    }
+
+    /// The borrowed view [`project`] works on, for an order event.
+    pub fn as_order_event(&self) -> Option<OrderEvent<'_>> {
+        self.order.as_ref().map(|(order_id, event)| OrderEvent {
+            order_id,
+            event,
+            recorded: &self.recorded,
+        })
+    }
+}
+
+/// An event of an order stream, decoded, with the record it came from.
 pub(crate) struct OrderEvent<'a> {
     /// The order (from the stream id).
-    pub order_id: OrderId,
+    pub order_id: &'a OrderId,
     /// The decoded event.
-    pub event: Event,
+    pub event: &'a Event,
     /// The event as stored.
     pub recorded: &'a RecordedEvent,
 }
 
-/// Decode a recorded event if it belongs to an order stream; `Ok(None)` for
-/// other streams (organisations, reservations), which these read models skip.
-pub(crate) fn decode(recorded: &RecordedEvent) -> Result<Option<OrderEvent<'_>>, ProjectionError> {
+/// Decode a recorded event with the domain's own decoder (upcasting old
+/// schema versions) if it belongs to an order stream; `Ok(None)` otherwise.
+pub(crate) fn decode_order_event(
+    recorded: &RecordedEvent,
+) -> Result<Option<(OrderId, Event)>, ProjectionError> {
     let Some(order_id) = OrderId::from_stream_id(&recorded.stream_id) else {
         return Ok(None);
     };
@@ -45,11 +73,7 @@ pub(crate) fn decode(recorded: &RecordedEvent) -> Result<Option<OrderEvent<'_>>,
         stream_id: recorded.stream_id.clone(),
         source,
     })?;
-    Ok(Some(OrderEvent {
-        order_id,
-        event,
-        recorded,
-    }))
+    Ok(Some((order_id, event)))
 }
 
 /// The `lines` rows of one order, in order-file order (empty before placement).
@@ -82,9 +106,23 @@ pub(crate) fn line_rows(state: &OrderState) -> Vec<LineRow> {
         .collect()
 }
 
-/// The history row of an event; `state` is the order's state after it.
-pub(crate) fn history_row(e: &OrderEvent<'_>, state: &OrderState) -> HistoryRow {
-    let r = e.recorded;
+/// Where a history row belongs: its line and that line's subscription
+/// (`None` for order-level events). `state` is the order's state after the
+/// event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HistoryPlace {
+    /// The event (index into the batch it came in).
+    pub index: usize,
+    /// Order id.
+    pub order_id: String,
+    /// The line the event is about.
+    pub line_id: Option<String>,
+    /// That line's subscription.
+    pub subscription_id: Option<String>,
+}
+
+/// Resolve where the history row of `e` belongs.
+pub(crate) fn history_place(e: &OrderEvent<'_>, state: &OrderState, index: usize) -> HistoryPlace {
     let line_id = e.event.line_id();
     let subscription_id = line_id.and_then(|id| {
         state
@@ -93,13 +131,23 @@ pub(crate) fn history_row(e: &OrderEvent<'_>, state: &OrderState) -> HistoryRow 
             .and_then(|o| o.line(id))
             .map(|l| l.subscription_id.to_string())
     });
+    HistoryPlace {
+        index,
+        order_id: e.order_id.to_string(),
+        line_id: line_id.map(ToString::to_string),
+        subscription_id,
+    }
+}
+
+/// The history row of a recorded event placed by [`history_place`].
+pub(crate) fn history_row(r: &RecordedEvent, place: HistoryPlace) -> HistoryRow {
     HistoryRow {
         position: r.position,
         stream_id: r.stream_id.clone(),
         stream_version: r.stream_version,
-        order_id: e.order_id.to_string(),
-        line_id: line_id.map(ToString::to_string),
-        subscription_id,
+        order_id: place.order_id,
+        line_id: place.line_id,
+        subscription_id: place.subscription_id,
         event_type: r.event_type.clone(),
         schema_version: r.schema_version,
         occurred_at: r.occurred_at,
@@ -150,7 +198,7 @@ pub(crate) fn transaction_rows(e: &OrderEvent<'_>, before: &OrderState) -> Vec<T
     let Some(order) = &before.order else {
         return Vec::new();
     };
-    let (lines, tx, old_email_from_event) = match &e.event {
+    let (lines, tx, old_email_from_event) = match e.event {
         Event::OrderPlaced { .. }
         | Event::InitialEmailSent { .. }
         | Event::LineClosed { .. }
@@ -289,16 +337,26 @@ fn case_detail(case_id: &str, request_type: SupportRequestType) -> String {
     format!("case {case_id}: {}", request_type.label())
 }
 
-/// Apply one order event: the next state, its history row and its
-/// Transaction Manager rows.
-pub(crate) fn project(
-    e: &OrderEvent<'_>,
-    before: OrderState,
-) -> (OrderState, HistoryRow, Vec<TransactionRow>) {
+/// What one order event does to the read models.
+pub(crate) struct Projected {
+    /// The order's state after the event.
+    pub state: OrderState,
+    /// Where its history row belongs.
+    pub history: HistoryPlace,
+    /// Its Transaction Manager rows.
+    pub transactions: Vec<TransactionRow>,
+}
+
+/// Apply one order event (number `index` of its batch) to the order's state.
+pub(crate) fn project(e: &OrderEvent<'_>, before: OrderState, index: usize) -> Projected {
     let transactions = transaction_rows(e, &before);
-    let after = evolve(before, &e.event);
-    let history = history_row(e, &after);
-    (after, history, transactions)
+    let state = evolve(before, e.event);
+    let history = history_place(e, &state, index);
+    Projected {
+        state,
+        history,
+        transactions,
+    }
 }
 
 /// An order whose state a batch changed.
@@ -326,8 +384,9 @@ impl DirtyOrder {
 
 /// Everything a batch of events writes, in the order it must be written.
 pub(crate) struct BatchOutput {
-    /// One row per order event, in position order.
-    pub history: Vec<HistoryRow>,
+    /// One history row per order event, in position order (the rest of the
+    /// row is the recorded event itself).
+    pub history: Vec<HistoryPlace>,
     /// Transaction Manager rows, in position order.
     pub transactions: Vec<TransactionRow>,
     /// Orders whose state changed, sorted by order id.
@@ -386,29 +445,16 @@ impl StateCache {
 /// are simply not returned). Nothing is changed in `cache`: call
 /// [`StateCache::committed`] once the output is durably written.
 pub(crate) fn fold_batch(
-    events: &[RecordedEvent],
+    events: &[Decoded],
     cache: &StateCache,
     load: impl FnOnce(&[OrderId]) -> Result<HashMap<OrderId, OrderState>, ProjectionError>,
 ) -> Result<BatchOutput, ProjectionError> {
-    let Some(last) = events.last() else {
-        return Ok(BatchOutput {
-            history: Vec::new(),
-            transactions: Vec::new(),
-            orders: Vec::new(),
-            last_position: 0,
-            events: 0,
-        });
-    };
-    let mut decoded = Vec::with_capacity(events.len());
-    for recorded in events {
-        if let Some(e) = decode(recorded)? {
-            decoded.push(e);
-        }
-    }
-    let mut missing: Vec<OrderId> = decoded
+    let last_position = events.last().map_or(0, |e| e.recorded.position);
+    let mut missing: Vec<OrderId> = events
         .iter()
-        .filter(|e| !cache.states.contains_key(&e.order_id))
-        .map(|e| e.order_id.clone())
+        .filter_map(|e| e.order.as_ref().map(|(id, _)| id))
+        .filter(|id| !cache.states.contains_key(*id))
+        .cloned()
         .collect();
     missing.sort_unstable();
     missing.dedup();
@@ -418,16 +464,19 @@ pub(crate) fn fold_batch(
         load(&missing)?
     };
 
-    let mut working: HashMap<OrderId, DirtyOrder> = HashMap::new();
-    let mut history = Vec::with_capacity(decoded.len());
+    let mut working: HashMap<&OrderId, DirtyOrder> = HashMap::new();
+    let mut history = Vec::with_capacity(events.len());
     let mut transactions = Vec::new();
-    for e in &decoded {
-        let dirty = working.entry(e.order_id.clone()).or_insert_with(|| {
+    for (index, decoded) in events.iter().enumerate() {
+        let Some(e) = decoded.as_order_event() else {
+            continue;
+        };
+        let dirty = working.entry(e.order_id).or_insert_with(|| {
             let stored = cache
                 .states
-                .get(&e.order_id)
+                .get(e.order_id)
                 .cloned()
-                .or_else(|| loaded.remove(&e.order_id));
+                .or_else(|| loaded.remove(e.order_id));
             DirtyOrder {
                 order_id: e.order_id.clone(),
                 after: stored.clone().unwrap_or_default(),
@@ -435,10 +484,10 @@ pub(crate) fn fold_batch(
             }
         });
         let before = std::mem::take(&mut dirty.after);
-        let (after, row, rows) = project(e, before);
-        dirty.after = after;
-        history.push(row);
-        transactions.extend(rows);
+        let projected = project(&e, before, index);
+        dirty.after = projected.state;
+        history.push(projected.history);
+        transactions.extend(projected.transactions);
     }
     let mut orders: Vec<DirtyOrder> = working.into_values().collect();
     orders.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
@@ -446,7 +495,7 @@ pub(crate) fn fold_batch(
         history,
         transactions,
         orders,
-        last_position: last.position,
+        last_position,
         events: events.len() as u64,
     })
 }

@@ -242,7 +242,6 @@ fn load_states(
 }
 
 fn write_batch(tx: &Transaction<'_>, out: &BatchOutput) -> Result<(), ProjectionError> {
-    let t0 = std::time::Instant::now();
     let mut insert_history = tx.prepare_cached(&format!(
         "INSERT INTO rm_history ({HISTORY_COLUMNS}) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
@@ -267,7 +266,6 @@ fn write_batch(tx: &Transaction<'_>, out: &BatchOutput) -> Result<(), Projection
         ])?;
     }
 
-    let t1 = std::time::Instant::now();
     let ids = transaction_ids(&out.transactions)?;
     let mut insert_tx = tx.prepare_cached(&format!(
         "INSERT INTO rm_transactions (id, {TX_COLUMNS}) \
@@ -294,7 +292,6 @@ fn write_batch(tx: &Transaction<'_>, out: &BatchOutput) -> Result<(), Projection
         ])?;
     }
 
-    let t2 = std::time::Instant::now();
     let mut upsert_state = tx.prepare_cached(
         "INSERT INTO rm_order_state (order_id, version, next_due_at, state_json) \
          VALUES (?1, ?2, ?3, ?4) \
@@ -351,7 +348,6 @@ fn write_batch(tx: &Transaction<'_>, out: &BatchOutput) -> Result<(), Projection
             ])?;
         }
     }
-    if std::env::var("RM_TIMING").is_ok() { eprintln!("  history {:?} tx {:?} orders {:?}", t1-t0, t2-t1, t2.elapsed()); }
     Ok(())
 }
 
@@ -477,15 +473,10 @@ impl Backend for SqliteModels {
             Plan::Restart => return Ok(Applied::Restart),
         };
         cache.validate(found);
-        let t0 = std::time::Instant::now();
         let out = fold_batch(events, cache, |ids| load_states(&tx, ids))?;
-        let t1 = std::time::Instant::now();
         write_batch(&tx, &out)?;
         write_checkpoint(&tx, out.last_position)?;
-        let t2 = std::time::Instant::now();
         tx.commit()?;
-        let t3 = std::time::Instant::now();
-        if std::env::var("RM_TIMING").is_ok() { eprintln!("fold {:?} write {:?} commit {:?}", t1-t0, t2-t1, t3-t2); }
         let applied = Applied::Done {
             events: out.events,
             checkpoint: out.last_position,

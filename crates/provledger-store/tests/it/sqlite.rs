@@ -398,3 +398,42 @@ fn concurrent_first_opens_migrate_once() {
     assert_eq!(stores[0].head().unwrap().map(|h| h.position), Some(6));
     assert!(verify(&stores[0], &mut |_| {}).unwrap().is_intact());
 }
+
+#[test]
+fn import_names_the_first_offending_position() {
+    // Small batches are checked inline; large ones on a second thread while
+    // this one inserts. Both must name the first offending event, whichever
+    // check (chain or stored stream version) finds it.
+    let dir = tempfile::tempdir().unwrap();
+    let source = SqliteStore::open(&dir.path().join("src.db")).unwrap();
+    let requests = (0..30)
+        .map(|i| {
+            AppendRequest::single(
+                format!("s{}", i % 7),
+                ExpectedVersion::Any,
+                (0..100).map(event).collect(),
+            )
+        })
+        .collect();
+    for r in source.append_batch(requests).unwrap() {
+        r.unwrap();
+    }
+    let exported = all(&source);
+    for (n, at) in [(200usize, 150usize), (2990, 1500), (2990, 2900)] {
+        let target = SqliteStore::open(&dir.path().join(format!("dst-{n}-{at}.db"))).unwrap();
+        target.import_batch(&exported[..10]).unwrap();
+        let mut batch = exported[10..10 + n].to_vec();
+        let i = at - 11;
+        batch[i].stream_id = "late-stream".into();
+        batch[i].stream_version = 2;
+        batch[i].hash = provledger_store::hash::event_hash(&batch[i]);
+        match target.import_batch(&batch) {
+            Err(StoreError::ChainBroken { position, reason }) => {
+                assert_eq!(position, at as u64, "batch of {n}: {reason}");
+                assert!(reason.contains("late-stream"), "{reason}");
+            }
+            other => panic!("batch of {n}: expected ChainBroken at {at}, got {other:?}"),
+        }
+        assert_eq!(target.head().unwrap().map(|h| h.position), Some(10));
+    }
+}
