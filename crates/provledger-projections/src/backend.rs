@@ -8,9 +8,9 @@
 
 use chrono::{DateTime, Duration, NaiveDate, SubsecRound, Utc};
 use provledger_domain::OrderId;
-use provledger_store::{hash::format_time, Position, RecordedEvent};
+use provledger_store::{hash::format_time, Position};
 
-use crate::project::StateCache;
+use crate::project::{Decoded, StateCache};
 use crate::{
     HistoryQuery, HistoryRow, LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow,
 };
@@ -66,7 +66,7 @@ pub(crate) trait Backend: Send {
     fn apply(
         &mut self,
         expected: Position,
-        events: &[RecordedEvent],
+        events: &[Decoded],
         cache: &mut StateCache,
     ) -> Result<Applied, ProjectionError>;
     /// Delete every read-model row and set the checkpoint to 0, atomically.
@@ -90,7 +90,7 @@ pub(crate) trait Backend: Send {
 #[derive(Debug)]
 pub(crate) enum Plan<'a> {
     /// Apply these events (they continue the stored checkpoint exactly).
-    Apply(&'a [RecordedEvent]),
+    Apply(&'a [Decoded]),
     /// Nothing to apply here: read again from the stored checkpoint.
     Restart,
 }
@@ -103,24 +103,25 @@ pub(crate) enum Plan<'a> {
 pub(crate) fn plan(
     found: Position,
     expected: Position,
-    events: &[RecordedEvent],
+    events: &[Decoded],
 ) -> Result<Plan<'_>, ProjectionError> {
     if found < expected {
         return Ok(Plan::Restart);
     }
-    let Some(start) = events.iter().position(|e| e.position > found) else {
+    let Some(start) = events.iter().position(|e| e.recorded.position > found) else {
         return Ok(Plan::Restart);
     };
     let rest = &events[start..];
     let mut previous = found;
     for event in rest {
-        if event.position != previous + 1 {
+        let position = event.recorded.position;
+        if position != previous + 1 {
             return Err(ProjectionError::Gap {
                 after: previous,
-                next: event.position,
+                next: position,
             });
         }
-        previous = event.position;
+        previous = position;
     }
     Ok(Plan::Apply(rest))
 }
@@ -279,8 +280,8 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn event(position: Position) -> RecordedEvent {
-        RecordedEvent {
+    fn event(position: Position) -> Decoded {
+        let recorded = provledger_store::RecordedEvent {
             position,
             stream_id: "order-X".into(),
             stream_version: position,
@@ -292,6 +293,10 @@ mod tests {
             recorded_at: Utc::now(),
             prev_hash: String::new(),
             hash: String::new(),
+        };
+        Decoded {
+            recorded,
+            order: None,
         }
     }
 
@@ -299,7 +304,7 @@ mod tests {
     fn plan_applies_only_what_continues_the_checkpoint() {
         let batch: Vec<_> = (11..=15).map(event).collect();
         let positions = |plan: Result<Plan<'_>, ProjectionError>| match plan.unwrap() {
-            Plan::Apply(s) => Some(s.iter().map(|e| e.position).collect::<Vec<_>>()),
+            Plan::Apply(s) => Some(s.iter().map(|e| e.recorded.position).collect::<Vec<_>>()),
             Plan::Restart => None,
         };
         assert_eq!(

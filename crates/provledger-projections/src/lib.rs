@@ -46,10 +46,14 @@ pub use rows::{
 };
 
 use backend::{Applied, Backend, BATCH_SIZE};
-use project::StateCache;
+use project::{Decoded, StateCache};
 
 /// How often [`ReadModels::rebuild`] reports progress, in events.
 pub const PROGRESS_EVERY: u64 = 10_000;
+
+/// A rebuild applies batches this many times larger than a catch-up: fewer
+/// durable commits, at the price of holding the write lock longer.
+const REBUILD_BATCH_FACTOR: usize = 4;
 
 /// The read models of one ledger, stored in the ledger's own database.
 ///
@@ -136,7 +140,8 @@ impl ReadModels {
     /// Apply the events after the checkpoint; returns how many events the
     /// checkpoint moved over (events of non-order streams included).
     pub fn catch_up(&self, store: &dyn EventStore) -> Result<u64, ProjectionError> {
-        self.run(store, &mut |_| {})
+        let batch_size = self.inner().batch_size;
+        self.run(store, batch_size, &mut |_| {})
     }
 
     /// Drop every read-model row and replay the whole ledger from position 0.
@@ -150,58 +155,119 @@ impl ReadModels {
         store: &dyn EventStore,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, ProjectionError> {
-        {
+        let batch_size = {
             let mut inner = self.inner();
             inner.cache.clear();
             inner.backend.reset()?;
-        }
+            inner.batch_size.saturating_mul(REBUILD_BATCH_FACTOR)
+        };
         let mut next_report = PROGRESS_EVERY;
-        let total = self.run(store, &mut |done| {
+        let mut reported = None;
+        let total = self.run(store, batch_size, &mut |done| {
             while done >= next_report {
                 progress(next_report);
+                reported = Some(next_report);
                 next_report += PROGRESS_EVERY;
             }
         })?;
-        progress(total);
+        if reported != Some(total) {
+            progress(total);
+        }
         Ok(total)
     }
 
-    /// The batch loop shared by catch-up and rebuild; `progress` gets the
+    /// The batch loop shared by catch-up and rebuild: apply batches of
+    /// `batch_size` events until the store has no more; `progress` gets the
     /// running total after each batch.
     fn run(
         &self,
         store: &dyn EventStore,
+        batch_size: usize,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, ProjectionError> {
         let mut total = 0;
-        let batch_size = self.inner().batch_size;
-        'read: loop {
-            let mut expected = self.inner().backend.checkpoint()?;
-            let mut events = store.read_all(expected)?;
-            loop {
-                let batch = next_batch(&mut events, batch_size)?;
-                if batch.is_empty() {
-                    return Ok(total);
-                }
-                let applied = {
-                    let mut inner = self.inner();
-                    let Inner { backend, cache, .. } = &mut *inner;
-                    backend.apply(expected, &batch, cache)
-                };
-                match applied {
-                    Ok(Applied::Done { events, checkpoint }) => {
-                        total += events;
-                        expected = checkpoint;
-                        progress(total);
-                    }
-                    Ok(Applied::Restart) => continue 'read,
-                    Err(e) => {
-                        self.inner().cache.clear();
-                        return Err(e);
-                    }
+        loop {
+            let start = self.inner().backend.checkpoint()?;
+            let flow = self.run_from(store, start, batch_size, &mut total, progress);
+            match flow {
+                Ok(Flow::Finished) => return Ok(total),
+                Ok(Flow::Restart) => continue,
+                Err(e) => {
+                    self.inner().cache.clear();
+                    return Err(e);
                 }
             }
         }
+    }
+
+    /// Apply the events after `start` until the store has no more, or until
+    /// the stored checkpoint is found elsewhere ([`Flow::Restart`]).
+    ///
+    /// When there is more than one batch, a helper thread reads and decodes
+    /// the next batch while this one applies the current one, so a rebuild
+    /// pays for reading the log and for writing the read models at once
+    /// rather than one after the other.
+    fn run_from(
+        &self,
+        store: &dyn EventStore,
+        start: Position,
+        batch_size: usize,
+        total: &mut u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Flow, ProjectionError> {
+        let mut events = store.read_all(start)?;
+        let first = next_batch(&mut events, batch_size)?;
+        if first.len() < batch_size {
+            // The whole rest of the log fits in one batch: no helper needed.
+            if first.is_empty() {
+                return Ok(Flow::Finished);
+            }
+            return Ok(match self.apply(start, &first)? {
+                Applied::Done { events, .. } => {
+                    *total += events;
+                    progress(*total);
+                    Flow::Finished
+                }
+                Applied::Restart => Flow::Restart,
+            });
+        }
+        std::thread::scope(|scope| {
+            let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+            scope.spawn(move || loop {
+                let batch = next_batch(&mut events, batch_size);
+                let last = !matches!(&batch, Ok(b) if b.len() == batch_size);
+                // A send fails once the applying side has stopped.
+                if sender.send(batch).is_err() || last {
+                    break;
+                }
+            });
+            let mut expected = start;
+            let mut batch = first;
+            loop {
+                match self.apply(expected, &batch)? {
+                    Applied::Done { events, checkpoint } => {
+                        *total += events;
+                        expected = checkpoint;
+                        progress(*total);
+                    }
+                    Applied::Restart => return Ok(Flow::Restart),
+                }
+                batch = match receiver.recv() {
+                    Ok(next) => next?,
+                    Err(_) => return Ok(Flow::Finished),
+                };
+                if batch.is_empty() {
+                    return Ok(Flow::Finished);
+                }
+            }
+        })
+    }
+
+    /// Apply one batch under the handle's lock (held for this batch only).
+    fn apply(&self, expected: Position, batch: &[Decoded]) -> Result<Applied, ProjectionError> {
+        let mut inner = self.inner();
+        let Inner { backend, cache, .. } = &mut *inner;
+        backend.apply(expected, batch, cache)
     }
 
     /// Position of the last event applied to the read models (0: none).
@@ -284,14 +350,20 @@ fn push_json<T: serde::Serialize>(out: &mut String, row: &T) -> Result<(), Proje
     Ok(())
 }
 
-/// Up to `size` events from the store's stream.
+/// Whether the batch loop is done or must read again from the stored checkpoint.
+enum Flow {
+    Finished,
+    Restart,
+}
+
+/// Up to `size` events from the store's stream, decoded.
 fn next_batch(
     events: &mut dyn Iterator<Item = Result<RecordedEvent, provledger_store::StoreError>>,
     size: usize,
-) -> Result<Vec<RecordedEvent>, ProjectionError> {
-    let mut batch = Vec::with_capacity(size.min(1024));
+) -> Result<Vec<Decoded>, ProjectionError> {
+    let mut batch = Vec::with_capacity(size.min(8192));
     for event in events.take(size) {
-        batch.push(event?);
+        batch.push(Decoded::new(event?)?);
     }
     Ok(batch)
 }

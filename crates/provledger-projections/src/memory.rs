@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use provledger_domain::{OrderId, OrderState, SubscriptionId};
 use provledger_store::{EventStore, Position, RecordedEvent};
 
-use crate::project::{decode, line_rows, project};
+use crate::project::{decode_order_event, history_row, line_rows, project, OrderEvent};
 use crate::{HistoryQuery, HistoryRow, LineQuery, LineRow, ProjectionError};
 
 /// A point in the ledger's past.
@@ -68,17 +68,20 @@ impl Replay {
         if !known && recorded.event_type != "OrderPlaced" {
             return Ok(());
         }
-        let Some(e) = decode(recorded)? else {
+        let Some((order_id, event)) = decode_order_event(recorded)? else {
             return Ok(());
         };
-        let before = match self.states.remove(&order_id) {
-            Some(state) => state,
-            None => OrderState::default(),
+        let e = OrderEvent {
+            order_id: &order_id,
+            event: &event,
+            recorded,
         };
-        let (after, row, _) = project(&e, before);
+        let before = self.states.remove(&order_id).unwrap_or_default();
+        let projected = project(&e, before, 0);
         if !known {
             if let Some(sub) = &self.subscription {
-                let has = after
+                let has = projected
+                    .state
                     .order
                     .as_ref()
                     .is_some_and(|o| o.lines.iter().any(|l| &l.subscription_id == sub));
@@ -87,9 +90,9 @@ impl Replay {
                 }
             }
         }
-        self.states.insert(order_id, after);
+        self.states.insert(order_id, projected.state);
         if self.keep_history {
-            self.history.push(row);
+            self.history.push(history_row(recorded, projected.history));
         }
         Ok(())
     }

@@ -25,7 +25,7 @@ use crate::backend::{
     parse_opt_time, parse_time, plan, to_i64, to_u64, transaction_ids, Applied, Backend, Plan,
     StoredState, CHECKPOINT,
 };
-use crate::project::{fold_batch, BatchOutput, StateCache};
+use crate::project::{fold_batch, BatchOutput, Decoded, StateCache};
 use crate::{
     HistoryQuery, HistoryRow, LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow,
 };
@@ -106,8 +106,7 @@ CREATE TABLE rm_transactions (
     old_email            TEXT,
     new_email            TEXT,
     applied_to_all_lines BOOLEAN NOT NULL,
-    detail               TEXT,
-    UNIQUE (position, line_id)
+    detail               TEXT
 );
 CREATE INDEX rm_transactions_type_sub ON rm_transactions (tx_type, subscription_id, submitted_at, id);
 CREATE INDEX rm_transactions_sub ON rm_transactions (subscription_id, submitted_at, id);
@@ -386,44 +385,51 @@ fn opt_time(t: &Option<DateTime<Utc>>) -> Option<String> {
 fn write_batch(
     client: &mut impl GenericClient,
     statements: &Statements,
+    events: &[Decoded],
     out: &BatchOutput,
 ) -> Result<(), ProjectionError> {
     for chunk in out.history.chunks(CHUNK) {
+        let records: Vec<&RecordedEvent> =
+            chunk.iter().map(|p| &events[p.index].recorded).collect();
         let mut position = Vec::with_capacity(chunk.len());
         let mut stream_version = Vec::with_capacity(chunk.len());
         let mut schema_version = Vec::with_capacity(chunk.len());
-        for h in chunk {
-            position.push(to_i64(h.position)?);
-            stream_version.push(to_i64(h.stream_version)?);
-            schema_version.push(i64::from(h.schema_version));
+        for r in &records {
+            position.push(to_i64(r.position)?);
+            stream_version.push(to_i64(r.stream_version)?);
+            schema_version.push(i64::from(r.schema_version));
         }
-        let text = |f: fn(&HistoryRow) -> &str| chunk.iter().map(f).collect::<Vec<&str>>();
-        let opt =
-            |f: fn(&HistoryRow) -> Option<&str>| chunk.iter().map(f).collect::<Vec<Option<&str>>>();
-        let occurred_at: Vec<String> = chunk.iter().map(|h| fmt_time(&h.occurred_at)).collect();
-        let recorded_at: Vec<String> = chunk.iter().map(|h| fmt_time(&h.recorded_at)).collect();
-        let payload: Vec<String> = chunk
+        let text = |f: fn(&RecordedEvent) -> &str| {
+            records.iter().map(|r| f(r)).collect::<Vec<&str>>()
+        };
+        let occurred_at: Vec<String> = records.iter().map(|r| fmt_time(&r.occurred_at)).collect();
+        let recorded_at: Vec<String> = records.iter().map(|r| fmt_time(&r.recorded_at)).collect();
+        let payload: Vec<String> = records
             .iter()
-            .map(|h| provledger_store::hash::canonical_json(&h.payload))
+            .map(|r| provledger_store::hash::canonical_json(&r.payload))
             .collect();
+        let order_id: Vec<&str> = chunk.iter().map(|p| p.order_id.as_str()).collect();
+        let line_id: Vec<Option<&str>> = chunk.iter().map(|p| p.line_id.as_deref()).collect();
+        let subscription_id: Vec<Option<&str>> =
+            chunk.iter().map(|p| p.subscription_id.as_deref()).collect();
         client.execute(
             &statements.insert_history,
             &[
                 &position,
-                &text(|h| &h.stream_id),
+                &text(|r| &r.stream_id),
                 &stream_version,
-                &text(|h| &h.order_id),
-                &opt(|h| h.line_id.as_deref()),
-                &opt(|h| h.subscription_id.as_deref()),
-                &text(|h| &h.event_type),
+                &order_id,
+                &line_id,
+                &subscription_id,
+                &text(|r| &r.event_type),
                 &schema_version,
                 &occurred_at,
                 &recorded_at,
-                &text(|h| &h.actor),
-                &text(|h| &h.transaction_id),
+                &text(|r| &r.metadata.actor),
+                &text(|r| &r.metadata.transaction_id),
                 &payload,
-                &text(|h| &h.prev_hash),
-                &text(|h| &h.hash),
+                &text(|r| &r.prev_hash),
+                &text(|r| &r.hash),
             ],
         )?;
     }
@@ -649,7 +655,7 @@ impl Backend for PostgresModels {
     fn apply(
         &mut self,
         expected: Position,
-        events: &[RecordedEvent],
+        events: &[Decoded],
         cache: &mut StateCache,
     ) -> Result<Applied, ProjectionError> {
         self.ensure_open()?;
@@ -669,7 +675,7 @@ impl Backend for PostgresModels {
         };
         cache.validate(found);
         let out = fold_batch(events, cache, |ids| load_states(&mut tx, statements, ids))?;
-        write_batch(&mut tx, statements, &out)?;
+        write_batch(&mut tx, statements, events, &out)?;
         tx.execute(
             &statements.set_checkpoint,
             &[&CHECKPOINT, &to_i64(out.last_position)?],

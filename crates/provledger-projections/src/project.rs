@@ -20,6 +20,7 @@ use crate::{
 };
 
 /// A recorded event, decoded if it belongs to an order stream.
+#[derive(Debug)]
 pub(crate) struct Decoded {
     /// The event as stored.
     pub recorded: RecordedEvent,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use provledger_domain::{OrderId, OrderState};
-use provledger_store::{Position, RecordedEvent};
+use provledger_store::Position;
 use rusqlite::types::ToSql;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
@@ -23,7 +23,7 @@ use crate::backend::{
     parse_opt_time, parse_time, plan, to_i64, to_u64, transaction_ids, Applied, Backend, Plan,
     StoredState, CHECKPOINT,
 };
-use crate::project::{fold_batch, BatchOutput, StateCache};
+use crate::project::{fold_batch, BatchOutput, Decoded, StateCache};
 use crate::{
     HistoryQuery, HistoryRow, LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow,
 };
@@ -97,8 +97,7 @@ CREATE TABLE rm_transactions (
     old_email            TEXT,
     new_email            TEXT,
     applied_to_all_lines INTEGER NOT NULL,
-    detail               TEXT,
-    UNIQUE (position, line_id)
+    detail               TEXT
 );
 CREATE INDEX rm_transactions_type_sub ON rm_transactions (tx_type, subscription_id, submitted_at);
 CREATE INDEX rm_transactions_sub ON rm_transactions (subscription_id, submitted_at);
@@ -241,28 +240,33 @@ fn load_states(
     Ok(out)
 }
 
-fn write_batch(tx: &Transaction<'_>, out: &BatchOutput) -> Result<(), ProjectionError> {
+fn write_batch(
+    tx: &Transaction<'_>,
+    events: &[Decoded],
+    out: &BatchOutput,
+) -> Result<(), ProjectionError> {
     let mut insert_history = tx.prepare_cached(&format!(
         "INSERT INTO rm_history ({HISTORY_COLUMNS}) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
     ))?;
-    for h in &out.history {
+    for place in &out.history {
+        let r = &events[place.index].recorded;
         insert_history.execute(params![
-            to_i64(h.position)?,
-            h.stream_id,
-            to_i64(h.stream_version)?,
-            h.order_id,
-            h.line_id,
-            h.subscription_id,
-            h.event_type,
-            h.schema_version,
-            fmt_time(&h.occurred_at),
-            fmt_time(&h.recorded_at),
-            h.actor,
-            h.transaction_id,
-            provledger_store::hash::canonical_json(&h.payload),
-            h.prev_hash,
-            h.hash,
+            to_i64(r.position)?,
+            r.stream_id,
+            to_i64(r.stream_version)?,
+            place.order_id,
+            place.line_id,
+            place.subscription_id,
+            r.event_type,
+            r.schema_version,
+            fmt_time(&r.occurred_at),
+            fmt_time(&r.recorded_at),
+            r.metadata.actor,
+            r.metadata.transaction_id,
+            provledger_store::hash::canonical_json(&r.payload),
+            r.prev_hash,
+            r.hash,
         ])?;
     }
 
@@ -461,7 +465,7 @@ impl Backend for SqliteModels {
     fn apply(
         &mut self,
         expected: Position,
-        events: &[RecordedEvent],
+        events: &[Decoded],
         cache: &mut StateCache,
     ) -> Result<Applied, ProjectionError> {
         let tx = self
@@ -474,7 +478,7 @@ impl Backend for SqliteModels {
         };
         cache.validate(found);
         let out = fold_batch(events, cache, |ids| load_states(&tx, ids))?;
-        write_batch(&tx, &out)?;
+        write_batch(&tx, events, &out)?;
         write_checkpoint(&tx, out.last_position)?;
         tx.commit()?;
         let applied = Applied::Done {

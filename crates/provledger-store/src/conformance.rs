@@ -538,6 +538,18 @@ pub fn append_and_read_back(b: &dyn Backend) {
         "half": 0.5,
         "tiny": 1e-7,
         "huge": 1.5e300,
+        // Floats whose shortest form parses back one ULP off without exact
+        // float parsing (serde_json's `float_roundtrip`).
+        "floats": [
+            985.690_694_632_869_5,
+            212.918_907_267_134_6,
+            1.071_566_039_146_582_6e-75,
+            0.300_000_000_000_000_04,
+            5e-324,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            -0.0
+        ],
         "empty": ""
     });
     let full_metadata = Metadata {

@@ -32,7 +32,7 @@ use crate::{
 };
 
 /// Newest schema version this build knows (the last migration's version).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
 /// Rows fetched per query by [`EventStore::read_all`].
 pub const READ_PAGE_SIZE: usize = 1000;
@@ -263,7 +263,7 @@ impl SqliteStore {
 
 /// Apply the migrations the file lacks; refuse a file newer than this build.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let supported = MIGRATIONS.last().map_or(0, |m| m.version);
+    let supported = SCHEMA_VERSION;
     // Fast path without a write lock: the file is up to date, or too new.
     match current_schema_version(conn)? {
         Some(found) if found == supported => return Ok(()),
@@ -731,20 +731,23 @@ struct PagedEvents<'a> {
 }
 
 impl PagedEvents<'_> {
+    /// Queue a fetched page; a short page or a decode error ends the stream.
+    fn absorb(&mut self, page: Vec<Result<RecordedEvent, StoreError>>) {
+        if page.len() < READ_PAGE_SIZE {
+            self.done = true;
+        }
+        for event in page {
+            match &event {
+                Ok(e) => self.after = i64::try_from(e.position).unwrap_or(i64::MAX),
+                Err(_) => self.done = true,
+            }
+            self.buffer.push_back(event);
+        }
+    }
+
     fn fill(&mut self) {
         match self.store.read_page(self.after, READ_PAGE_SIZE) {
-            Ok(page) => {
-                if page.len() < READ_PAGE_SIZE {
-                    self.done = true;
-                }
-                for event in page {
-                    match &event {
-                        Ok(e) => self.after = i64::try_from(e.position).unwrap_or(i64::MAX),
-                        Err(_) => self.done = true,
-                    }
-                    self.buffer.push_back(event);
-                }
-            }
+            Ok(page) => self.absorb(page),
             Err(e) => {
                 self.done = true;
                 self.buffer.push_back(Err(e));
@@ -847,14 +850,7 @@ impl EventStore for SqliteStore {
         // Fetch the first page now so that a store that cannot be read fails
         // here rather than on the first item.
         let first = self.read_page(events.after, READ_PAGE_SIZE)?;
-        events.done = first.len() < READ_PAGE_SIZE;
-        for event in first {
-            match &event {
-                Ok(e) => events.after = i64::try_from(e.position).unwrap_or(i64::MAX),
-                Err(_) => events.done = true,
-            }
-            events.buffer.push_back(event);
-        }
+        events.absorb(first);
         Ok(Box::new(events))
     }
 
@@ -940,7 +936,14 @@ impl EventStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::prefix_upper_bound;
+    use super::{prefix_upper_bound, MIGRATIONS};
+
+    #[test]
+    fn migrations_are_numbered_from_one_without_gaps() {
+        for (i, migration) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(migration.version, i as i64 + 1, "{}", migration.name);
+        }
+    }
 
     #[test]
     fn upper_bound_of_a_prefix() {
