@@ -15,7 +15,10 @@ use serde_json::Value;
 fn export_text(ledger: &Ledger) -> String {
     let mut out = Vec::new();
     let mut err = Vec::new();
-    let mut io = Io { out: &mut out, err: &mut err };
+    let mut io = Io {
+        out: &mut out,
+        err: &mut err,
+    };
     export(ledger, std::path::Path::new("-"), &mut io).expect("export");
     String::from_utf8(out).expect("utf-8")
 }
@@ -24,8 +27,12 @@ fn export_text(ledger: &Ledger) -> String {
 /// ledgers built from the same commands (the time each store wrote an event,
 /// and the hashes that cover it).
 fn views(ledger: &Ledger) -> Value {
-    let mut history = serde_json::to_value(ledger.history(&HistoryQuery::default(), None).unwrap_or_default())
-        .expect("json");
+    let mut history = serde_json::to_value(
+        ledger
+            .history(&HistoryQuery::default(), None)
+            .unwrap_or_default(),
+    )
+    .expect("json");
     if let Some(rows) = history.as_array_mut() {
         for row in rows {
             if let Some(map) = row.as_object_mut() {
@@ -41,7 +48,8 @@ fn views(ledger: &Ledger) -> Value {
             order_id: provledger_domain::OrderId::parse(&format!("WO-{}", 1000 + order)).ok(),
             ..HistoryQuery::default()
         };
-        let mut rows = serde_json::to_value(ledger.history(&query, None).expect("history")).expect("json");
+        let mut rows =
+            serde_json::to_value(ledger.history(&query, None).expect("history")).expect("json");
         for row in rows.as_array_mut().into_iter().flatten() {
             if let Some(map) = row.as_object_mut() {
                 for volatile in ["recorded_at", "hash", "prev_hash"] {
@@ -84,18 +92,28 @@ fn migrate_round_trips_the_demo_ledger_with_identical_exports() {
     let first = format!("sqlite:{}", dir.path().join("first.db").display());
     let back = format!("sqlite:{}", dir.path().join("back.db").display());
     let ledger = Ledger::open(&first).expect("open");
-    run_script(&ledger, &parse_script(provledger::demo::DEMO_SCRIPT).expect("script")).expect("demo");
+    run_script(
+        &ledger,
+        &parse_script(provledger::demo::DEMO_SCRIPT).expect("script"),
+    )
+    .expect("demo");
     let original = export_text(&ledger);
     assert!(original.lines().count() > 20);
 
     let there = migrate(&first, &schema.url).expect("sqlite → postgres");
     let back_report = migrate(&schema.url, &back).expect("postgres → sqlite");
     assert_eq!(there.head_hash, back_report.head_hash);
-    assert_eq!(export_text(&Ledger::open(&schema.url).expect("pg")), original);
+    assert_eq!(
+        export_text(&Ledger::open(&schema.url).expect("pg")),
+        original
+    );
     assert_eq!(export_text(&Ledger::open(&back).expect("back")), original);
     let refused = migrate(&first, &schema.url).expect_err("non-empty target");
     assert!(refused.to_string().contains("empty store"), "{refused}");
     // The migrated ledgers answer the same views.
     assert_eq!(views(&Ledger::open(&back).expect("back")), views(&ledger));
-    assert_eq!(views(&Ledger::open(&schema.url).expect("pg")), views(&ledger));
+    assert_eq!(
+        views(&Ledger::open(&schema.url).expect("pg")),
+        views(&ledger)
+    );
 }

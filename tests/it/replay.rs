@@ -17,10 +17,21 @@ pub fn assert_rules_hold(ledger: &Ledger) {
     let mut streams: HashMap<String, Vec<(chrono::DateTime<chrono::Utc>, Event)>> = HashMap::new();
     for recorded in ledger.store().read_all(0).expect("read") {
         let recorded = recorded.expect("event");
-        let event = Event::from_stored(&recorded.event_type, recorded.schema_version, &recorded.payload)
-            .expect("decodable");
-        assert_eq!(recorded.occurred_at, event.at(), "occurred_at is the event's business time");
-        streams.entry(recorded.stream_id.clone()).or_default().push((recorded.occurred_at, event));
+        let event = Event::from_stored(
+            &recorded.event_type,
+            recorded.schema_version,
+            &recorded.payload,
+        )
+        .expect("decodable");
+        assert_eq!(
+            recorded.occurred_at,
+            event.at(),
+            "occurred_at is the event's business time"
+        );
+        streams
+            .entry(recorded.stream_id.clone())
+            .or_default()
+            .push((recorded.occurred_at, event));
     }
     let refusals: usize = streams
         .values()
@@ -28,7 +39,10 @@ pub fn assert_rules_hold(ledger: &Ledger) {
         .filter(|(_, e)| e.is_refusal())
         .count();
     for (stream, events) in &streams {
-        assert!(OrderId::from_stream_id(stream).is_some(), "unexpected stream {stream}");
+        assert!(
+            OrderId::from_stream_id(stream).is_some(),
+            "unexpected stream {stream}"
+        );
         let mut onboarded = false;
         let mut last = None;
         for (at, event) in events {
@@ -65,8 +79,14 @@ pub fn assert_rules_hold(ledger: &Ledger) {
         .expect("transactions");
     let failed_transactions: std::collections::HashSet<_> =
         failed.iter().map(|t| t.transaction_id.clone()).collect();
-    assert_eq!(failed_transactions.len(), refusals, "every refusal is a failed transaction");
-    assert!(failed.iter().all(|t| t.reason.as_deref().is_some_and(|r| !r.is_empty())));
+    assert_eq!(
+        failed_transactions.len(),
+        refusals,
+        "every refusal is a failed transaction"
+    );
+    assert!(failed
+        .iter()
+        .all(|t| t.reason.as_deref().is_some_and(|r| !r.is_empty())));
     assert!(ledger.verify(&mut |_| {}).expect("verify").is_intact());
 }
 

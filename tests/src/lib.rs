@@ -44,16 +44,34 @@ pub mod gen {
     ];
 
     fn start() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).single().unwrap_or_default()
+        Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0)
+            .single()
+            .unwrap_or_default()
     }
 
     #[derive(Debug, Clone)]
     enum Action {
-        Change { order: usize, line: usize, contact: usize, all: bool },
-        Resend { order: usize, line: usize },
-        Onboard { order: usize },
-        Case { order: usize, line: usize, resend: bool },
-        Setup { order: usize },
+        Change {
+            order: usize,
+            line: usize,
+            contact: usize,
+            all: bool,
+        },
+        Resend {
+            order: usize,
+            line: usize,
+        },
+        Onboard {
+            order: usize,
+        },
+        Case {
+            order: usize,
+            line: usize,
+            resend: bool,
+        },
+        Setup {
+            order: usize,
+        },
         Tick,
     }
 
@@ -76,7 +94,8 @@ pub mod gen {
             prop::collection::vec((0..OFFERS.len(), 0..12i64, 0..CONTACTS.len()), 1..=4),
             1..=3,
         );
-        let actions = prop::collection::vec((action(), 0..4usize, 0..(3 * 24 * 60i64)), 0..=max_actions);
+        let actions =
+            prop::collection::vec((action(), 0..4usize, 0..(3 * 24 * 60i64)), 0..=max_actions);
         (orders, actions).prop_map(|(orders, actions)| {
             let mut steps = Vec::new();
             let mut at = start();
@@ -97,12 +116,18 @@ pub mod gen {
                             line_id: format!("1.{}", l + 1),
                             subscription_id: format!("Sub{}{:02}", 100 + o, l + 1),
                             offer: OFFERS[*offer].into(),
-                            rsd: (start() + Duration::days(*rsd_days)).date_naive().to_string(),
+                            rsd: (start() + Duration::days(*rsd_days))
+                                .date_naive()
+                                .to_string(),
                             provisioning_contact: CONTACTS[*contact].into(),
                         })
                         .collect(),
                 };
-                steps.push(Step::PlaceOrder { actor: ACTORS[0].into(), at, order });
+                steps.push(Step::PlaceOrder {
+                    actor: ACTORS[0].into(),
+                    at,
+                    order,
+                });
             }
             for (action, actor, minutes) in actions {
                 at += Duration::minutes(minutes);
@@ -111,26 +136,59 @@ pub mod gen {
                 let id = |o: usize| format!("WO-{}", 1000 + order_of(o));
                 let line = |o: usize, l: usize| format!("1.{}", l % line_counts[order_of(o)] + 1);
                 steps.push(match action {
-                    Action::Change { order, line: l, contact, all } => Step::ChangeContact {
-                        actor, at, order: id(order), line: line(order, l),
-                        email: CONTACTS[contact].into(), all_lines: all,
+                    Action::Change {
+                        order,
+                        line: l,
+                        contact,
+                        all,
+                    } => Step::ChangeContact {
+                        actor,
+                        at,
+                        order: id(order),
+                        line: line(order, l),
+                        email: CONTACTS[contact].into(),
+                        all_lines: all,
                     },
                     Action::Resend { order, line: l } => Step::ResendEmail {
-                        actor, at, order: id(order), line: line(order, l),
+                        actor,
+                        at,
+                        order: id(order),
+                        line: line(order, l),
                     },
                     Action::Onboard { order } => Step::OnboardOrg {
-                        actor, at, order: id(order), org: format!("ORG-{order}"),
+                        actor,
+                        at,
+                        order: id(order),
+                        org: format!("ORG-{order}"),
                     },
-                    Action::Case { order, line: l, resend } => Step::OpenCase {
-                        actor, at, order: id(order), line: line(order, l),
-                        request_type: if resend { "resend-provisioning-email" } else { "change-provisioning-contact-email" }.into(),
+                    Action::Case {
+                        order,
+                        line: l,
+                        resend,
+                    } => Step::OpenCase {
+                        actor,
+                        at,
+                        order: id(order),
+                        line: line(order, l),
+                        request_type: if resend {
+                            "resend-provisioning-email"
+                        } else {
+                            "change-provisioning-contact-email"
+                        }
+                        .into(),
                         note: None,
                     },
-                    Action::Setup { order } => Step::StartSetup { actor, at, order: id(order) },
+                    Action::Setup { order } => Step::StartSetup {
+                        actor,
+                        at,
+                        order: id(order),
+                    },
                     Action::Tick => Step::Tick { now: at },
                 });
             }
-            steps.push(Step::Tick { now: at + Duration::days(40) });
+            steps.push(Step::Tick {
+                now: at + Duration::days(40),
+            });
             steps
         })
     }

@@ -15,7 +15,8 @@ use provledger_projections::{
     TransactionQuery, TransactionRow,
 };
 use provledger_store::{
-    to_stored_precision, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, VerifyReport,
+    to_stored_precision, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent,
+    RecordedEvent, VerifyReport,
 };
 use serde::Serialize;
 
