@@ -13,7 +13,7 @@
 //! [`conformance_tests!`](crate::conformance_tests) generate one `#[test]`
 //! per check so failures are reported one by one:
 //!
-//! ```ignore
+//! ```text
 //! mod conformance {
 //!     // One `#[test]` per check; the expression is evaluated in each test.
 //!     provledger_store::conformance_tests!(super::SqliteBackend::new());

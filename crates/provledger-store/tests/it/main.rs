@@ -4,3 +4,4 @@
 
 mod postgres;
 mod sqlite;
+mod crash;

@@ -1,0 +1,202 @@
+//! Faults injected under the application: a store whose append fails before
+//! it commits, and one that commits but loses the acknowledgement (the
+//! connection drops on the way back). The ledger must report the failure
+//! (exit 4), write nothing partial, and a retry with the same idempotency key
+//! must return the first result without appending twice.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use provledger::{AppError, Ledger, OutcomeStatus, EXIT_FAILURE};
+use provledger_domain::{Actor, Command, Context, Email, LineId, OrderId, OrderRequest};
+use provledger_projections::{ReadModels, TransactionQuery};
+use provledger_store::sqlite::SqliteStore;
+use provledger_store::{
+    AppendOutcome, AppendRequest, EventIter, EventStore, Head, Position, RecordedEvent, StoreError,
+    StreamVersion,
+};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// Fail without touching the database.
+    BeforeCommit,
+    /// Commit, then report an error as if the reply was lost.
+    AfterCommit,
+}
+
+/// Delegates to SQLite, injecting `fault` into the next `failures` appends.
+struct FaultyStore {
+    inner: SqliteStore,
+    fault: Fault,
+    failures: Arc<AtomicU32>,
+}
+
+impl FaultyStore {
+    fn fail(&self) -> bool {
+        self.failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+fn injected() -> StoreError {
+    StoreError::Io(std::io::Error::new(
+        std::io::ErrorKind::ConnectionReset,
+        "injected fault",
+    ))
+}
+
+impl EventStore for FaultyStore {
+    fn backend(&self) -> &'static str {
+        "faulty-sqlite"
+    }
+    fn append_batch(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+        if self.fail() {
+            if self.fault == Fault::AfterCommit {
+                self.inner.append_batch(requests)?;
+            }
+            return Err(injected());
+        }
+        self.inner.append_batch(requests)
+    }
+    fn stream_version(&self, stream_id: &str) -> Result<StreamVersion, StoreError> {
+        self.inner.stream_version(stream_id)
+    }
+    fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: StreamVersion,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_stream(stream_id, after_version)
+    }
+    fn read_all(&self, after: Position) -> Result<EventIter<'_>, StoreError> {
+        self.inner.read_all(after)
+    }
+    fn stream_ids(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.stream_ids(prefix)
+    }
+    fn head(&self) -> Result<Option<Head>, StoreError> {
+        self.inner.head()
+    }
+    fn find_idempotent(&self, key: &str) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
+        self.inner.find_idempotent(key)
+    }
+    fn import_batch(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
+        self.inner.import_batch(events)
+    }
+}
+
+fn ledger(dir: &std::path::Path, fault: Fault) -> (Ledger, Arc<AtomicU32>) {
+    let path = dir.join("ledger.db");
+    let failures = Arc::new(AtomicU32::new(0));
+    let store = FaultyStore {
+        inner: SqliteStore::open(&path).expect("open"),
+        fault,
+        failures: Arc::clone(&failures),
+    };
+    let read_models = ReadModels::open(&format!("sqlite:{}", path.display())).expect("read models");
+    (Ledger::from_parts(Box::new(store), read_models), failures)
+}
+
+fn place(ledger: &Ledger) {
+    let order: OrderRequest = serde_json::from_str(
+        r#"{"order_id":"WO-1","ordering_contact":"olivia@partner.example","lines":[
+            {"line_id":"1.1","subscription_id":"Sub1","offer":"A-Flex","rsd":"2026-12-01","provisioning_contact":"it@customer.example"},
+            {"line_id":"1.2","subscription_id":"Sub2","offer":"A-WX","rsd":"2026-12-01","provisioning_contact":"it@customer.example"}]}"#,
+    )
+    .expect("order");
+    let ctx = Context::new(
+        Actor::parse("olivia@partner.example").expect("actor"),
+        Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap(),
+    );
+    ledger
+        .execute(
+            &OrderId::parse("WO-1").unwrap(),
+            Command::PlaceOrder(order.validate().expect("valid")),
+            &ctx,
+            None,
+        )
+        .expect("placed");
+}
+
+fn change_all() -> (Command, Context) {
+    (
+        Command::ChangeContact {
+            line_id: LineId::parse("1.1").unwrap(),
+            new_email: Email::parse("new@customer.example").unwrap(),
+            apply_to_all_lines: true,
+        },
+        Context::new(
+            Actor::parse("olivia@partner.example").unwrap(),
+            Utc.with_ymd_and_hms(2026, 11, 21, 9, 0, 0).unwrap(),
+        ),
+    )
+}
+
+fn count(ledger: &Ledger) -> u64 {
+    ledger.store().head().unwrap().map_or(0, |h| h.position)
+}
+
+#[test]
+fn a_failed_append_writes_nothing_and_reports_exit_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, failures) = ledger(dir.path(), Fault::BeforeCommit);
+    place(&ledger);
+    let before = count(&ledger);
+    failures.store(1, Ordering::SeqCst);
+    let (command, ctx) = change_all();
+    let err = ledger
+        .execute(
+            &OrderId::parse("WO-1").unwrap(),
+            command.clone(),
+            &ctx,
+            Some("k1"),
+        )
+        .expect_err("the append failed");
+    assert!(matches!(err, AppError::Store(_)), "{err}");
+    assert_eq!(err.exit_code(), EXIT_FAILURE);
+    assert_eq!(
+        count(&ledger),
+        before,
+        "nothing written, not even half of apply-to-all"
+    );
+    // The retry goes through, once.
+    let outcome = ledger
+        .execute(&OrderId::parse("WO-1").unwrap(), command, &ctx, Some("k1"))
+        .expect("retry");
+    assert_eq!(outcome.status, OutcomeStatus::Success);
+    assert!(!outcome.replayed);
+    assert_eq!(count(&ledger), before + 2);
+}
+
+#[test]
+fn a_lost_acknowledgement_is_recovered_by_the_idempotency_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, failures) = ledger(dir.path(), Fault::AfterCommit);
+    place(&ledger);
+    let before = count(&ledger);
+    failures.store(1, Ordering::SeqCst);
+    let (command, ctx) = change_all();
+    let order = OrderId::parse("WO-1").unwrap();
+    let err = ledger
+        .execute(&order, command.clone(), &ctx, Some("req-7"))
+        .expect_err("the reply was lost");
+    assert_eq!(err.exit_code(), EXIT_FAILURE);
+    assert_eq!(count(&ledger), before + 2, "the append did commit");
+    // The client does not know; it retries with the same key.
+    let retry = ledger
+        .execute(&order, command, &ctx, Some("req-7"))
+        .expect("retry returns the first result");
+    assert!(retry.replayed);
+    assert_eq!(retry.status, OutcomeStatus::Success);
+    assert_eq!(retry.positions, vec![before + 1, before + 2]);
+    assert_eq!(count(&ledger), before + 2, "no duplicate");
+    let rows = ledger
+        .transactions(&TransactionQuery::default())
+        .expect("transactions");
+    assert_eq!(rows.len(), 2, "one row per changed line, once");
+}
