@@ -1,8 +1,9 @@
 //! Workspace-level tests: one binary, with modules for the tidy checks, the
-//! data-driven seed scenarios, the replay properties and the backend
-//! equivalence (SQLite ⇄ PostgreSQL).
+//! data-driven seed scenarios, the replay and setup properties and the
+//! backend equivalence (SQLite ⇄ PostgreSQL).
 
 mod postgres;
 mod replay;
 mod scenarios;
+mod setup_props;
 mod tidy;

@@ -342,8 +342,7 @@ fn decide_on_order(
             }])
         }
         Command::StartSetup => {
-            let is_contact = order.lines.iter().any(|l| &l.provisioning_contact == actor);
-            if !order.has_access(actor) && !is_contact {
+            if !order.may_set_up(actor) {
                 return Ok(refused(
                     ctx,
                     RefusedAction::StartSetup,

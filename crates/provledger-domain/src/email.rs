@@ -96,6 +96,19 @@ impl Email {
     pub fn domain(&self) -> &str {
         self.0.rsplit('@').next().unwrap_or_default()
     }
+
+    /// The address as one user's identity, for R16's "a user belongs to one
+    /// organisation at a time": the whole address lowercased **(decided)**,
+    /// so `Admin@x.example` and `admin@x.example` are the same user. Keys
+    /// the email reservation streams.
+    pub fn identity(&self) -> String {
+        self.0.to_lowercase()
+    }
+
+    /// Whether two addresses name the same user ([`Email::identity`]).
+    pub fn same_user(&self, other: &Email) -> bool {
+        self.identity() == other.identity()
+    }
 }
 
 impl fmt::Display for Email {

@@ -78,11 +78,54 @@ pub enum DomainError {
         /// The latest event's time.
         latest: DateTime<Utc>,
     },
+    /// A multi-stream command is dated before the latest event of another
+    /// stream it writes to (an organisation or a reservation).
+    #[error("the command is dated {at}, before the latest event of {stream_id} at {latest}; give a time at or after {latest}")]
+    StreamOutOfOrder {
+        /// The stream.
+        stream_id: String,
+        /// The command's time.
+        at: DateTime<Utc>,
+        /// The stream's latest event's time.
+        latest: DateTime<Utc>,
+    },
     /// A user command was issued by the scheduler.
     #[error("{command} must be done by a user; give the acting user's email")]
     UserRequired {
         /// The command.
         command: &'static str,
+    },
+    /// A subdomain breaks the syntax rule (R18, decided).
+    #[error("invalid subdomain {value:?}: {reason}; a subdomain has 3-63 lowercase letters, digits and hyphens, and does not start or end with a hyphen")]
+    InvalidSubdomain {
+        /// As given.
+        value: String,
+        /// The rule it broke.
+        reason: String,
+    },
+    /// A setup names an existing organisation that has no stream.
+    #[error("there is no organisation {org_id}; check the id, or choose a new organisation (R15)")]
+    UnknownOrganisation {
+        /// The organisation asked for.
+        org_id: String,
+    },
+    /// A setup names an existing organisation of the other kind.
+    #[error("organisation {org_id} is a {actual} organisation, not a {expected} organisation; give the {expected} organisation's id")]
+    WrongOrganisationKind {
+        /// The organisation.
+        org_id: String,
+        /// The kind the field asks for (`partner` or `customer`).
+        expected: &'static str,
+        /// The organisation's kind.
+        actual: &'static str,
+    },
+    /// A new organisation's derived id is already taken by a stream.
+    #[error(
+        "organisation {org_id} already exists; choose it as an existing organisation instead (R15)"
+    )]
+    OrganisationExists {
+        /// The organisation.
+        org_id: String,
     },
     /// A stored event has a type this build does not know.
     #[error("unknown event type {event_type:?}; upgrade provledger")]

@@ -10,7 +10,10 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{DomainError, Email, LineId, Offer, OrderId, OrgId, SubscriptionId};
+use crate::{
+    CallingSettings, DomainError, Email, LineId, MeetingSettings, Offer, OrderId, OrgId, Subdomain,
+    SubscriptionId, WhoSetsUp,
+};
 
 /// Sender of every provisioning email (R2).
 pub const PROVISIONING_SENDER: &str = "webex_comm@webex.com";
@@ -92,6 +95,12 @@ pub enum RefusedAction {
     OpenSupportCase,
     /// Starting the setup wizard (R13).
     StartSetup,
+    /// Completing the setup wizard, or handing it over (R13–R17).
+    CompleteSetup,
+    /// The service setup wizard's settings (R18).
+    ConfigureServices,
+    /// "Provision and start billing" (R18).
+    Provision,
 }
 
 /// Why an action was refused; stable codes for scripts and the Transaction Manager.
@@ -106,6 +115,25 @@ pub enum RefusalCode {
     InitialEmailNotSent,
     /// R5: the order is already onboarded to an organisation.
     AlreadyOnboarded,
+    /// R16: the email already belongs to another organisation.
+    EmailTaken,
+    /// R18: the subdomain is reserved by another organisation.
+    SubdomainTaken,
+    /// R18 (decided): the organisation already has another subdomain.
+    SubdomainAlreadySet,
+    /// R15: the existing organisation chosen is not recognised.
+    OrgNotRecognised,
+    /// R14: the customer sets up the services, so partners have no access to
+    /// manage the customer organisation.
+    PartnerNoAccess,
+    /// R18: service setup and provisioning need the order onboarded (PONR).
+    NotOnboarded,
+    /// R18 (decided): the order was onboarded without the setup wizard.
+    SetupNotCompleted,
+    /// R18 (decided): provisioning needs the services set up first.
+    ServicesNotSetUp,
+    /// R18: the order is already provisioned.
+    AlreadyProvisioned,
 }
 
 impl RefusalCode {
@@ -116,6 +144,15 @@ impl RefusalCode {
             RefusalCode::AfterPonr => "after_ponr",
             RefusalCode::InitialEmailNotSent => "initial_email_not_sent",
             RefusalCode::AlreadyOnboarded => "already_onboarded",
+            RefusalCode::EmailTaken => "email_taken",
+            RefusalCode::SubdomainTaken => "subdomain_taken",
+            RefusalCode::SubdomainAlreadySet => "subdomain_already_set",
+            RefusalCode::OrgNotRecognised => "org_not_recognised",
+            RefusalCode::PartnerNoAccess => "partner_no_access",
+            RefusalCode::NotOnboarded => "not_onboarded",
+            RefusalCode::SetupNotCompleted => "setup_not_completed",
+            RefusalCode::ServicesNotSetUp => "services_not_set_up",
+            RefusalCode::AlreadyProvisioned => "already_provisioned",
         }
     }
 }
@@ -232,6 +269,61 @@ pub enum Event {
         /// When.
         at: DateTime<Utc>,
     },
+    /// R14: "someone else in my company" sets up: the setup is handed to
+    /// another email, which may then complete it.
+    SetupHandedOver {
+        /// When.
+        at: DateTime<Utc>,
+        /// Who takes the setup over.
+        to: Email,
+    },
+    /// R13–R17: the setup wizard was completed: organisations chosen or
+    /// created, the customer administrator named, customer and partner
+    /// information confirmed. Followed in the same transaction by
+    /// [`Event::OrgOnboarded`], the Point of No Return.
+    SetupCompleted {
+        /// When.
+        at: DateTime<Utc>,
+        /// Who completed the wizard.
+        completed_by: Email,
+        /// R14: who sets up the services (`me` or `customer`).
+        who_sets_up: WhoSetsUp,
+        /// R15: the partner organisation.
+        partner_org_id: OrgId,
+        /// R15: whether the partner organisation was created by this setup.
+        partner_org_created: bool,
+        /// The customer organisation the order is onboarded to.
+        customer_org_id: OrgId,
+        /// Whether the customer organisation was created by this setup.
+        customer_org_created: bool,
+        /// R16: the customer administrator.
+        customer_admin_email: Email,
+    },
+    /// R18: the service setup wizard's settings were saved.
+    ServicesConfigured {
+        /// When.
+        at: DateTime<Utc>,
+        /// The customer organisation.
+        org_id: OrgId,
+        /// Calling settings, if set up.
+        calling: Option<CallingSettings>,
+        /// Meeting settings, if set up.
+        meeting: Option<MeetingSettings>,
+        /// Enterprise settings: the organisation's subdomain, if set up.
+        subdomain: Option<Subdomain>,
+    },
+    /// R18: "Provision and start billing": the line's subscription is
+    /// activated in the organisation and billing starts.
+    LineProvisioned {
+        /// When.
+        at: DateTime<Utc>,
+        /// Line.
+        line_id: LineId,
+        /// The organisation the subscription is activated in.
+        org_id: OrgId,
+        /// Always true: billing starts on provisioning.
+        billing_started: bool,
+    },
     /// R12: an action was refused by a rule; nothing else changed.
     CommandRefused {
         /// When.
@@ -262,6 +354,10 @@ pub const EVENT_TYPES: &[&str] = &[
     "EscalationRaised",
     "SupportCaseOpened",
     "SetupStarted",
+    "SetupHandedOver",
+    "SetupCompleted",
+    "ServicesConfigured",
+    "LineProvisioned",
     "CommandRefused",
 ];
 
@@ -278,6 +374,10 @@ impl Event {
             Event::EscalationRaised { .. } => "EscalationRaised",
             Event::SupportCaseOpened { .. } => "SupportCaseOpened",
             Event::SetupStarted { .. } => "SetupStarted",
+            Event::SetupHandedOver { .. } => "SetupHandedOver",
+            Event::SetupCompleted { .. } => "SetupCompleted",
+            Event::ServicesConfigured { .. } => "ServicesConfigured",
+            Event::LineProvisioned { .. } => "LineProvisioned",
             Event::CommandRefused { .. } => "CommandRefused",
         }
     }
@@ -299,6 +399,10 @@ impl Event {
             | Event::EscalationRaised { at, .. }
             | Event::SupportCaseOpened { at, .. }
             | Event::SetupStarted { at }
+            | Event::SetupHandedOver { at, .. }
+            | Event::SetupCompleted { at, .. }
+            | Event::ServicesConfigured { at, .. }
+            | Event::LineProvisioned { at, .. }
             | Event::CommandRefused { at, .. } => *at,
         }
     }
@@ -311,7 +415,8 @@ impl Event {
             | Event::ProvisioningContactChanged { line_id, .. }
             | Event::LineClosed { line_id, .. }
             | Event::EscalationRaised { line_id, .. }
-            | Event::SupportCaseOpened { line_id, .. } => Some(line_id),
+            | Event::SupportCaseOpened { line_id, .. }
+            | Event::LineProvisioned { line_id, .. } => Some(line_id),
             Event::CommandRefused { line_id, .. } => line_id.as_ref(),
             _ => None,
         }
@@ -334,11 +439,7 @@ impl Event {
 
     /// The JSON payload as stored: the event's fields without the type tag.
     pub fn to_payload(&self) -> serde_json::Value {
-        let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        if let Some(map) = value.as_object_mut() {
-            map.remove("type");
-        }
-        value
+        payload_of(self)
     }
 
     /// Decode a stored event, upcasting older schema versions.
@@ -347,32 +448,54 @@ impl Event {
         schema_version: u32,
         payload: &serde_json::Value,
     ) -> Result<Event, DomainError> {
-        if !EVENT_TYPES.contains(&event_type) {
-            return Err(DomainError::UnknownEventType {
-                event_type: event_type.to_string(),
-            });
-        }
-        if schema_version == 0 || schema_version > SCHEMA_VERSION {
-            return Err(DomainError::UnsupportedSchemaVersion {
-                event_type: event_type.to_string(),
-                schema_version,
-            });
-        }
-        let mut object = match payload {
-            serde_json::Value::Object(map) => map.clone(),
-            _ => {
-                return Err(DomainError::InvalidPayload {
-                    event_type: event_type.to_string(),
-                    reason: "the payload is not a JSON object".into(),
-                })
-            }
-        };
-        object.insert("type".into(), serde_json::Value::String(event_type.into()));
-        serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| {
-            DomainError::InvalidPayload {
-                event_type: event_type.to_string(),
-                reason: e.to_string(),
-            }
-        })
+        decode_stored(EVENT_TYPES, event_type, schema_version, payload)
     }
+}
+
+/// The payload of a serde-tagged event enum: its fields without the tag.
+pub(crate) fn payload_of<T: Serialize>(event: &T) -> serde_json::Value {
+    let mut value = serde_json::to_value(event).unwrap_or(serde_json::Value::Null);
+    if let Some(map) = value.as_object_mut() {
+        map.remove("type");
+    }
+    value
+}
+
+/// Decode a stored payload of one of `types` (the variants of a
+/// `#[serde(tag = "type")]` enum), checking the type and schema version first.
+/// Every stream's event enum (orders, organisations, reservations) reads its
+/// events through this one function, so they all follow docs/events.md §8.
+pub(crate) fn decode_stored<T: serde::de::DeserializeOwned>(
+    types: &[&str],
+    event_type: &str,
+    schema_version: u32,
+    payload: &serde_json::Value,
+) -> Result<T, DomainError> {
+    if !types.contains(&event_type) {
+        return Err(DomainError::UnknownEventType {
+            event_type: event_type.to_string(),
+        });
+    }
+    if schema_version == 0 || schema_version > SCHEMA_VERSION {
+        return Err(DomainError::UnsupportedSchemaVersion {
+            event_type: event_type.to_string(),
+            schema_version,
+        });
+    }
+    let mut object = match payload {
+        serde_json::Value::Object(map) => map.clone(),
+        _ => {
+            return Err(DomainError::InvalidPayload {
+                event_type: event_type.to_string(),
+                reason: "the payload is not a JSON object".into(),
+            })
+        }
+    };
+    object.insert("type".into(), serde_json::Value::String(event_type.into()));
+    serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| {
+        DomainError::InvalidPayload {
+            event_type: event_type.to_string(),
+            reason: e.to_string(),
+        }
+    })
 }

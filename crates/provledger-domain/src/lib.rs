@@ -1,5 +1,7 @@
 //! The pure domain core of provledger: value types, commands, events and the
-//! rules R1–R18 of DESIGN.md as `decide` / `evolve`.
+//! rules R1–R18 of DESIGN.md as `decide` / `evolve` (one order stream) and
+//! `decide_setup` (the setup wizard, service setup and provisioning, which
+//! also write organisation and reservation streams).
 //!
 //! This crate exists so that every rule lives in one place that can be tested
 //! without a database or a clock. Invariants (checked by the workspace tidy
@@ -15,8 +17,13 @@ mod error;
 mod event;
 mod ids;
 mod offer;
+mod organisation;
+mod reservation;
 mod schedule;
+mod setup;
+mod setup_decide;
 mod state;
+mod subdomain;
 
 pub use command::{Actor, Command, Context, LineRequest, OrderRequest, ValidOrder};
 pub use decide::decide;
@@ -28,5 +35,21 @@ pub use event::{
 };
 pub use ids::{LineId, OrderId, OrgId, SubscriptionId, ORDER_STREAM_PREFIX};
 pub use offer::Offer;
+pub use organisation::{
+    evolve_org, OrgEvent, OrgKind, OrgState, Organisation, ORG_EVENT_TYPES, ORG_STREAM_PREFIX,
+};
+pub use reservation::{
+    evolve_reservation, Holder, ReservationEvent, ReservationKey, ReservationState,
+    RESERVATION_EVENT_TYPES, RESERVATION_STREAM_PREFIX,
+};
 pub use schedule::{due_events, escalation_due, next_due, rsd_start};
-pub use state::{evolve, Line, LineStatus, Order, OrderState};
+pub use setup::{
+    CallingRequest, CallingSettings, EnterpriseRequest, MeetingRequest, MeetingSettings,
+    NewOrgRequest, OrgChoice, OrgChoiceRequest, ServicesRequest, SetupCommand, SetupRequest,
+    ValidServices, ValidSetup, WhoSetsUp, WizardAnswers,
+};
+pub use setup_decide::{
+    decide_setup, describe_services, setup_needs, SetupDecision, SetupNeeds, SetupView,
+};
+pub use state::{evolve, Line, LineStatus, Order, OrderState, ServicesRecord, SetupRecord};
+pub use subdomain::{Subdomain, SUBDOMAIN_MAX_LEN, SUBDOMAIN_MIN_LEN};

@@ -7,7 +7,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Email, Event, LineId, Offer, OrderId, OrgId, SubscriptionId};
+use crate::{Email, Event, LineId, Offer, OrderId, OrgId, Subdomain, SubscriptionId, WhoSetsUp};
 
 /// A line's status as shown in the ordering tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -106,6 +106,44 @@ pub struct Order {
     pub setup_started_at: Option<DateTime<Utc>>,
     /// Support cases opened so far.
     pub support_cases: u32,
+    /// R14: the people the setup was handed to ("someone else in my company").
+    #[serde(default)]
+    pub delegates: Vec<Email>,
+    /// R13–R17: the completed setup wizard.
+    #[serde(default)]
+    pub setup: Option<SetupRecord>,
+    /// R18: the latest saved service settings.
+    #[serde(default)]
+    pub services: Option<ServicesRecord>,
+    /// R18: when the order was provisioned and billing started.
+    #[serde(default)]
+    pub provisioned_at: Option<DateTime<Utc>>,
+}
+
+/// What the completed setup wizard decided (R14–R17).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupRecord {
+    /// When it was completed.
+    pub completed_at: DateTime<Utc>,
+    /// Who completed it.
+    pub completed_by: Email,
+    /// R14: who sets up the services (`Me` or `Customer`).
+    pub who_sets_up: WhoSetsUp,
+    /// R15: the partner organisation.
+    pub partner_org_id: OrgId,
+    /// The customer organisation the order is onboarded to.
+    pub customer_org_id: OrgId,
+    /// R16: the customer administrator named in the wizard.
+    pub customer_admin_email: Email,
+}
+
+/// The latest service settings saved for the order (R18).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicesRecord {
+    /// When they were saved.
+    pub configured_at: DateTime<Utc>,
+    /// The subdomain given, if any.
+    pub subdomain: Option<Subdomain>,
 }
 
 impl Order {
@@ -129,6 +167,20 @@ impl Order {
         &self.ordering_contact == user
             || self.partner_contacts.contains(user)
             || self.distributor_contacts.contains(user)
+    }
+
+    /// Whether `user` is the provisioning contact of any line.
+    pub fn is_provisioning_contact(&self, user: &Email) -> bool {
+        self.lines.iter().any(|l| &l.provisioning_contact == user)
+    }
+
+    /// R13/R14: who may open and complete the setup wizard: users with
+    /// access (R6), the lines' provisioning contacts (who got the "Set up
+    /// now" link), and anyone the setup was handed to.
+    pub fn may_set_up(&self, user: &Email) -> bool {
+        self.has_access(user)
+            || self.is_provisioning_contact(user)
+            || self.delegates.iter().any(|d| d.same_user(user))
     }
 }
 
@@ -201,6 +253,10 @@ pub fn evolve(mut state: OrderState, event: &Event) -> OrderState {
                 onboarded_at: None,
                 setup_started_at: None,
                 support_cases: 0,
+                delegates: Vec::new(),
+                setup: None,
+                services: None,
+                provisioned_at: None,
             });
         }
         return state;
@@ -266,6 +322,49 @@ pub fn evolve(mut state: OrderState, event: &Event) -> OrderState {
         }
         Event::SetupStarted { at } => {
             order.setup_started_at.get_or_insert(*at);
+        }
+        Event::SetupHandedOver { at, to } => {
+            order.setup_started_at.get_or_insert(*at);
+            if !order.delegates.iter().any(|d| d.same_user(to)) {
+                order.delegates.push(to.clone());
+            }
+        }
+        Event::SetupCompleted {
+            at,
+            completed_by,
+            who_sets_up,
+            partner_org_id,
+            customer_org_id,
+            customer_admin_email,
+            ..
+        } => {
+            order.setup_started_at.get_or_insert(*at);
+            order.setup = Some(SetupRecord {
+                completed_at: *at,
+                completed_by: completed_by.clone(),
+                who_sets_up: *who_sets_up,
+                partner_org_id: partner_org_id.clone(),
+                customer_org_id: customer_org_id.clone(),
+                customer_admin_email: customer_admin_email.clone(),
+            });
+        }
+        Event::ServicesConfigured { at, subdomain, .. } => {
+            order.services = Some(ServicesRecord {
+                configured_at: *at,
+                subdomain: subdomain.clone(),
+            });
+        }
+        Event::LineProvisioned {
+            at,
+            line_id,
+            billing_started,
+            ..
+        } => {
+            order.provisioned_at.get_or_insert(*at);
+            if let Some(line) = order.line_mut(line_id) {
+                line.status = LineStatus::Provisioned;
+                line.billing_started |= *billing_started;
+            }
         }
         Event::CommandRefused { .. } => {}
     }

@@ -283,7 +283,7 @@ mod tests {
     fn event(position: Position) -> Decoded {
         let recorded = provledger_store::RecordedEvent {
             position,
-            stream_id: "order-X".into(),
+            stream_id: "org-X".into(),
             stream_version: position,
             event_type: "SetupStarted".into(),
             schema_version: 1,
@@ -294,10 +294,7 @@ mod tests {
             prev_hash: String::new(),
             hash: String::new(),
         };
-        Decoded {
-            recorded,
-            order: None,
-        }
+        Decoded::new(recorded).unwrap()
     }
 
     #[test]
@@ -327,6 +324,32 @@ mod tests {
                 next: 13
             })
         ));
+    }
+
+    #[test]
+    fn transaction_ids_order_by_position_then_line_id() {
+        let row = |position: Position, line_id: &str| TransactionRow {
+            transaction_id: "tx".into(),
+            tx_type: crate::TransactionType::OrgOnboarding,
+            type_label: String::new(),
+            order_id: "WO-1".into(),
+            line_id: line_id.into(),
+            subscription_id: "S".into(),
+            submitted_by: "a@b.example".into(),
+            submitted_at: Utc::now(),
+            status: crate::TransactionStatus::Success,
+            reason: None,
+            reason_code: None,
+            old_email: None,
+            new_email: None,
+            applied_to_all_lines: false,
+            detail: None,
+            position,
+        };
+        let rows = [row(7, "1.2"), row(7, "1.10"), row(7, "1.1"), row(9, "a")];
+        let ids = transaction_ids(&rows).unwrap();
+        assert_eq!(ids, vec![7 * 4096 + 2, 7 * 4096 + 1, 7 * 4096, 9 * 4096]);
+        assert!(transaction_ids(&[row(u64::MAX, "x")]).is_err());
     }
 
     #[test]

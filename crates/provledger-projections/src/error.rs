@@ -73,6 +73,15 @@ pub enum ProjectionError {
         /// The next position the store returned.
         next: Position,
     },
+    /// The read models have applied events the store does not have: they
+    /// belong to another ledger (a replaced or re-imported store).
+    #[error("the read models are at position {checkpoint} but the event store ends at {head}: they were built from another ledger; run `provledger rebuild`")]
+    AheadOfStore {
+        /// The read models' checkpoint.
+        checkpoint: Position,
+        /// The store's last position (0: empty).
+        head: Position,
+    },
     /// A query parameter is invalid.
     #[error("invalid {field}: {reason}")]
     InvalidQuery {

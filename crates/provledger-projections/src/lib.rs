@@ -35,7 +35,7 @@ use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
-use provledger_domain::OrderId;
+use provledger_domain::{OrderId, SubscriptionId};
 use provledger_store::{EventStore, Position, RecordedEvent, StoreUrl};
 
 pub use error::ProjectionError;
@@ -53,7 +53,7 @@ pub const PROGRESS_EVERY: u64 = 10_000;
 
 /// A rebuild applies batches this many times larger than a catch-up: fewer
 /// durable commits, at the price of holding the write lock longer.
-const REBUILD_BATCH_FACTOR: usize = 4;
+const REBUILD_BATCH_FACTOR: usize = 2;
 
 /// The read models of one ledger, stored in the ledger's own database.
 ///
@@ -85,7 +85,7 @@ impl ReadModels {
     /// For SQLite the file is created if missing; for PostgreSQL the tables
     /// go in the connection's current schema (see [`ReadModels::open_in_schema`]).
     pub fn open(store_url: &str) -> Result<ReadModels, ProjectionError> {
-        let backend: Box<dyn Backend> = match StoreUrl::parse(store_url)? {
+        let backend: Box<dyn Backend> = match parse_url(store_url)? {
             StoreUrl::Sqlite(path) => Box::new(sqlite::SqliteModels::open(&path)?),
             StoreUrl::Postgres(url) => Box::new(postgres::PostgresModels::connect(&url, None)?),
         };
@@ -100,7 +100,7 @@ impl ReadModels {
     /// with `pg_`; `store_url` must be a `postgres://` URL. Otherwise
     /// [`ProjectionError::InvalidUrl`].
     pub fn open_in_schema(store_url: &str, schema: &str) -> Result<ReadModels, ProjectionError> {
-        match StoreUrl::parse(store_url)? {
+        match parse_url(store_url)? {
             StoreUrl::Postgres(url) => Ok(Self::with_backend(Box::new(
                 postgres::PostgresModels::connect(&url, Some(schema))?,
             ))),
@@ -220,6 +220,13 @@ impl ReadModels {
         if first.len() < batch_size {
             // The whole rest of the log fits in one batch: no helper needed.
             if first.is_empty() {
+                let head = store.head()?.map_or(0, |h| h.position);
+                if head < start {
+                    return Err(ProjectionError::AheadOfStore {
+                        checkpoint: start,
+                        head,
+                    });
+                }
                 return Ok(Flow::Finished);
             }
             return Ok(match self.apply(start, &first)? {
@@ -295,6 +302,71 @@ impl ReadModels {
         self.inner().backend.history(q)
     }
 
+    /// [`lines_as_of`] (replayed from the store, not read from the read
+    /// model), reading only the streams of the orders that hold the
+    /// subscription when the query names one but no order.
+    ///
+    /// The read model is caught up first and used only to find those orders
+    /// (a line's subscription never changes), so the result equals
+    /// [`lines_as_of`] while reading a few streams instead of the whole log.
+    pub fn lines_as_of(
+        &self,
+        store: &dyn EventStore,
+        q: &LineQuery,
+        as_of: AsOf,
+    ) -> Result<Vec<LineRow>, ProjectionError> {
+        match (&q.order_id, &q.subscription_id) {
+            (None, Some(sub)) => {
+                let orders = self.orders_with_subscription(store, sub)?;
+                memory::lines_as_of_in(store, q, memory::Streams::Orders(&orders), as_of)
+            }
+            _ => lines_as_of(store, q, as_of),
+        }
+    }
+
+    /// [`history_as_of`], reading only the streams of the orders that hold
+    /// the subscription when the query names one but no order (see
+    /// [`ReadModels::lines_as_of`]).
+    pub fn history_as_of(
+        &self,
+        store: &dyn EventStore,
+        q: &HistoryQuery,
+        as_of: AsOf,
+    ) -> Result<Vec<HistoryRow>, ProjectionError> {
+        match (&q.order_id, &q.subscription_id) {
+            (None, Some(sub)) => {
+                let orders = self.orders_with_subscription(store, sub)?;
+                memory::history_as_of_in(store, q, memory::Streams::Orders(&orders), as_of)
+            }
+            _ => history_as_of(store, q, as_of),
+        }
+    }
+
+    /// The orders that have a line with this subscription, sorted.
+    fn orders_with_subscription(
+        &self,
+        store: &dyn EventStore,
+        subscription_id: &SubscriptionId,
+    ) -> Result<Vec<OrderId>, ProjectionError> {
+        self.catch_up(store)?;
+        let rows = self.lines(&LineQuery {
+            order_id: None,
+            subscription_id: Some(subscription_id.clone()),
+        })?;
+        let mut orders = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id = OrderId::parse(&row.order_id).map_err(|e| ProjectionError::Corrupt {
+                table: "rm_lines",
+                key: row.order_id.clone(),
+                reason: e.to_string(),
+            })?;
+            if orders.last() != Some(&id) {
+                orders.push(id);
+            }
+        }
+        Ok(orders)
+    }
+
     /// Orders with a scheduled transition (R2, R7, R11) due at or before
     /// `now` by the domain's `next_due`, sorted by order id: what `tick`
     /// must visit.
@@ -348,6 +420,16 @@ fn push_json<T: serde::Serialize>(out: &mut String, row: &T) -> Result<(), Proje
     out.push_str(&text);
     out.push('\n');
     Ok(())
+}
+
+/// Parse a store URL, reporting a bad one as [`ProjectionError::InvalidUrl`].
+fn parse_url(store_url: &str) -> Result<StoreUrl, ProjectionError> {
+    StoreUrl::parse(store_url).map_err(|e| match e {
+        provledger_store::StoreError::InvalidUrl { url, reason } => {
+            ProjectionError::InvalidUrl { url, reason }
+        }
+        other => ProjectionError::Store(other),
+    })
 }
 
 /// Whether the batch loop is done or must read again from the stored checkpoint.

@@ -97,11 +97,11 @@ impl Replay {
         Ok(())
     }
 
-    /// Replay the events the query needs up to `as_of`.
+    /// Replay the events of `streams` up to `as_of`.
     fn run(
         mut self,
         store: &dyn EventStore,
-        order_id: Option<&OrderId>,
+        streams: Streams<'_>,
         as_of: AsOf,
     ) -> Result<Self, ProjectionError> {
         let mut step = |event: &RecordedEvent| -> Result<bool, ProjectionError> {
@@ -113,15 +113,17 @@ impl Replay {
             }
             Ok(true)
         };
-        match order_id {
-            Some(order_id) => {
-                for event in store.read_stream(&order_id.stream_id(), 0)? {
-                    if !step(&event)? {
-                        break;
+        match streams {
+            Streams::Orders(orders) => {
+                for order_id in orders {
+                    for event in store.read_stream(&order_id.stream_id(), 0)? {
+                        if !step(&event)? {
+                            break;
+                        }
                     }
                 }
             }
-            None => {
+            Streams::All => {
                 for event in store.read_all(0)? {
                     if !step(&event?)? {
                         break;
@@ -131,27 +133,76 @@ impl Replay {
         }
         Ok(self)
     }
+
+    fn lines(self) -> Vec<LineRow> {
+        let sub = self.subscription.as_ref().map(SubscriptionId::as_str);
+        self.states
+            .values()
+            .flat_map(line_rows)
+            .filter(|row| sub.map_or(true, |s| row.subscription_id == s))
+            .collect()
+    }
+
+    fn history(self) -> Vec<HistoryRow> {
+        let sub = self.subscription.as_ref().map(SubscriptionId::as_str);
+        let mut rows: Vec<HistoryRow> = self
+            .history
+            .into_iter()
+            .filter(|row| match sub {
+                None => true,
+                // The replay kept only orders listing the subscription, so the
+                // order-level rows are that order's.
+                Some(s) => row.line_id.is_none() || row.subscription_id.as_deref() == Some(s),
+            })
+            .collect();
+        // Streams replayed one after the other: back to the ledger's order.
+        rows.sort_by_key(|row| row.position);
+        rows
+    }
+}
+
+/// Which streams a replay reads.
+pub(crate) enum Streams<'a> {
+    /// The whole log, in position order.
+    All,
+    /// Only these order streams.
+    Orders(&'a [OrderId]),
+}
+
+impl<'a> Streams<'a> {
+    fn of(order_id: Option<&'a OrderId>) -> Streams<'a> {
+        match order_id {
+            Some(id) => Streams::Orders(std::slice::from_ref(id)),
+            None => Streams::All,
+        }
+    }
 }
 
 /// The `lines` view as it was at `as_of`, replayed from the store in memory
 /// (not from the read model): the point-in-time state of R1–R8.
 ///
 /// The rows are sorted like [`crate::ReadModels::lines`]: by order id, then in
-/// order-file order.
+/// order-file order. A query by order reads that order's stream only; any
+/// other reads the whole log ([`crate::ReadModels::lines_as_of`] avoids that
+/// for a query by subscription).
 pub fn lines_as_of(
     store: &dyn EventStore,
     q: &LineQuery,
     as_of: AsOf,
 ) -> Result<Vec<LineRow>, ProjectionError> {
-    let replay =
-        Replay::new(q.subscription_id.clone(), false).run(store, q.order_id.as_ref(), as_of)?;
-    let sub = q.subscription_id.as_ref().map(SubscriptionId::as_str);
-    Ok(replay
-        .states
-        .values()
-        .flat_map(line_rows)
-        .filter(|row| sub.map_or(true, |s| row.subscription_id == s))
-        .collect())
+    lines_as_of_in(store, q, Streams::of(q.order_id.as_ref()), as_of)
+}
+
+/// [`lines_as_of`], reading only `streams`.
+pub(crate) fn lines_as_of_in(
+    store: &dyn EventStore,
+    q: &LineQuery,
+    streams: Streams<'_>,
+    as_of: AsOf,
+) -> Result<Vec<LineRow>, ProjectionError> {
+    Ok(Replay::new(q.subscription_id.clone(), false)
+        .run(store, streams, as_of)?
+        .lines())
 }
 
 /// The `history` view as it was at `as_of`, replayed from the store in
@@ -162,17 +213,17 @@ pub fn history_as_of(
     q: &HistoryQuery,
     as_of: AsOf,
 ) -> Result<Vec<HistoryRow>, ProjectionError> {
-    let replay =
-        Replay::new(q.subscription_id.clone(), true).run(store, q.order_id.as_ref(), as_of)?;
-    let sub = q.subscription_id.as_ref().map(SubscriptionId::as_str);
-    Ok(replay
-        .history
-        .into_iter()
-        .filter(|row| match sub {
-            None => true,
-            // The replay kept only orders listing the subscription, so the
-            // order-level rows are that order's.
-            Some(s) => row.line_id.is_none() || row.subscription_id.as_deref() == Some(s),
-        })
-        .collect())
+    history_as_of_in(store, q, Streams::of(q.order_id.as_ref()), as_of)
+}
+
+/// [`history_as_of`], reading only `streams`.
+pub(crate) fn history_as_of_in(
+    store: &dyn EventStore,
+    q: &HistoryQuery,
+    streams: Streams<'_>,
+    as_of: AsOf,
+) -> Result<Vec<HistoryRow>, ProjectionError> {
+    Ok(Replay::new(q.subscription_id.clone(), true)
+        .run(store, streams, as_of)?
+        .history())
 }

@@ -389,8 +389,8 @@ fn write_batch(
     out: &BatchOutput,
 ) -> Result<(), ProjectionError> {
     for chunk in out.history.chunks(CHUNK) {
-        let records: Vec<&RecordedEvent> =
-            chunk.iter().map(|p| &events[p.index].recorded).collect();
+        let decoded: Vec<&Decoded> = chunk.iter().map(|p| &events[p.index]).collect();
+        let records: Vec<&RecordedEvent> = decoded.iter().map(|d| &d.recorded).collect();
         let mut position = Vec::with_capacity(chunk.len());
         let mut stream_version = Vec::with_capacity(chunk.len());
         let mut schema_version = Vec::with_capacity(chunk.len());
@@ -399,15 +399,12 @@ fn write_batch(
             stream_version.push(to_i64(r.stream_version)?);
             schema_version.push(i64::from(r.schema_version));
         }
-        let text = |f: fn(&RecordedEvent) -> &str| {
-            records.iter().map(|r| f(r)).collect::<Vec<&str>>()
-        };
-        let occurred_at: Vec<String> = records.iter().map(|r| fmt_time(&r.occurred_at)).collect();
-        let recorded_at: Vec<String> = records.iter().map(|r| fmt_time(&r.recorded_at)).collect();
-        let payload: Vec<String> = records
-            .iter()
-            .map(|r| provledger_store::hash::canonical_json(&r.payload))
-            .collect();
+        let text =
+            |f: fn(&RecordedEvent) -> &str| records.iter().map(|r| f(r)).collect::<Vec<&str>>();
+        let stored = |f: fn(&Decoded) -> &str| decoded.iter().map(|d| f(d)).collect::<Vec<&str>>();
+        let occurred_at = stored(|d| &d.occurred_at);
+        let recorded_at = stored(|d| &d.recorded_at);
+        let payload = stored(|d| &d.payload_json);
         let order_id: Vec<&str> = chunk.iter().map(|p| p.order_id.as_str()).collect();
         let line_id: Vec<Option<&str>> = chunk.iter().map(|p| p.line_id.as_deref()).collect();
         let subscription_id: Vec<Option<&str>> =
@@ -863,39 +860,17 @@ fn schema_key(schema: &str) -> i32 {
     i32::from_be_bytes(hash.to_be_bytes())
 }
 
+/// The store's schema-name rule, reported as a read-model error.
 fn check_schema_name(url: &str, schema: &str) -> Result<(), ProjectionError> {
-    let mut chars = schema.chars();
-    let valid_start = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    let valid_rest = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if valid_start && valid_rest && schema.len() <= 63 && !schema.starts_with("pg_") {
-        Ok(())
-    } else {
-        Err(ProjectionError::InvalidUrl {
-            url: redact(url),
-            reason: format!(
-                "schema name {schema:?} is not allowed: use lowercase letters, digits and \
-                 underscores, starting with a letter or underscore, at most 63 characters, \
-                 not starting with pg_"
-            ),
-        })
-    }
+    provledger_store::postgres::check_schema_name(url, schema).map_err(|e| match e {
+        provledger_store::StoreError::InvalidUrl { url, reason } => {
+            ProjectionError::InvalidUrl { url, reason }
+        }
+        other => other.into(),
+    })
 }
 
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
-}
+use provledger_store::redact_url as redact;
 
 #[cfg(test)]
 mod tests {

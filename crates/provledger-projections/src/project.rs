@@ -11,29 +11,58 @@
 use std::collections::HashMap;
 
 use provledger_domain::{
-    evolve, Event, LineId, OrderId, OrderState, RefusedAction, SupportRequestType,
+    evolve, Event, Line, LineId, Order, OrderId, OrderState, RefusedAction, SupportRequestType,
 };
-use provledger_store::{Position, RecordedEvent};
+use provledger_store::{hash::format_time, Position, RecordedEvent};
 
 use crate::{
     HistoryRow, LineRow, ProjectionError, TransactionRow, TransactionStatus, TransactionType,
 };
 
-/// A recorded event, decoded if it belongs to an order stream.
+/// A recorded event, decoded if it belongs to an order stream, with the
+/// texts the SQL backends store already made.
+///
+/// Batches are decoded on a helper thread while the previous batch is
+/// written (see `ReadModels::run_from`), so everything done here is off the
+/// applying thread. The payload is kept only as its canonical JSON text: it
+/// is half the memory of a parsed `serde_json::Value`.
 #[derive(Debug)]
 pub(crate) struct Decoded {
-    /// The event as stored.
+    /// The event as stored, except that its `payload` is `Null`: see
+    /// [`Decoded::payload_json`].
     pub recorded: RecordedEvent,
     /// The order and the decoded event; `None` for other streams
     /// (organisations, reservations), which these read models skip.
     pub order: Option<(OrderId, Event)>,
+    /// The payload as canonical JSON (empty for other streams).
+    pub payload_json: String,
+    /// `occurred_at` as stored (empty for other streams).
+    pub occurred_at: String,
+    /// `recorded_at` as stored (empty for other streams).
+    pub recorded_at: String,
 }
 
 impl Decoded {
     /// Decode a recorded event (see [`decode_order_event`]).
-    pub fn new(recorded: RecordedEvent) -> Result<Decoded, ProjectionError> {
+    pub fn new(mut recorded: RecordedEvent) -> Result<Decoded, ProjectionError> {
         let order = decode_order_event(&recorded)?;
-        Ok(Decoded { recorded, order })
+        let (payload_json, occurred_at, recorded_at) = if order.is_some() {
+            let payload = std::mem::take(&mut recorded.payload);
+            (
+                provledger_store::hash::canonical_json(&payload),
+                format_time(&recorded.occurred_at),
+                format_time(&recorded.recorded_at),
+            )
+        } else {
+            (String::new(), String::new(), String::new())
+        };
+        Ok(Decoded {
+            recorded,
+            order,
+            payload_json,
+            occurred_at,
+            recorded_at,
+        })
     }
 
     /// The borrowed view [`project`] works on, for an order event.
@@ -85,26 +114,31 @@ pub(crate) fn line_rows(state: &OrderState) -> Vec<LineRow> {
     order
         .lines
         .iter()
-        .map(|line| LineRow {
-            order_id: order.order_id.to_string(),
-            line_id: line.line_id.to_string(),
-            subscription_id: line.subscription_id.to_string(),
-            offer: line.offer.name().to_string(),
-            rsd: line.rsd,
-            provisioning_contact: line.provisioning_contact.to_string(),
-            status: line.status.as_str().to_string(),
-            status_label: line.status.label().to_string(),
-            provisioning_pending: line.provisioning_pending(),
-            initial_email_sent_at: line.initial_email_sent_at,
-            closes_at: line.closes_at,
-            billing_started: line.billing_started,
-            org_id: order.org_id.as_ref().map(ToString::to_string),
-            escalated_at: line.escalated_at,
-            resend_count: line.resend_count,
-            partner: order.partner.clone(),
-            end_customer: order.end_customer.clone(),
-        })
+        .map(|line| line_row(order, line))
         .collect()
+}
+
+/// The `lines` row of one line of `order`.
+fn line_row(order: &Order, line: &Line) -> LineRow {
+    LineRow {
+        order_id: order.order_id.to_string(),
+        line_id: line.line_id.to_string(),
+        subscription_id: line.subscription_id.to_string(),
+        offer: line.offer.name().to_string(),
+        rsd: line.rsd,
+        provisioning_contact: line.provisioning_contact.to_string(),
+        status: line.status.as_str().to_string(),
+        status_label: line.status.label().to_string(),
+        provisioning_pending: line.provisioning_pending(),
+        initial_email_sent_at: line.initial_email_sent_at,
+        closes_at: line.closes_at,
+        billing_started: line.billing_started,
+        org_id: order.org_id.as_ref().map(ToString::to_string),
+        escalated_at: line.escalated_at,
+        resend_count: line.resend_count,
+        partner: order.partner.clone(),
+        end_customer: order.end_customer.clone(),
+    }
 }
 
 /// Where a history row belongs: its line and that line's subscription
@@ -251,6 +285,71 @@ pub(crate) fn transaction_rows(e: &OrderEvent<'_>, before: &OrderState) -> Vec<T
             None,
         ),
         Event::SetupStarted { .. } => (Lines::All, Tx::success(TransactionType::SetupStart), None),
+        Event::SetupHandedOver { to, .. } => (
+            Lines::All,
+            Tx {
+                new_email: Some(to.to_string()),
+                detail: Some(format!("setup handed over to {to}")),
+                ..Tx::success(TransactionType::SetupHandover)
+            },
+            None,
+        ),
+        Event::SetupCompleted {
+            who_sets_up,
+            partner_org_id,
+            partner_org_created,
+            customer_org_id,
+            customer_org_created,
+            customer_admin_email,
+            ..
+        } => (
+            Lines::All,
+            Tx {
+                detail: Some(format!(
+                    "customer organisation {customer_org_id}{}, partner organisation \
+                     {partner_org_id}{}, customer administrator {customer_admin_email}, \
+                     services set up by {}",
+                    if *customer_org_created {
+                        " (created)"
+                    } else {
+                        ""
+                    },
+                    if *partner_org_created {
+                        " (created)"
+                    } else {
+                        ""
+                    },
+                    who_sets_up.as_str(),
+                )),
+                ..Tx::success(TransactionType::SetupCompletion)
+            },
+            None,
+        ),
+        Event::ServicesConfigured {
+            org_id, subdomain, ..
+        } => (
+            Lines::All,
+            Tx {
+                detail: Some(match subdomain {
+                    Some(subdomain) => format!("organisation {org_id}, subdomain {subdomain}"),
+                    None => format!("organisation {org_id}"),
+                }),
+                ..Tx::success(TransactionType::ServiceSetup)
+            },
+            None,
+        ),
+        Event::LineProvisioned {
+            line_id, org_id, ..
+        } => (
+            Lines::One(line_id),
+            Tx {
+                detail: Some(format!(
+                    "activated in organisation {org_id}; billing started"
+                )),
+                ..Tx::success(TransactionType::Provisioning)
+            },
+            None,
+        ),
         Event::CommandRefused {
             action,
             line_id,
@@ -266,6 +365,9 @@ pub(crate) fn transaction_rows(e: &OrderEvent<'_>, before: &OrderState) -> Vec<T
                 RefusedAction::OnboardOrg => TransactionType::OrgOnboarding,
                 RefusedAction::OpenSupportCase => TransactionType::SupportCase,
                 RefusedAction::StartSetup => TransactionType::SetupStart,
+                RefusedAction::CompleteSetup => TransactionType::SetupCompletion,
+                RefusedAction::ConfigureServices => TransactionType::ServiceSetup,
+                RefusedAction::Provision => TransactionType::Provisioning,
             };
             let change = *action == RefusedAction::ChangeContact;
             let lines = match line_id {
@@ -374,11 +476,25 @@ impl DirtyOrder {
     /// The line rows (with their index in the order) that differ from the
     /// stored ones and must be written.
     pub fn changed_lines(&self) -> Vec<(usize, LineRow)> {
-        let old = self.before.as_ref().map(line_rows).unwrap_or_default();
-        line_rows(&self.after)
-            .into_iter()
+        let Some(after) = &self.after.order else {
+            return Vec::new();
+        };
+        let before = self.before.as_ref().and_then(|s| s.order.as_ref());
+        // A row is made of its line and of these order-level fields.
+        let same_order_fields = before.is_some_and(|b| {
+            b.order_id == after.order_id
+                && b.org_id == after.org_id
+                && b.partner == after.partner
+                && b.end_customer == after.end_customer
+        });
+        after
+            .lines
+            .iter()
             .enumerate()
-            .filter(|(i, row)| old.get(*i) != Some(row))
+            .filter(|(i, line)| {
+                !same_order_fields || before.and_then(|b| b.lines.get(*i)) != Some(*line)
+            })
+            .map(|(i, line)| (i, line_row(after, line)))
             .collect()
     }
 }
@@ -499,4 +615,332 @@ pub(crate) fn fold_batch(
         last_position,
         events: events.len() as u64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+    use provledger_domain::{
+        Email, LineSpec, Offer, OrgId, RefusalCode, SubscriptionId, WhoSetsUp,
+    };
+    use provledger_store::Metadata;
+
+    use super::*;
+
+    fn t(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn email(text: &str) -> Email {
+        Email::parse(text).unwrap()
+    }
+
+    fn placed() -> Event {
+        Event::OrderPlaced {
+            at: t("2026-11-20T10:00:00Z"),
+            order_id: OrderId::parse("WO-1").unwrap(),
+            ordering_contact: email("olivia@partner.example"),
+            partner: "Acme".into(),
+            end_customer: "Contoso".into(),
+            partner_contacts: vec![],
+            distributor_contacts: vec![],
+            lines: ["1", "2"]
+                .iter()
+                .map(|l| LineSpec {
+                    line_id: LineId::parse(l).unwrap(),
+                    subscription_id: SubscriptionId::parse(&format!("Sub{l}")).unwrap(),
+                    offer: Offer::AFlex,
+                    rsd: "2026-12-01".parse().unwrap(),
+                    provisioning_contact: email(&format!("c{l}@customer.example")),
+                })
+                .collect(),
+        }
+    }
+
+    /// Fold `events` as one batch; returns the output and the decoded batch.
+    fn run(events: &[Event]) -> (BatchOutput, Vec<Decoded>) {
+        let decoded: Vec<Decoded> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let position = i as u64 + 1;
+                Decoded::new(RecordedEvent {
+                    position,
+                    stream_id: "order-WO-1".into(),
+                    stream_version: position,
+                    event_type: e.event_type().into(),
+                    schema_version: e.schema_version(),
+                    payload: e.to_payload(),
+                    metadata: Metadata {
+                        actor: "pat@partner.example".into(),
+                        transaction_id: format!("tx-{position}"),
+                        ..Metadata::default()
+                    },
+                    occurred_at: e.at(),
+                    recorded_at: e.at(),
+                    prev_hash: String::new(),
+                    hash: String::new(),
+                })
+                .unwrap()
+            })
+            .collect();
+        let out = fold_batch(&decoded, &StateCache::default(), |_| Ok(HashMap::new())).unwrap();
+        (out, decoded)
+    }
+
+    fn refused(action: RefusedAction, line: Option<&str>, all: bool) -> Event {
+        Event::CommandRefused {
+            at: t("2026-11-21T10:00:00Z"),
+            action,
+            line_id: line.map(|l| LineId::parse(l).unwrap()),
+            code: RefusalCode::AfterPonr,
+            reason: "too late".into(),
+            requested_email: (action == RefusedAction::ChangeContact)
+                .then(|| email("new@customer.example")),
+            applied_to_all_lines: all,
+        }
+    }
+
+    #[test]
+    fn r12_a_refused_change_to_all_lines_fails_on_every_line_with_its_contact() {
+        let (out, _) = run(&[
+            placed(),
+            refused(RefusedAction::ChangeContact, Some("1"), true),
+        ]);
+        let rows: Vec<_> = out
+            .transactions
+            .iter()
+            .map(|r| {
+                (
+                    r.line_id.as_str(),
+                    r.old_email.as_deref(),
+                    r.new_email.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    "1",
+                    Some("c1@customer.example"),
+                    Some("new@customer.example")
+                ),
+                (
+                    "2",
+                    Some("c2@customer.example"),
+                    Some("new@customer.example")
+                ),
+            ]
+        );
+        assert!(out
+            .transactions
+            .iter()
+            .all(|r| r.status == TransactionStatus::Failed
+                && r.reason_code.as_deref() == Some("after_ponr")
+                && r.applied_to_all_lines
+                && r.transaction_id == "tx-2"));
+        // Without "all lines", only the line asked for.
+        let (out, _) = run(&[
+            placed(),
+            refused(RefusedAction::ChangeContact, Some("2"), false),
+        ]);
+        assert_eq!(out.transactions.len(), 1);
+        assert_eq!(out.transactions[0].line_id, "2");
+        assert!(!out.transactions[0].applied_to_all_lines);
+    }
+
+    #[test]
+    fn every_refused_action_maps_to_its_transaction_type() {
+        for (action, line, tx_type, rows) in [
+            (
+                RefusedAction::ResendEmail,
+                Some("1"),
+                TransactionType::ProvisioningEmailResend,
+                1,
+            ),
+            (
+                RefusedAction::OnboardOrg,
+                None,
+                TransactionType::OrgOnboarding,
+                2,
+            ),
+            (
+                RefusedAction::OpenSupportCase,
+                Some("2"),
+                TransactionType::SupportCase,
+                1,
+            ),
+            (
+                RefusedAction::StartSetup,
+                None,
+                TransactionType::SetupStart,
+                2,
+            ),
+            (
+                RefusedAction::CompleteSetup,
+                None,
+                TransactionType::SetupCompletion,
+                2,
+            ),
+            (
+                RefusedAction::ConfigureServices,
+                None,
+                TransactionType::ServiceSetup,
+                2,
+            ),
+            (
+                RefusedAction::Provision,
+                Some("1"),
+                TransactionType::Provisioning,
+                1,
+            ),
+        ] {
+            let (out, _) = run(&[placed(), refused(action, line, false)]);
+            assert_eq!(out.transactions.len(), rows, "{action:?}");
+            assert!(out.transactions.iter().all(|r| r.tx_type == tx_type
+                && r.status == TransactionStatus::Failed
+                && r.old_email.is_none()
+                && r.reason.as_deref() == Some("too late")));
+        }
+    }
+
+    #[test]
+    fn setup_events_are_transactions_and_scheduled_events_are_not() {
+        let org = OrgId::parse("org-9").unwrap();
+        let events = [
+            placed(),
+            Event::InitialEmailSent {
+                at: t("2026-12-01T00:00:00Z"),
+                line_id: LineId::parse("1").unwrap(),
+                to: email("c1@customer.example"),
+                sender: "webex_comm@webex.com".into(),
+                closes_at: t("2026-12-08T00:00:00Z"),
+            },
+            Event::SetupHandedOver {
+                at: t("2026-12-02T00:00:00Z"),
+                to: email("sam@partner.example"),
+            },
+            Event::SetupCompleted {
+                at: t("2026-12-03T00:00:00Z"),
+                completed_by: email("sam@partner.example"),
+                who_sets_up: WhoSetsUp::Me,
+                partner_org_id: OrgId::parse("org-p").unwrap(),
+                partner_org_created: true,
+                customer_org_id: org.clone(),
+                customer_org_created: false,
+                customer_admin_email: email("admin@customer.example"),
+            },
+            Event::OrgOnboarded {
+                at: t("2026-12-03T00:00:00Z"),
+                org_id: org.clone(),
+            },
+            Event::ServicesConfigured {
+                at: t("2026-12-04T00:00:00Z"),
+                org_id: org.clone(),
+                calling: None,
+                meeting: None,
+                subdomain: None,
+            },
+            Event::LineProvisioned {
+                at: t("2026-12-05T00:00:00Z"),
+                line_id: LineId::parse("2").unwrap(),
+                org_id: org,
+                billing_started: true,
+            },
+        ];
+        let (out, decoded) = run(&events);
+        let types: Vec<_> = out
+            .transactions
+            .iter()
+            .map(|r| (r.tx_type, r.line_id.as_str()))
+            .collect();
+        use TransactionType::*;
+        assert_eq!(
+            types,
+            vec![
+                (SetupHandover, "1"),
+                (SetupHandover, "2"),
+                (SetupCompletion, "1"),
+                (SetupCompletion, "2"),
+                (OrgOnboarding, "1"),
+                (OrgOnboarding, "2"),
+                (ServiceSetup, "1"),
+                (ServiceSetup, "2"),
+                (Provisioning, "2"),
+            ]
+        );
+        assert_eq!(
+            out.transactions[0].new_email.as_deref(),
+            Some("sam@partner.example")
+        );
+        assert!(out.transactions[2]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("org-p (created)"));
+
+        // History: line events carry their subscription, order-level ones none.
+        let places: Vec<_> = out
+            .history
+            .iter()
+            .map(|p| (p.line_id.as_deref(), p.subscription_id.as_deref()))
+            .collect();
+        assert_eq!(places[0], (None, None));
+        assert_eq!(places[1], (Some("1"), Some("Sub1")));
+        assert_eq!(places[6], (Some("2"), Some("Sub2")));
+        assert_eq!(
+            decoded[0].payload_json,
+            provledger_store::hash::canonical_json(&events[0].to_payload())
+        );
+
+        // Lines: one dirty order, both rows new; line 2 provisioned.
+        let [order] = &out.orders[..] else {
+            panic!("one order")
+        };
+        let lines = order.changed_lines();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1].1.status, "provisioned");
+        assert!(!lines[1].1.provisioning_pending);
+        assert_eq!(lines[0].1.status, "onboarded");
+        assert_eq!(lines[0].1.org_id.as_deref(), Some("org-9"));
+    }
+
+    #[test]
+    fn only_changed_lines_are_rewritten() {
+        let (out, _) = run(&[placed()]);
+        let state = out.orders[0].after.clone();
+        let resend = Event::ProvisioningEmailResent {
+            at: t("2026-12-02T00:00:00Z"),
+            line_id: LineId::parse("2").unwrap(),
+            to: email("c2@customer.example"),
+            sender: "webex_comm@webex.com".into(),
+        };
+        let after = evolve(state.clone(), &resend);
+        let dirty = DirtyOrder {
+            order_id: OrderId::parse("WO-1").unwrap(),
+            before: Some(state.clone()),
+            after,
+        };
+        let changed = dirty.changed_lines();
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0].0, 1);
+        assert_eq!(changed[0].1.resend_count, 1);
+        // An order-level change (onboarding) rewrites every line.
+        let onboarded = evolve(
+            state.clone(),
+            &Event::OrgOnboarded {
+                at: t("2026-12-02T00:00:00Z"),
+                org_id: OrgId::parse("org-1").unwrap(),
+            },
+        );
+        let dirty = DirtyOrder {
+            order_id: OrderId::parse("WO-1").unwrap(),
+            before: Some(state),
+            after: onboarded,
+        };
+        assert_eq!(dirty.changed_lines().len(), 2);
+    }
 }

@@ -78,16 +78,28 @@ pub enum TransactionType {
     SupportCase,
     /// R13: the setup wizard was started.
     SetupStart,
+    /// R14: the setup was handed over to someone else in the partner's company.
+    SetupHandover,
+    /// R13–R17: the setup wizard was completed (organisations, administrator).
+    SetupCompletion,
+    /// R18: the service settings were saved.
+    ServiceSetup,
+    /// R18: "Provision and start billing" for a line.
+    Provisioning,
 }
 
 impl TransactionType {
     /// Every type, in catalogue order.
-    pub const ALL: [TransactionType; 5] = [
+    pub const ALL: [TransactionType; 9] = [
         TransactionType::ProvisioningEmailUpdate,
         TransactionType::ProvisioningEmailResend,
         TransactionType::OrgOnboarding,
         TransactionType::SupportCase,
         TransactionType::SetupStart,
+        TransactionType::SetupHandover,
+        TransactionType::SetupCompletion,
+        TransactionType::ServiceSetup,
+        TransactionType::Provisioning,
     ];
 
     /// The snake_case name used in JSON, CSV and the database.
@@ -98,6 +110,10 @@ impl TransactionType {
             TransactionType::OrgOnboarding => "org_onboarding",
             TransactionType::SupportCase => "support_case",
             TransactionType::SetupStart => "setup_start",
+            TransactionType::SetupHandover => "setup_handover",
+            TransactionType::SetupCompletion => "setup_completion",
+            TransactionType::ServiceSetup => "service_setup",
+            TransactionType::Provisioning => "provisioning",
         }
     }
 
@@ -109,6 +125,10 @@ impl TransactionType {
             TransactionType::OrgOnboarding => "Org Onboarding",
             TransactionType::SupportCase => "Support Case",
             TransactionType::SetupStart => "Setup Start",
+            TransactionType::SetupHandover => "Setup Handover",
+            TransactionType::SetupCompletion => "Setup Completion",
+            TransactionType::ServiceSetup => "Service Setup",
+            TransactionType::Provisioning => "Provisioning",
         }
     }
 }

@@ -160,7 +160,7 @@ impl SqliteModels {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // journal_mode answers with a row; the others do not.
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;")?;
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA cache_size = -32768;")?;
         conn.set_prepared_statement_cache_capacity(160);
         migrate(&mut conn)?;
         Ok(SqliteModels { conn })
@@ -250,7 +250,8 @@ fn write_batch(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
     ))?;
     for place in &out.history {
-        let r = &events[place.index].recorded;
+        let e = &events[place.index];
+        let r = &e.recorded;
         insert_history.execute(params![
             to_i64(r.position)?,
             r.stream_id,
@@ -260,11 +261,11 @@ fn write_batch(
             place.subscription_id,
             r.event_type,
             r.schema_version,
-            fmt_time(&r.occurred_at),
-            fmt_time(&r.recorded_at),
+            e.occurred_at,
+            e.recorded_at,
             r.metadata.actor,
             r.metadata.transaction_id,
-            provledger_store::hash::canonical_json(&r.payload),
+            e.payload_json,
             r.prev_hash,
             r.hash,
         ])?;

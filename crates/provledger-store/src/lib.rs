@@ -375,6 +375,20 @@ impl StoreUrl {
     }
 }
 
+/// A store URL fit for messages and logs: any password is replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
 /// Truncate a time to the microsecond precision every backend stores.
 pub fn to_stored_precision(t: DateTime<Utc>) -> DateTime<Utc> {
     t.trunc_subsecs(6)

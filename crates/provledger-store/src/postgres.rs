@@ -907,7 +907,10 @@ fn schema_key(schema: &str) -> i32 {
     i32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
-fn check_schema_name(url: &str, schema: &str) -> Result<(), StoreError> {
+/// Check that `schema` is a safe schema name: lowercase letters, digits and
+/// underscores, starting with a letter or underscore, at most 63 bytes, not
+/// `pg_…`. Shared with the read models, which live in the same schema.
+pub fn check_schema_name(url: &str, schema: &str) -> Result<(), StoreError> {
     let mut chars = schema.chars();
     let valid_start = chars
         .next()
@@ -928,22 +931,13 @@ fn check_schema_name(url: &str, schema: &str) -> Result<(), StoreError> {
 }
 
 /// An SQL identifier, quoted (names are validated too; this is belt and braces).
-fn quote_ident(name: &str) -> String {
+pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The URL without its password, for messages.
 fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
+    crate::redact_url(url)
 }
 
 /// Drop `schema` and everything in it (a test ledger) from the database at `url`.

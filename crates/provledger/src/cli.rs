@@ -11,17 +11,21 @@ use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand};
 use provledger_domain::{
     Actor, Attachment, Command, Context, Email, LineId, OrderId, OrderRequest, OrgId,
-    SubscriptionId, SupportRequestType,
+    ServicesRequest, SetupCommand, SetupRequest, SubscriptionId, SupportRequestType,
 };
 use provledger_projections::{
     AsOf, HistoryQuery, LineQuery, TransactionQuery, TransactionStatus, TransactionType,
 };
-use provledger_store::RecordedEvent;
+use provledger_store::{redact_url, RecordedEvent};
 use sha2::{Digest, Sha256};
 
 use crate::output::{self, Format};
 use crate::script::{parse_script, run_script, StepResult};
-use crate::{AppError, CommandOutcome, Ledger, OutcomeStatus, EXIT_FAILURE, EXIT_OK, EXIT_REFUSED};
+use crate::setup::SubdomainStatus;
+use crate::{
+    AppError, CommandOutcome, Ledger, OutcomeStatus, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK,
+    EXIT_REFUSED,
+};
 
 /// Default store when neither `--store`, `--db` nor `PROVLEDGER_STORE` is given.
 pub const DEFAULT_STORE: &str = "sqlite:provledger.db";
@@ -83,9 +87,22 @@ pub enum TopCommand {
     /// Support cases (R10).
     #[command(subcommand)]
     Case(CaseCmd),
-    /// The setup wizard (R13).
+    /// The setup wizard (R13–R17) and service setup (R18).
     #[command(subcommand)]
     Setup(SetupCmd),
+    /// "Provision and start billing" (R18): activate the order's
+    /// subscriptions and start billing for every purchased service.
+    Provision {
+        /// Order id.
+        #[arg(long)]
+        order: String,
+        /// Actor, time, idempotency key.
+        #[command(flatten)]
+        write: WriteOpts,
+    },
+    /// Enterprise subdomains (R18).
+    #[command(subcommand)]
+    Subdomain(SubdomainCmd),
     /// Run what is due: R2 emails, R7 closures, R11 escalations. Idempotent.
     Tick {
         /// The time to run at (RFC 3339); default now.
@@ -291,6 +308,40 @@ pub enum SetupCmd {
         /// Actor, time, idempotency key.
         #[command(flatten)]
         write: WriteOpts,
+    },
+    /// Complete the setup wizard from a file (R13–R17): who sets up, the
+    /// partner and customer organisations, the customer administrator, the
+    /// confirmations. Onboards the order (PONR), or hands the setup over.
+    Complete {
+        /// The setup file (`-` for stdin); see docs/cli.md.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        /// Actor, time, idempotency key.
+        #[command(flatten)]
+        write: WriteOpts,
+    },
+    /// Save the service settings (R18): calling, meeting, enterprise
+    /// subdomain (reserved for the organisation).
+    Services {
+        /// Order id.
+        #[arg(long)]
+        order: String,
+        /// The service settings file (`-` for stdin); see docs/cli.md.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        /// Actor, time, idempotency key.
+        #[command(flatten)]
+        write: WriteOpts,
+    },
+}
+
+/// `subdomain …`
+#[derive(Debug, Subcommand)]
+pub enum SubdomainCmd {
+    /// Whether a subdomain is available, taken or invalid (R18).
+    Check {
+        /// The subdomain, e.g. contoso.
+        name: String,
     },
 }
 
@@ -560,6 +611,92 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
         }
         TopCommand::Setup(SetupCmd::Start { order, write: w }) => {
             write(&ledger, io, &order, Command::StartSetup, &w)
+        }
+        TopCommand::Setup(SetupCmd::Complete { file, write: w }) => {
+            let text = read_input(&file)?;
+            let request: SetupRequest = serde_json::from_str(&text).map_err(|e| {
+                AppError::BadInput(format!(
+                    "the setup file {} is not a valid setup: {e}; see docs/cli.md for the format",
+                    file.display()
+                ))
+            })?;
+            let setup = request.validate()?;
+            let order_id = setup.order_id().clone();
+            let ctx = context(&w)?;
+            let outcome = ledger.execute_setup(
+                &order_id,
+                SetupCommand::Setup(setup),
+                &ctx,
+                w.idempotency_key.as_deref(),
+            )?;
+            report_outcome(io, format, &outcome)
+        }
+        TopCommand::Setup(SetupCmd::Services {
+            order,
+            file,
+            write: w,
+        }) => {
+            let order_id = OrderId::parse(&order)?;
+            let text = read_input(&file)?;
+            let request: ServicesRequest = serde_json::from_str(&text).map_err(|e| {
+                AppError::BadInput(format!(
+                    "the services file {} is not valid service settings: {e}; see docs/cli.md for the format",
+                    file.display()
+                ))
+            })?;
+            let services = request.validate()?;
+            let ctx = context(&w)?;
+            let outcome = ledger.execute_setup(
+                &order_id,
+                SetupCommand::ConfigureServices(services),
+                &ctx,
+                w.idempotency_key.as_deref(),
+            )?;
+            report_outcome(io, format, &outcome)
+        }
+        TopCommand::Provision { order, write: w } => {
+            let order_id = OrderId::parse(&order)?;
+            let ctx = context(&w)?;
+            let outcome = ledger.execute_setup(
+                &order_id,
+                SetupCommand::Provision,
+                &ctx,
+                w.idempotency_key.as_deref(),
+            )?;
+            report_outcome(io, format, &outcome)
+        }
+        TopCommand::Subdomain(SubdomainCmd::Check { name }) => {
+            let check = ledger.check_subdomain(&name)?;
+            match format {
+                Format::Json => emit(io, &output::json(&check)?)?,
+                _ => match check.status {
+                    SubdomainStatus::Invalid => {
+                        let _ = writeln!(
+                            io.err,
+                            "error: {}",
+                            check.reason.as_deref().unwrap_or("invalid subdomain")
+                        );
+                    }
+                    status => emit(
+                        io,
+                        &format!(
+                            "{}: {}{}\n",
+                            check.subdomain,
+                            status.as_str(),
+                            check
+                                .reason
+                                .as_deref()
+                                .map(|r| format!(" ({r})"))
+                                .unwrap_or_default()
+                        ),
+                    )?,
+                },
+            }
+            Ok(if check.status == SubdomainStatus::Invalid {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_OK
+            })
         }
         TopCommand::Tick { now } => {
             let now = match now {
@@ -842,20 +979,6 @@ pub struct MigrateReport {
     pub events: u64,
     /// Hash of the last event, identical in both stores.
     pub head_hash: String,
-}
-
-/// A store URL fit to print: any password is hidden.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
 }
 
 /// Copy every event of `from` into the empty store `to`, preserving

@@ -55,6 +55,14 @@ pub enum AppError {
         /// What is wrong.
         reason: String,
     },
+    /// A group commit's transaction failed (or the committer stopped)
+    /// before this command was written: nothing of it was stored, so it is
+    /// safe to retry. Exit 4, HTTP 503.
+    #[error("the group commit carrying this command failed and nothing of it was written: {reason}; retry the command")]
+    BatchFailed {
+        /// What went wrong with the batch.
+        reason: String,
+    },
     /// Reading or writing a file failed. Exit 2 for a missing input, else 4.
     #[error("{context}: {source}")]
     Io {
@@ -72,7 +80,10 @@ impl AppError {
             AppError::Domain(_) | AppError::UnknownOrder { .. } | AppError::BadInput(_) => {
                 EXIT_BAD_INPUT
             }
-            AppError::Store(StoreError::InvalidUrl { .. }) => EXIT_BAD_INPUT,
+            AppError::Store(StoreError::InvalidUrl { .. })
+            | AppError::Projection(
+                ProjectionError::InvalidUrl { .. } | ProjectionError::InvalidQuery { .. },
+            ) => EXIT_BAD_INPUT,
             AppError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 EXIT_BAD_INPUT
             }
@@ -87,7 +98,11 @@ impl AppError {
             AppError::Domain(_) | AppError::BadInput(_) => 400,
             AppError::Store(StoreError::Conflict { .. })
             | AppError::ConflictRetriesExhausted { .. } => 409,
-            AppError::Store(StoreError::InvalidUrl { .. }) => 400,
+            AppError::Store(StoreError::InvalidUrl { .. })
+            | AppError::Projection(
+                ProjectionError::InvalidUrl { .. } | ProjectionError::InvalidQuery { .. },
+            ) => 400,
+            AppError::BatchFailed { .. } => 503,
             _ => 500,
         }
     }

@@ -8,11 +8,12 @@
 
 use chrono::{DateTime, Utc};
 use provledger_domain::{
-    decide, due_events, evolve, Actor, Command, Context, Event, OrderId, OrderState,
+    decide, describe_services, due_events, evolve, Actor, Command, Context, Event, LineId, OrderId,
+    OrderState, OrgId, WhoSetsUp,
 };
 use provledger_projections::{
-    history_as_of, lines_as_of, AsOf, HistoryQuery, HistoryRow, LineQuery, LineRow, ReadModels,
-    TransactionQuery, TransactionRow,
+    AsOf, HistoryQuery, HistoryRow, LineQuery, LineRow, ReadModels, TransactionQuery,
+    TransactionRow,
 };
 use provledger_store::{
     to_stored_precision, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent,
@@ -228,7 +229,9 @@ impl Ledger {
     /// Line state, current or at a point in time (replayed, not read-model).
     pub fn lines(&self, query: &LineQuery, as_of: Option<AsOf>) -> Result<Vec<LineRow>, AppError> {
         match as_of {
-            Some(point) => Ok(lines_as_of(self.store.as_ref(), query, point)?),
+            Some(point) => Ok(self
+                .read_models
+                .lines_as_of(self.store.as_ref(), query, point)?),
             None => {
                 self.read_models.catch_up(self.store.as_ref())?;
                 Ok(self.read_models.lines(query)?)
@@ -249,7 +252,9 @@ impl Ledger {
         as_of: Option<AsOf>,
     ) -> Result<Vec<HistoryRow>, AppError> {
         match as_of {
-            Some(point) => Ok(history_as_of(self.store.as_ref(), query, point)?),
+            Some(point) => Ok(self
+                .read_models
+                .history_as_of(self.store.as_ref(), query, point)?),
             None => {
                 self.read_models.catch_up(self.store.as_ref())?;
                 Ok(self.read_models.history(query)?)
@@ -324,13 +329,19 @@ pub fn to_new_events(
 /// Summarise the events a command appended as the outcome the user sees.
 pub fn outcome_of(events: &[RecordedEvent], replayed: bool) -> Result<CommandOutcome, AppError> {
     let positions = events.iter().map(|e| e.position).collect();
-    let Some(last) = events.last() else {
+    // Setup commands also write organisation and reservation streams; the
+    // outcome is told by the order stream's events.
+    let order_events: Vec<&RecordedEvent> = events
+        .iter()
+        .filter(|e| OrderId::from_stream_id(&e.stream_id).is_some())
+        .collect();
+    let Some(last) = order_events.last() else {
         return Err(AppError::BadInput("the command appended no events".into()));
     };
     let transaction_id = last.metadata.transaction_id.clone();
     let mut decoded = Vec::new();
-    for recorded in events
-        .iter()
+    for recorded in order_events
+        .into_iter()
         .filter(|e| e.metadata.transaction_id == transaction_id)
     {
         decoded.push(Event::from_stored(
@@ -392,9 +403,65 @@ fn describe(events: &[Event]) -> (OutcomeStatus, String) {
                 request_type.label()
             ),
             Event::SetupStarted { .. } => "setup started".to_string(),
+            Event::SetupHandedOver { to, .. } => format!(
+                "setup handed over to {to}, who can now complete it from the \"Set up now\" link"
+            ),
+            Event::SetupCompleted {
+                who_sets_up,
+                partner_org_id,
+                partner_org_created,
+                customer_org_id,
+                customer_org_created,
+                customer_admin_email,
+                completed_by,
+                ..
+            } => {
+                let created = |yes: bool| if yes { "new" } else { "existing" };
+                let mut s = format!(
+                    "setup completed: customer organisation {customer_org_id} ({}) with administrator {customer_admin_email}, partner organisation {partner_org_id} ({})",
+                    created(*customer_org_created),
+                    created(*partner_org_created)
+                );
+                if *partner_org_created {
+                    s.push_str("; its administrator sets its password next (R17)");
+                }
+                if *who_sets_up == WhoSetsUp::Customer {
+                    s.push_str("; the customer sets up the services, and the partner has no access to manage the customer organisation");
+                } else {
+                    s.push_str(&format!("; {completed_by} sets up the services"));
+                }
+                s
+            }
+            Event::ServicesConfigured {
+                org_id,
+                calling,
+                meeting,
+                subdomain,
+                ..
+            } => format!(
+                "services set up for organisation {org_id}: {}",
+                describe_services(calling.as_ref(), meeting.as_ref(), subdomain.as_ref())
+            ),
+            Event::LineProvisioned { .. } => continue,
             other => other.event_type().to_string(),
         };
         parts.push(text);
+    }
+    let provisioned: Vec<(&LineId, &OrgId)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::LineProvisioned {
+                line_id, org_id, ..
+            } => Some((line_id, org_id)),
+            _ => None,
+        })
+        .collect();
+    if let Some((_, org_id)) = provisioned.first() {
+        let lines: Vec<&str> = provisioned.iter().map(|(l, _)| l.as_str()).collect();
+        parts.push(format!(
+            "provisioned in organisation {org_id}: line(s) {} activated and billing started for every purchased service",
+            lines.join(", ")
+        ));
     }
     (OutcomeStatus::Success, parts.join("; "))
 }

@@ -11,9 +11,11 @@
 pub mod cli;
 pub mod demo;
 mod error;
+pub mod group_commit;
 mod ledger;
 pub mod output;
 pub mod script;
+pub mod setup;
 
 pub use error::{AppError, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, EXIT_REFUSED};
 pub use ledger::{

@@ -302,6 +302,11 @@ fn tx_type_short(row: &Value) -> String {
         "provisioning_email_resend" => "Email Resend".into(),
         "org_onboarding" => "Onboarding".into(),
         "support_case" => "Support Case".into(),
+        "setup_start" => "Setup Start".into(),
+        "setup_handover" => "Handover".into(),
+        "setup_completion" => "Setup".into(),
+        "service_setup" => "Services".into(),
+        "provisioning" => "Provisioning".into(),
         _ => field(row, "type_label"),
     }
 }

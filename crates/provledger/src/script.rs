@@ -7,7 +7,8 @@
 
 use chrono::{DateTime, Utc};
 use provledger_domain::{
-    Actor, Command, Context, Email, LineId, OrderId, OrderRequest, OrgId, SupportRequestType,
+    Actor, Command, Context, Email, LineId, OrderId, OrderRequest, OrgId, ServicesRequest,
+    SetupCommand, SetupRequest, SupportRequestType,
 };
 use serde::{Deserialize, Serialize};
 
@@ -96,6 +97,38 @@ pub enum Step {
         /// Order id.
         order: String,
     },
+    /// R13–R17: complete (or hand over) the setup wizard.
+    CompleteSetup {
+        /// Acting user.
+        #[serde(rename = "as")]
+        actor: String,
+        /// Business time.
+        at: DateTime<Utc>,
+        /// The setup file (its `order_id` names the order).
+        setup: SetupRequest,
+    },
+    /// R18: save the service settings.
+    ConfigureServices {
+        /// Acting user.
+        #[serde(rename = "as")]
+        actor: String,
+        /// Business time.
+        at: DateTime<Utc>,
+        /// Order id.
+        order: String,
+        /// The service settings file.
+        services: ServicesRequest,
+    },
+    /// R18: provision and start billing.
+    Provision {
+        /// Acting user.
+        #[serde(rename = "as")]
+        actor: String,
+        /// Business time.
+        at: DateTime<Utc>,
+        /// Order id.
+        order: String,
+    },
     /// Run what is due at `now` (R2, R7, R11).
     Tick {
         /// The time to run at.
@@ -120,6 +153,17 @@ pub enum StepResult {
     },
 }
 
+/// A parsed setup step: the order it targets, its multi-stream command and
+/// context (run with [`Ledger::execute_setup`]).
+pub struct PreparedSetup {
+    /// Target order.
+    pub order_id: OrderId,
+    /// The command.
+    pub command: SetupCommand,
+    /// Actor and time.
+    pub context: Context,
+}
+
 /// A parsed step: the order it targets, its command and context.
 pub struct PreparedCommand {
     /// Target order.
@@ -140,11 +184,56 @@ fn actor(raw: &str) -> Result<Actor, AppError> {
 }
 
 impl Step {
+    /// Validate a setup step (`complete_setup`, `configure_services`,
+    /// `provision`) into its order, command and context. Returns `Ok(None)`
+    /// for every other step.
+    pub fn prepare_setup(&self) -> Result<Option<PreparedSetup>, AppError> {
+        let prepared = match self {
+            Step::CompleteSetup {
+                actor: a,
+                at,
+                setup,
+            } => {
+                let setup = setup.validate()?;
+                PreparedSetup {
+                    order_id: setup.order_id().clone(),
+                    command: SetupCommand::Setup(setup),
+                    context: Context::new(actor(a)?, *at),
+                }
+            }
+            Step::ConfigureServices {
+                actor: a,
+                at,
+                order,
+                services,
+            } => PreparedSetup {
+                order_id: OrderId::parse(order)?,
+                command: SetupCommand::ConfigureServices(services.validate()?),
+                context: Context::new(actor(a)?, *at),
+            },
+            Step::Provision {
+                actor: a,
+                at,
+                order,
+            } => PreparedSetup {
+                order_id: OrderId::parse(order)?,
+                command: SetupCommand::Provision,
+                context: Context::new(actor(a)?, *at),
+            },
+            _ => return Ok(None),
+        };
+        Ok(Some(prepared))
+    }
+
     /// Validate a command step into its order, command and context.
-    /// Returns `Ok(None)` for a tick.
+    /// Returns `Ok(None)` for a tick and for the setup steps (see
+    /// [`Step::prepare_setup`]).
     pub fn prepare(&self) -> Result<Option<PreparedCommand>, AppError> {
         let prepared = match self {
-            Step::Tick { .. } => return Ok(None),
+            Step::Tick { .. }
+            | Step::CompleteSetup { .. }
+            | Step::ConfigureServices { .. }
+            | Step::Provision { .. } => return Ok(None),
             Step::PlaceOrder {
                 actor: a,
                 at,
@@ -231,6 +320,11 @@ impl Step {
     pub fn run(&self, ledger: &Ledger) -> Result<StepResult, AppError> {
         if let Step::Tick { now } = self {
             return Ok(StepResult::Tick(ledger.tick(*now)?));
+        }
+        if let Some(setup) = self.prepare_setup()? {
+            let outcome =
+                ledger.execute_setup(&setup.order_id, setup.command, &setup.context, None)?;
+            return Ok(StepResult::Command(outcome));
         }
         let Some(prepared) = self.prepare()? else {
             return Err(AppError::BadInput("empty step".into()));

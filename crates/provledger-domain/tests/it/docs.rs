@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 
 use provledger_domain::{
-    Event, RefusalCode, RefusedAction, SupportRequestType, EVENT_TYPES, ORDER_STREAM_PREFIX,
-    SCHEMA_VERSION,
+    Event, OrgEvent, RefusalCode, RefusedAction, ReservationEvent, SupportRequestType, EVENT_TYPES,
+    ORDER_STREAM_PREFIX, ORG_EVENT_TYPES, RESERVATION_EVENT_TYPES, SCHEMA_VERSION,
 };
 use serde_json::Value;
 
@@ -75,10 +75,38 @@ fn catalogue() -> Vec<Section> {
 }
 
 fn event_sections() -> Vec<Section> {
+    sections_of(EVENT_TYPES)
+}
+
+fn sections_of(types: &[&str]) -> Vec<Section> {
     catalogue()
         .into_iter()
-        .filter(|s| EVENT_TYPES.contains(&s.heading.as_str()))
+        .filter(|s| types.contains(&s.heading.as_str()))
         .collect()
+}
+
+/// Every catalogue (order, organisation, reservation events), each with a
+/// function that decodes a payload example and encodes it back.
+type RoundTrip = fn(&str, &Value) -> Result<(String, Value), String>;
+
+fn catalogues() -> [(&'static [&'static str], RoundTrip); 3] {
+    [
+        (EVENT_TYPES, |ty, v| {
+            Event::from_stored(ty, SCHEMA_VERSION, v)
+                .map(|e| (e.event_type().to_string(), e.to_payload()))
+                .map_err(|e| e.to_string())
+        }),
+        (ORG_EVENT_TYPES, |ty, v| {
+            OrgEvent::from_stored(ty, SCHEMA_VERSION, v)
+                .map(|e| (e.event_type().to_string(), e.to_payload()))
+                .map_err(|e| e.to_string())
+        }),
+        (RESERVATION_EVENT_TYPES, |ty, v| {
+            ReservationEvent::from_stored(ty, SCHEMA_VERSION, v)
+                .map(|e| (e.event_type().to_string(), e.to_payload()))
+                .map_err(|e| e.to_string())
+        }),
+    ]
 }
 
 /// Every refusal code, exhaustively: a new code fails to compile here until
@@ -89,13 +117,31 @@ fn all_codes() -> Vec<RefusalCode> {
         RefusalCode::AfterPonr,
         RefusalCode::InitialEmailNotSent,
         RefusalCode::AlreadyOnboarded,
+        RefusalCode::EmailTaken,
+        RefusalCode::SubdomainTaken,
+        RefusalCode::SubdomainAlreadySet,
+        RefusalCode::OrgNotRecognised,
+        RefusalCode::PartnerNoAccess,
+        RefusalCode::NotOnboarded,
+        RefusalCode::SetupNotCompleted,
+        RefusalCode::ServicesNotSetUp,
+        RefusalCode::AlreadyProvisioned,
     ];
     for code in &codes {
         match code {
             RefusalCode::NoAccess
             | RefusalCode::AfterPonr
             | RefusalCode::InitialEmailNotSent
-            | RefusalCode::AlreadyOnboarded => {}
+            | RefusalCode::AlreadyOnboarded
+            | RefusalCode::EmailTaken
+            | RefusalCode::SubdomainTaken
+            | RefusalCode::SubdomainAlreadySet
+            | RefusalCode::OrgNotRecognised
+            | RefusalCode::PartnerNoAccess
+            | RefusalCode::NotOnboarded
+            | RefusalCode::SetupNotCompleted
+            | RefusalCode::ServicesNotSetUp
+            | RefusalCode::AlreadyProvisioned => {}
         }
     }
     codes
@@ -108,6 +154,9 @@ fn all_actions() -> Vec<RefusedAction> {
         RefusedAction::OnboardOrg,
         RefusedAction::OpenSupportCase,
         RefusedAction::StartSetup,
+        RefusedAction::CompleteSetup,
+        RefusedAction::ConfigureServices,
+        RefusedAction::Provision,
     ];
     for action in &actions {
         match action {
@@ -115,7 +164,10 @@ fn all_actions() -> Vec<RefusedAction> {
             | RefusedAction::ResendEmail
             | RefusedAction::OnboardOrg
             | RefusedAction::OpenSupportCase
-            | RefusedAction::StartSetup => {}
+            | RefusedAction::StartSetup
+            | RefusedAction::CompleteSetup
+            | RefusedAction::ConfigureServices
+            | RefusedAction::Provision => {}
         }
     }
     actions
@@ -123,30 +175,44 @@ fn all_actions() -> Vec<RefusedAction> {
 
 #[test]
 fn every_event_type_has_a_section_in_catalogue_order() {
-    let headings: Vec<String> = event_sections().into_iter().map(|s| s.heading).collect();
-    assert_eq!(headings, EVENT_TYPES);
+    for (types, _) in catalogues() {
+        let headings: Vec<String> = sections_of(types).into_iter().map(|s| s.heading).collect();
+        assert_eq!(headings, types);
+    }
+}
+
+#[test]
+fn event_type_names_are_unique_across_the_catalogues() {
+    let mut all: Vec<&str> = [EVENT_TYPES, ORG_EVENT_TYPES, RESERVATION_EVENT_TYPES].concat();
+    let count = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), count, "a type name is used twice");
 }
 
 #[test]
 fn every_payload_example_is_what_the_serializer_writes() {
-    for section in event_sections() {
-        assert!(
-            !section.json_blocks.is_empty(),
-            "{} has no example",
-            section.heading
-        );
-        for example in &section.json_blocks {
-            let event = Event::from_stored(&section.heading, SCHEMA_VERSION, example)
-                .unwrap_or_else(|e| panic!("{}: {e}\n{example:#}", section.heading));
-            assert_eq!(event.event_type(), section.heading);
-            assert_eq!(&event.to_payload(), example, "{}", section.heading);
+    for (types, round_trip) in catalogues() {
+        for section in sections_of(types) {
+            assert!(
+                !section.json_blocks.is_empty(),
+                "{} has no example",
+                section.heading
+            );
+            for example in &section.json_blocks {
+                let (ty, payload) = round_trip(&section.heading, example)
+                    .unwrap_or_else(|e| panic!("{}: {e}\n{example:#}", section.heading));
+                assert_eq!(ty, section.heading);
+                assert_eq!(&payload, example, "{}", section.heading);
+            }
         }
     }
 }
 
 #[test]
 fn every_field_table_lists_exactly_the_payload_fields() {
-    for section in event_sections() {
+    let every_section = [EVENT_TYPES, ORG_EVENT_TYPES, RESERVATION_EVENT_TYPES].concat();
+    for section in sections_of(&every_section) {
         let documented: BTreeSet<&str> = section
             .fields()
             .iter()
@@ -168,6 +234,22 @@ fn every_field_table_lists_exactly_the_payload_fields() {
             for example in &section.json_blocks {
                 for item in example[array].as_array().unwrap() {
                     assert!(item.get(field).is_some(), "{}: {nested}", section.heading);
+                }
+            }
+        }
+        // Rows like `calling.country` name the fields of an optional object:
+        // an example that has the object has exactly those fields.
+        let mut objects: std::collections::BTreeMap<&str, BTreeSet<&str>> = Default::default();
+        for nested in section.fields().iter().filter(|n| !n.contains('[')) {
+            if let Some((object, field)) = nested.split_once('.') {
+                objects.entry(object).or_default().insert(field);
+            }
+        }
+        for (object, fields) in objects {
+            for example in &section.json_blocks {
+                if let Some(value) = example[object].as_object() {
+                    let written: BTreeSet<&str> = value.keys().map(String::as_str).collect();
+                    assert_eq!(written, fields, "{}: {object}", section.heading);
                 }
             }
         }

@@ -3,8 +3,10 @@
 
 use chrono::Duration;
 use provledger_domain::{
-    Attachment, Command, DomainError, Email, Event, LineSpec, Offer, OrderState, RefusalCode,
-    RefusedAction, SupportRequestType, EVENT_TYPES, SCHEMA_VERSION,
+    Attachment, CallingSettings, Command, DomainError, Email, Event, LineSpec, MeetingSettings,
+    Offer, OrderId, OrderState, OrgEvent, OrgId, OrgKind, RefusalCode, RefusedAction,
+    ReservationEvent, Subdomain, SupportRequestType, WhoSetsUp, EVENT_TYPES, ORG_EVENT_TYPES,
+    RESERVATION_EVENT_TYPES, SCHEMA_VERSION,
 };
 
 use crate::harness::*;
@@ -72,7 +74,167 @@ pub fn one_of_each() -> Vec<Event> {
             note: None,
             attachments: Vec::new(),
         },
+        Event::SetupHandedOver {
+            at: t,
+            to: email("sam@partner.example"),
+        },
+        Event::SetupCompleted {
+            at: t,
+            completed_by: email(PAT),
+            who_sets_up: WhoSetsUp::Customer,
+            partner_org_id: OrgId::parse("PORG-WO-1001").unwrap(),
+            partner_org_created: false,
+            customer_org_id: OrgId::parse("ORG-WO-1001").unwrap(),
+            customer_org_created: true,
+            customer_admin_email: email("Admin@Contoso.example"),
+        },
+        Event::ServicesConfigured {
+            at: t,
+            org_id: OrgId::parse("ORG-WO-1001").unwrap(),
+            calling: Some(CallingSettings {
+                country: "PL".into(),
+                location: "Kraków — « HQ »".into(),
+            }),
+            meeting: Some(MeetingSettings {
+                language: "pl".into(),
+                recording: false,
+            }),
+            subdomain: Some(Subdomain::parse("contoso-01").unwrap()),
+        },
+        Event::ServicesConfigured {
+            at: t,
+            org_id: OrgId::parse("ORG-WO-1001").unwrap(),
+            calling: None,
+            meeting: None,
+            subdomain: None,
+        },
+        Event::LineProvisioned {
+            at: t,
+            line_id: line("1.3"),
+            org_id: OrgId::parse("ORG-WO-1001").unwrap(),
+            billing_started: true,
+        },
+        Event::CommandRefused {
+            at: t,
+            action: RefusedAction::CompleteSetup,
+            line_id: None,
+            code: RefusalCode::EmailTaken,
+            reason: "taken".into(),
+            requested_email: Some(email("admin@contoso.example")),
+            applied_to_all_lines: false,
+        },
     ]
+}
+
+/// One organisation and one reservation event of every type.
+fn org_and_reservation_events() -> (Vec<OrgEvent>, Vec<ReservationEvent>) {
+    let t = at(2026, 12, 3, 9, 30);
+    let order_id = OrderId::parse(ORDER).unwrap();
+    let org = OrgId::parse("ORG-WO-1001").unwrap();
+    (
+        vec![
+            OrgEvent::OrganisationCreated {
+                at: t,
+                org_id: org.clone(),
+                kind: OrgKind::Customer,
+                name: "Contoso « Ltd »".into(),
+                order_id: order_id.clone(),
+                administrators: vec![email("admin@contoso.example")],
+                managing_partner: Some(OrgId::parse("PORG-WO-1001").unwrap()),
+            },
+            OrgEvent::OrganisationCreated {
+                at: t,
+                org_id: OrgId::parse("PORG-WO-1001").unwrap(),
+                kind: OrgKind::Partner,
+                name: "Acme Partner".into(),
+                order_id: order_id.clone(),
+                administrators: vec![email(PAT)],
+                managing_partner: None,
+            },
+            OrgEvent::AdministratorAdded {
+                at: t,
+                email: email("it@contoso.example"),
+                order_id: order_id.clone(),
+            },
+            OrgEvent::PartnerAccessRemoved {
+                at: t,
+                partner_org_id: OrgId::parse("PORG-WO-1001").unwrap(),
+                order_id: order_id.clone(),
+            },
+            OrgEvent::SubdomainAssigned {
+                at: t + Duration::nanoseconds(5),
+                subdomain: Subdomain::parse("contoso").unwrap(),
+                order_id: order_id.clone(),
+            },
+        ],
+        vec![
+            ReservationEvent::EmailReserved {
+                at: t,
+                email: email("Admin@Contoso.example"),
+                org_id: org.clone(),
+                order_id: order_id.clone(),
+            },
+            ReservationEvent::SubdomainReserved {
+                at: t,
+                subdomain: Subdomain::parse("contoso").unwrap(),
+                org_id: org,
+                order_id,
+            },
+        ],
+    )
+}
+
+#[test]
+fn r12_organisation_and_reservation_events_round_trip_too() {
+    let (orgs, reservations) = org_and_reservation_events();
+    for ty in ORG_EVENT_TYPES {
+        assert!(
+            orgs.iter().any(|e| e.event_type() == *ty),
+            "no sample of {ty}"
+        );
+    }
+    for ty in RESERVATION_EVENT_TYPES {
+        assert!(
+            reservations.iter().any(|e| e.event_type() == *ty),
+            "no sample of {ty}"
+        );
+    }
+    for event in orgs {
+        let text = serde_json::to_string(&event.to_payload()).unwrap();
+        let reread: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(!reread.as_object().unwrap().contains_key("type"));
+        let decoded = OrgEvent::from_stored(event.event_type(), SCHEMA_VERSION, &reread).unwrap();
+        assert_eq!(decoded, event);
+        // The catalogues do not read each other's events.
+        assert!(matches!(
+            Event::from_stored(event.event_type(), SCHEMA_VERSION, &reread),
+            Err(DomainError::UnknownEventType { .. })
+        ));
+    }
+    for event in reservations {
+        let reread = event.to_payload();
+        let decoded =
+            ReservationEvent::from_stored(event.event_type(), SCHEMA_VERSION, &reread).unwrap();
+        assert_eq!(decoded, event);
+        assert!(matches!(
+            ReservationEvent::from_stored(event.event_type(), SCHEMA_VERSION + 1, &reread),
+            Err(DomainError::UnsupportedSchemaVersion { .. })
+        ));
+        assert!(matches!(
+            ReservationEvent::from_stored(
+                event.event_type(),
+                SCHEMA_VERSION,
+                &serde_json::json!([])
+            ),
+            Err(DomainError::InvalidPayload { .. })
+        ));
+    }
+    // A stored subdomain that breaks the rule cannot be read back.
+    let bad = serde_json::json!({"at": "2026-12-03T09:30:00Z", "order_id": "WO-1", "subdomain": "Bad_Name"});
+    assert!(matches!(
+        OrgEvent::from_stored("SubdomainAssigned", SCHEMA_VERSION, &bad),
+        Err(DomainError::InvalidPayload { .. })
+    ));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Several workers maintaining the same read models apply each event once.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Barrier;
 
 use provledger_projections::ReadModels;
@@ -133,4 +134,78 @@ fn a_worker_keeps_up_while_events_are_appended() {
     assert_eq!(other.dump().unwrap(), incremental);
     models.rebuild(&ledger.store, &mut |_| {}).unwrap();
     assert_eq!(models.dump().unwrap(), incremental);
+}
+
+#[test]
+fn workers_catch_up_while_another_thread_appends() {
+    let mut ledger = Ledger::new();
+    let workers: Vec<ReadModels> = (0..2)
+        .map(|_| ReadModels::open(&ledger.url).unwrap().with_batch_size(4))
+        .collect();
+    let done = AtomicBool::new(false);
+    let path = ledger.path.clone();
+    let applied: Vec<u64> = std::thread::scope(|scope| {
+        let handles: Vec<_> = workers
+            .iter()
+            .map(|models| {
+                let done = &done;
+                let path = &path;
+                scope.spawn(move || {
+                    let store = SqliteStore::open(path).unwrap();
+                    let mut applied = 0;
+                    while !done.load(Ordering::SeqCst) {
+                        applied += models.catch_up(&store).unwrap();
+                    }
+                    applied + models.catch_up(&store).unwrap()
+                })
+            })
+            .collect();
+        for i in 0..25 {
+            let id = format!("WO-{i}");
+            ledger
+                .exec(
+                    &id,
+                    OLIVIA,
+                    "2026-11-20T10:00:00Z",
+                    place(
+                        &id,
+                        &[
+                            (
+                                "1",
+                                &format!("Sub{i}a"),
+                                "A-Flex",
+                                "2026-12-01",
+                                "it@customer.example",
+                            ),
+                            (
+                                "2",
+                                &format!("Sub{i}b"),
+                                "A-WX",
+                                "2026-12-01",
+                                "it@customer.example",
+                            ),
+                        ],
+                    ),
+                )
+                .unwrap();
+            ledger
+                .exec(
+                    &id,
+                    PAT,
+                    "2026-11-22T10:00:00Z",
+                    change("1", "x@customer.example", true),
+                )
+                .unwrap();
+            ledger
+                .exec(&id, OLIVIA, "2026-12-02T10:00:00Z", resend("2"))
+                .unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let head = ledger.head();
+    assert_eq!(applied.iter().sum::<u64>(), head, "{applied:?}");
+    let incremental = workers[0].dump().unwrap();
+    workers[1].rebuild(&ledger.store, &mut |_| {}).unwrap();
+    assert_eq!(workers[0].dump().unwrap(), incremental);
 }

@@ -175,3 +175,37 @@ fn postgres_schemas_keep_ledgers_apart() {
         .is_empty());
     assert!(ReadModels::open_in_schema(&url, "Bad-Name").is_err());
 }
+
+#[test]
+fn postgres_a_failed_batch_leaves_the_checkpoint_and_a_successor_resumes() {
+    let Some(url) = test_url() else { return };
+    let ledger = busy_ledger(3);
+    let schema = Schema::new(&url, "rm_resume");
+    let store = schema.store();
+    copy_events(&ledger.store, &store);
+    let models = schema.models();
+    // A row in the way of position 2, as if a broken writer had put it there.
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO \"{}\".rm_history (position, stream_id, stream_version, order_id, \
+             event_type, schema_version, occurred_at, recorded_at, actor, transaction_id, \
+             payload, prev_hash, hash) VALUES (2, 's', 1, 'o', 't', 1, 'x', 'x', 'a', 't', '{{}}', 'p', 'h')",
+            schema.name
+        ))
+        .unwrap();
+    assert!(models.catch_up(&store).is_err());
+    assert_eq!(models.checkpoint().unwrap(), 0);
+    client
+        .batch_execute(&format!(
+            "DELETE FROM \"{}\".rm_history WHERE position = 2",
+            schema.name
+        ))
+        .unwrap();
+    // A successor (a new handle) resumes from the checkpoint.
+    let successor = schema.models();
+    assert_eq!(successor.catch_up(&store).unwrap(), ledger.head());
+    let sqlite = ledger.models();
+    sqlite.catch_up(&ledger.store).unwrap();
+    assert_eq!(successor.dump().unwrap(), sqlite.dump().unwrap());
+}

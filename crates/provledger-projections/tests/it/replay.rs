@@ -74,6 +74,61 @@ fn lines_as_of_the_last_event_equal_the_read_model() {
 }
 
 #[test]
+fn read_models_as_of_reads_few_streams_and_agrees_with_the_full_replay() {
+    let mut ledger = crate::concurrency::busy_ledger(6);
+    // The same subscription id in two orders (ids are unique per order only).
+    ledger
+        .exec(
+            "WO-X",
+            OLIVIA,
+            "2026-12-03T00:00:00Z",
+            place(
+                "WO-X",
+                &[("9", "Sub00021", "A-WX", "2027-01-01", "x@customer.example")],
+            ),
+        )
+        .unwrap();
+    let models = ledger.models();
+    for sub_id in ["Sub00021", "Sub00052", "Sub99999"] {
+        for at in [
+            "2026-11-01T00:00:00Z",
+            "2026-11-21T10:00:00Z",
+            "2026-12-02T10:00:00Z",
+            "2027-01-01T00:00:00Z",
+        ] {
+            let as_of = AsOf::Time(t(at));
+            let q = LineQuery {
+                subscription_id: Some(sub(sub_id)),
+                ..LineQuery::default()
+            };
+            assert_eq!(
+                models.lines_as_of(&ledger.store, &q, as_of).unwrap(),
+                lines_as_of(&ledger.store, &q, as_of).unwrap(),
+                "{sub_id} at {at}"
+            );
+            let q = HistoryQuery {
+                subscription_id: Some(sub(sub_id)),
+                ..HistoryQuery::default()
+            };
+            assert_eq!(
+                models.history_as_of(&ledger.store, &q, as_of).unwrap(),
+                history_as_of(&ledger.store, &q, as_of).unwrap(),
+                "{sub_id} at {at}"
+            );
+        }
+    }
+    let q = LineQuery {
+        subscription_id: Some(sub("Sub00021")),
+        ..LineQuery::default()
+    };
+    let both = models
+        .lines_as_of(&ledger.store, &q, AsOf::Position(ledger.head()))
+        .unwrap();
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert_eq!(both, models.lines(&q).unwrap());
+}
+
+#[test]
 fn as_of_in_the_past_shows_the_earlier_contact() {
     let mut ledger = Ledger::new();
     ledger

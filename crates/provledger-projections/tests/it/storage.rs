@@ -74,6 +74,7 @@ fn a_newer_schema_is_refused_with_advice() {
 #[test]
 fn bad_urls_are_refused() {
     let err = ReadModels::open("mysql://x").unwrap_err();
+    assert!(matches!(err, ProjectionError::InvalidUrl { .. }), "{err}");
     assert!(err.to_string().contains("sqlite:PATH"), "{err}");
     let err = ReadModels::open_in_schema("sqlite:x.db", "s").unwrap_err();
     assert!(matches!(err, ProjectionError::InvalidUrl { .. }), "{err}");
@@ -195,4 +196,30 @@ fn a_crash_mid_batch_leaves_the_previous_checkpoint() {
     assert!(lines
         .iter()
         .all(|l| l.provisioning_contact == "new@customer.example"));
+}
+
+#[test]
+fn read_models_ahead_of_their_store_ask_for_a_rebuild() {
+    let mut ledger = Ledger::new();
+    ledger
+        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
+        .unwrap();
+    let models = ledger.models();
+    models.catch_up(&ledger.store).unwrap();
+    // Another, empty ledger behind the same read models.
+    let other = Ledger::new();
+    let err = models.catch_up(&other.store).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProjectionError::AheadOfStore {
+                checkpoint: 1,
+                head: 0
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("provledger rebuild"), "{err}");
+    assert_eq!(models.rebuild(&other.store, &mut |_| {}).unwrap(), 0);
+    assert!(models.lines(&LineQuery::default()).unwrap().is_empty());
 }

@@ -2,3 +2,6 @@
 //! status, the JSON contract of DESIGN.md §3.
 
 mod cli;
+mod faults;
+mod group_commit;
+mod setup;

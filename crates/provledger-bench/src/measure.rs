@@ -1,0 +1,1130 @@
+//! The harness: builds ledgers of each size, measures P1–P6 and group commit
+//! on provledger and on the raw baselines, and collects the [`Report`].
+//!
+//! This module exists so that one command (`provledger-bench run`) measures
+//! everything the performance issue asks for, in one run, in a fixed order
+//! that keeps phases from polluting each other:
+//!
+//! 1. synthesize the workload into a JSON Lines export of N events;
+//! 2. P2/P5: `import` it into a fresh ledger in a child process (time and
+//!    peak RSS of that process alone); raw: copy the same rows into a bare
+//!    table in transactions of the same size;
+//! 3. P3/P5: `rebuild` every read model in a child process; raw: read back
+//!    and decode every row;
+//! 4. P4: Transaction Manager queries through the ledger and as bare SQL;
+//! 5. P1: the next commands of the workload, one durable transaction each,
+//!    through `Ledger::execute`; raw: the same rows, same grouping;
+//! 6. group commit: the commands after those, from many submitting threads
+//!    through a `GroupCommitter`;
+//! 7. P6: how each per-unit cost changed between the smallest and the
+//!    largest ledger.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use provledger::group_commit::{BatchCommand, GroupCommitOptions, GroupCommitter};
+use provledger::Ledger;
+use serde::{Deserialize, Serialize};
+
+use crate::queries::{self, Latency, QueryKind};
+use crate::raw;
+use crate::report::{Better, Figure, Report, RunInfo};
+use crate::synth::{SynthStats, Synthesizer};
+use crate::workload::{Workload, WorkloadSpec};
+
+/// Events per transaction of `import` (and of the raw bulk baseline).
+pub const IMPORT_BATCH: usize = provledger::cli::IMPORT_BATCH;
+
+/// What to measure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Ledger sizes, in events (P1–P3, P5, P6 at each).
+    pub sizes: Vec<u64>,
+    /// P4 is measured on a ledger with at least this many Transaction
+    /// Manager rows (0: on the largest ledger of `sizes`).
+    pub transactions: u64,
+    /// Commands timed for P1 (after a warm-up of a tenth as many).
+    pub p1_commands: usize,
+    /// Commands timed for group commit.
+    pub gc_commands: usize,
+    /// Concurrent submitters for group commit.
+    pub submitters: usize,
+    /// Queries timed per query kind for P4.
+    pub queries: usize,
+    /// Workload seed.
+    pub seed: u64,
+    /// A PostgreSQL server to measure as well (`postgres://…`).
+    pub postgres: Option<String>,
+    /// Ledger sizes measured on PostgreSQL.
+    pub postgres_sizes: Vec<u64>,
+    /// Where ledgers and exports go (default: a temporary directory).
+    pub work_dir: Option<PathBuf>,
+    /// Keep the files after the run.
+    pub keep: bool,
+    /// The harness executable, re-run as a child for P2, P3 and P5.
+    pub exe: PathBuf,
+    /// The command line, for the report.
+    pub command_line: String,
+}
+
+impl RunOptions {
+    /// The full run of docs/performance.md.
+    pub fn full(exe: PathBuf) -> RunOptions {
+        RunOptions {
+            sizes: vec![100_000, 1_000_000],
+            transactions: 1_000_000,
+            p1_commands: 3_000,
+            gc_commands: 8_000,
+            submitters: 16,
+            queries: 1_000,
+            seed: 42,
+            postgres: None,
+            postgres_sizes: vec![100_000],
+            work_dir: None,
+            keep: false,
+            exe,
+            command_line: String::new(),
+        }
+    }
+
+    /// A tiny run that only proves the harness works (CI).
+    pub fn quick(exe: PathBuf) -> RunOptions {
+        RunOptions {
+            sizes: vec![1_000, 3_000],
+            transactions: 0,
+            p1_commands: 60,
+            gc_commands: 120,
+            submitters: 4,
+            queries: 10,
+            postgres_sizes: vec![1_000],
+            ..RunOptions::full(exe)
+        }
+    }
+}
+
+/// What a child process measured.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ChildResult {
+    /// Seconds the work took (process start-up excluded).
+    pub seconds: f64,
+    /// Events imported or replayed.
+    pub events: u64,
+    /// Peak resident memory of the process, KiB (`VmHWM`).
+    pub peak_rss_kib: u64,
+}
+
+/// Peak resident set size of this process so far, KiB (0 if unknown).
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|l| {
+                l.strip_prefix("VmHWM:")
+                    .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// The child's side of P2: import `file` into the ledger at `url`.
+pub fn child_import(url: &str, file: &Path) -> anyhow::Result<ChildResult> {
+    let ledger = Ledger::open(url)?;
+    let started = Instant::now();
+    let events = provledger::cli::import(&ledger, file)?;
+    Ok(ChildResult {
+        seconds: started.elapsed().as_secs_f64(),
+        events,
+        peak_rss_kib: peak_rss_kib(),
+    })
+}
+
+/// The child's side of P3: rebuild every read model of the ledger at `url`.
+pub fn child_rebuild(url: &str) -> anyhow::Result<ChildResult> {
+    let ledger = Ledger::open(url)?;
+    let started = Instant::now();
+    let events = ledger.rebuild(&mut |_| {})?;
+    Ok(ChildResult {
+        seconds: started.elapsed().as_secs_f64(),
+        events,
+        peak_rss_kib: peak_rss_kib(),
+    })
+}
+
+fn run_child(exe: &Path, args: &[&str]) -> anyhow::Result<ChildResult> {
+    let output = Process::new(exe)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    if !output.status.success() {
+        bail!(
+            "`{} {}` failed: {}",
+            exe.display(),
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().last().unwrap_or("");
+    serde_json::from_str(line).with_context(|| format!("unexpected child output {text:?}"))
+}
+
+/// Per-workload averages, measured on a small synthesis.
+#[derive(Debug, Clone, Copy)]
+struct Calibration {
+    events_per_order: f64,
+    rows_per_order: f64,
+    commands_per_order: f64,
+}
+
+fn calibrate(seed: u64) -> anyhow::Result<Calibration> {
+    let orders = 1_000u32;
+    let workload = Workload::generate(WorkloadSpec::new(orders, seed));
+    let mut synth = Synthesizer::new(&workload);
+    let stats = synth.run_until(u64::MAX, &mut |_| Ok(()))?;
+    let commands = workload.steps().iter().filter(|s| !s.is_tick()).count();
+    Ok(Calibration {
+        events_per_order: stats.events as f64 / f64::from(orders),
+        rows_per_order: stats.transaction_rows as f64 / f64::from(orders),
+        commands_per_order: commands as f64 / f64::from(orders),
+    })
+}
+
+/// How big a ledger to build.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Events(u64),
+    Rows(u64),
+}
+
+/// A synthesized export and the workload that continues it.
+struct Built {
+    export: PathBuf,
+    workload: Workload,
+    cut: usize,
+    stats: SynthStats,
+    seconds: f64,
+}
+
+fn build_export(
+    opts: &RunOptions,
+    calibration: &Calibration,
+    target: Target,
+    live_commands: usize,
+    export: PathBuf,
+) -> anyhow::Result<Built> {
+    let base_orders = match target {
+        Target::Events(n) => n as f64 / calibration.events_per_order,
+        Target::Rows(n) => n as f64 / calibration.rows_per_order,
+    };
+    let live_orders = live_commands as f64 / calibration.commands_per_order * 3.0;
+    let orders = (base_orders * 1.15 + live_orders + 50.0).ceil() as u32;
+    let started = Instant::now();
+    let workload = Workload::generate(WorkloadSpec::new(orders, opts.seed));
+    let mut file = std::io::BufWriter::with_capacity(
+        1 << 20,
+        std::fs::File::create(&export)
+            .with_context(|| format!("cannot create {}", export.display()))?,
+    );
+    let mut synth = Synthesizer::new(&workload);
+    let mut sink = |event: provledger_store::RecordedEvent| -> anyhow::Result<()> {
+        serde_json::to_writer(&mut file, &event)?;
+        file.write_all(b"\n")?;
+        Ok(())
+    };
+    loop {
+        let stats = synth.stats();
+        let done = match target {
+            Target::Events(n) => stats.events >= n,
+            Target::Rows(n) => stats.transaction_rows >= n,
+        };
+        if done || !synth.step(&mut sink)? {
+            break;
+        }
+    }
+    file.flush()?;
+    drop(file);
+    let cut = synth.next_step();
+    let stats = synth.stats();
+    Ok(Built {
+        export,
+        cut,
+        stats,
+        seconds: started.elapsed().as_secs_f64(),
+        workload,
+    })
+}
+
+/// The commands of the workload from step `from` on (ticks skipped).
+fn live_commands(
+    workload: &Workload,
+    from: usize,
+    count: usize,
+) -> anyhow::Result<Vec<(u32, BatchCommand)>> {
+    let mut out = Vec::with_capacity(count);
+    for planned in workload.steps().iter().skip(from) {
+        if out.len() == count {
+            break;
+        }
+        if planned.is_tick() {
+            continue;
+        }
+        let step = workload.materialise(planned);
+        let Some(p) = step.prepare()? else {
+            continue;
+        };
+        out.push((
+            planned.order,
+            BatchCommand::new(p.order_id, p.command, p.context),
+        ));
+    }
+    Ok(out)
+}
+
+/// P1 on provledger: each command through `Ledger::execute`.
+struct Sequential {
+    seconds: f64,
+    timed: usize,
+    latencies: Vec<Duration>,
+    /// Positions each command appended (first, last), in order.
+    groups: Vec<(u64, u64)>,
+    errors: usize,
+    first_error: Option<String>,
+}
+
+fn p1_ours(ledger: &Ledger, commands: &[(u32, BatchCommand)], warmup: usize) -> Sequential {
+    let mut latencies = Vec::new();
+    let mut groups = Vec::new();
+    let mut total = Duration::ZERO;
+    let mut errors = 0;
+    let mut first_error = None;
+    for (i, (_, c)) in commands.iter().enumerate() {
+        let started = Instant::now();
+        let result = ledger.execute(&c.order_id, c.command.clone(), &c.context, None);
+        let took = started.elapsed();
+        match result {
+            Ok(outcome) => {
+                if let (Some(first), Some(last)) =
+                    (outcome.positions.first(), outcome.positions.last())
+                {
+                    groups.push((*first, *last));
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+        if i >= warmup {
+            total += took;
+            latencies.push(took);
+        }
+    }
+    Sequential {
+        seconds: total.as_secs_f64(),
+        timed: commands.len().saturating_sub(warmup),
+        latencies,
+        groups,
+        errors,
+        first_error,
+    }
+}
+
+/// Group commit on provledger: `submitters` threads, each with its own
+/// orders, each command blocking until durable.
+struct Grouped {
+    seconds: f64,
+    commands: usize,
+    batches: u64,
+    largest: u64,
+    first: u64,
+    last: u64,
+    errors: usize,
+}
+
+fn gc_ours(ledger: Arc<Ledger>, commands: &[(u32, BatchCommand)], submitters: usize) -> Grouped {
+    let submitters = submitters.max(1);
+    let mut parts: Vec<Vec<&BatchCommand>> = vec![Vec::new(); submitters];
+    for (order, c) in commands {
+        parts[*order as usize % submitters].push(c);
+    }
+    let committer = GroupCommitter::start(ledger, GroupCommitOptions::default());
+    let span = Mutex::new((u64::MAX, 0u64, 0usize));
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for part in &parts {
+            let committer = &committer;
+            let span = &span;
+            scope.spawn(move || {
+                for c in part {
+                    let result = committer.submit((*c).clone());
+                    let mut s = span
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    match result {
+                        Ok(o) => {
+                            if let (Some(f), Some(l)) = (o.positions.first(), o.positions.last()) {
+                                s.0 = s.0.min(*f);
+                                s.1 = s.1.max(*l);
+                            }
+                        }
+                        Err(_) => s.2 += 1,
+                    }
+                }
+            });
+        }
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    let stats = committer.shutdown();
+    let (first, last, errors) = span
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Grouped {
+        seconds,
+        commands: commands.len(),
+        batches: stats.batches,
+        largest: stats.largest_batch,
+        first,
+        last,
+        errors,
+    }
+}
+
+fn chunks_of(rows: Vec<raw::RawRow>, parts: u64) -> Vec<Vec<raw::RawRow>> {
+    let parts = parts.max(1) as usize;
+    let per = rows.len().div_ceil(parts).max(1);
+    let mut out = Vec::new();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        out.push(rows.by_ref().take(per).collect());
+    }
+    out
+}
+
+/// Collects figures and prints progress.
+struct Run<'a> {
+    opts: &'a RunOptions,
+    log: &'a mut dyn Write,
+    report: Report,
+}
+
+impl Run<'_> {
+    fn say(&mut self, text: &str) {
+        let _ = writeln!(self.log, "[bench] {text}");
+        let _ = self.log.flush();
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn figure(
+        &mut self,
+        id: &str,
+        backend: &str,
+        events: u64,
+        what: &str,
+        ours: f64,
+        raw: Option<f64>,
+        unit: &str,
+        better: Better,
+        target: &str,
+        met: Option<bool>,
+    ) {
+        let f = Figure {
+            id: id.into(),
+            backend: backend.into(),
+            ledger_events: events,
+            what: what.into(),
+            ours,
+            raw,
+            unit: unit.into(),
+            better,
+            target: target.into(),
+            met,
+        };
+        let ratio = f
+            .ratio()
+            .map(|r| format!(" ({r:.2}× raw)"))
+            .unwrap_or_default();
+        let line = format!("{id} {backend} {events} events: {what}: {ours:.3} {unit}{ratio}");
+        self.say(&line);
+        self.report.figures.push(f);
+    }
+}
+
+/// Per-size measurements kept for P6.
+#[derive(Debug, Clone, Default)]
+struct SizeResult {
+    events: u64,
+    p1: f64,
+    p1_raw: f64,
+    p2: f64,
+    p2_raw: f64,
+    p3: f64,
+    p3_raw: f64,
+    rss_import: f64,
+    rss_rebuild: f64,
+    p4: Vec<(QueryKind, Latency, Latency)>,
+}
+
+/// Run everything `opts` asks for; progress goes to `log`.
+pub fn run(opts: &RunOptions, log: &mut dyn Write) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let temp;
+    let work = match &opts.work_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            dir.clone()
+        }
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("provledger-bench-")
+                .tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let mut run = Run {
+        opts,
+        log,
+        report: Report {
+            info: run_info(opts),
+            figures: Vec::new(),
+        },
+    };
+    run.say(&format!("working in {}", work.display()));
+    let calibration = calibrate(opts.seed)?;
+    run.report.info.notes.push(format!(
+        "workload (seed {}): per order {:.2} events, {:.2} commands, {:.2} Transaction Manager rows; \
+         orders of 1–5 lines over {} offers, contact changes (30% apply-to-all), resends, \
+         onboardings, setup starts, support cases, 8% of actions by users without access, a tick every 6 h",
+        opts.seed,
+        calibration.events_per_order,
+        calibration.commands_per_order,
+        calibration.rows_per_order,
+        crate::workload::OFFERS.len()
+    ));
+
+    let mut sizes = opts.sizes.clone();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut results = Vec::new();
+    for &n in &sizes {
+        let pg_too = opts.postgres.is_some() && opts.postgres_sizes.contains(&n);
+        results.push(measure_sqlite_size(
+            &mut run,
+            &work,
+            &calibration,
+            Target::Events(n),
+            pg_too,
+        )?);
+    }
+    if opts.transactions > 0 {
+        p4_dedicated(&mut run, &work, &calibration)?;
+    }
+    p6(&mut run, &results);
+    run.report.info.seconds = started.elapsed().as_secs_f64();
+    Ok(run.report)
+}
+
+fn run_info(opts: &RunOptions) -> RunInfo {
+    let memory_mib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:").and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+            })
+        })
+        .unwrap_or(0)
+        / 1024;
+    RunInfo {
+        started: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        memory_mib,
+        sqlite_version: rusqlite::version().to_string(),
+        postgres: None,
+        seed: opts.seed,
+        command: opts.command_line.clone(),
+        seconds: 0.0,
+        notes: Vec::new(),
+    }
+}
+
+fn sqlite_url(path: &Path) -> String {
+    format!("sqlite:{}", path.display())
+}
+
+fn remove_db(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+fn measure_sqlite_size(
+    run: &mut Run<'_>,
+    work: &Path,
+    calibration: &Calibration,
+    target: Target,
+    pg_too: bool,
+) -> anyhow::Result<SizeResult> {
+    let opts = run.opts;
+    let Target::Events(n) = target else {
+        bail!("sizes are given in events");
+    };
+    let warmup = (opts.p1_commands / 10).max(1);
+    let live = warmup + opts.p1_commands + opts.gc_commands;
+    run.say(&format!("size {n}: synthesizing the workload"));
+    let built = build_export(
+        opts,
+        calibration,
+        target,
+        live,
+        work.join(format!("export-{n}.jsonl")),
+    )?;
+    let events = built.stats.events;
+    run.say(&format!(
+        "size {n}: {} events, {} commands ({} refused, {} bad input), {} ticks in {:.1} s",
+        events,
+        built.stats.commands,
+        built.stats.refusals,
+        built.stats.errors,
+        built.stats.ticks,
+        built.seconds
+    ));
+    let db = work.join(format!("ledger-{n}.db"));
+    let raw_db = work.join(format!("raw-{n}.db"));
+    remove_db(&db);
+    remove_db(&raw_db);
+    let url = sqlite_url(&db);
+    let export = built.export.to_string_lossy().to_string();
+    let mut result = SizeResult {
+        events,
+        ..SizeResult::default()
+    };
+
+    // P2 and P5 (import).
+    let import = run_child(
+        &opts.exe,
+        &["child", "import", "--store", &url, "--file", &export],
+    )?;
+    let mut raw_conn = raw::sqlite::open(&raw_db)?;
+    let source = raw::sqlite::open_existing(&db)?;
+    let (raw_n, raw_time) = raw::sqlite::copy_all(&source, &mut raw_conn, IMPORT_BATCH)?;
+    anyhow::ensure!(
+        raw_n == events,
+        "the raw copy holds {raw_n} events, not {events}"
+    );
+    result.p2 = events as f64 / import.seconds;
+    result.p2_raw = events as f64 / raw_time.as_secs_f64();
+    result.rss_import = import.peak_rss_kib as f64 / 1024.0;
+    run.figure(
+        "P2",
+        "sqlite",
+        events,
+        "bulk import (hashes checked, read models updated)",
+        result.p2,
+        Some(result.p2_raw),
+        "events/s",
+        Better::Higher,
+        "≥ 150,000 events/s",
+        Some(result.p2 >= 150_000.0),
+    );
+
+    // P3 and P5 (rebuild).
+    let rebuild = run_child(&opts.exe, &["child", "rebuild", "--store", &url])?;
+    let (_, replay) = raw::sqlite::replay(&raw_conn)?;
+    result.p3 = rebuild.events as f64 / rebuild.seconds;
+    result.p3_raw = events as f64 / replay.as_secs_f64();
+    result.rss_rebuild = rebuild.peak_rss_kib as f64 / 1024.0;
+    run.figure(
+        "P3",
+        "sqlite",
+        events,
+        "rebuild every read model",
+        result.p3,
+        Some(result.p3_raw),
+        "events/s",
+        Better::Higher,
+        "≥ 100,000 events/s",
+        Some(result.p3 >= 100_000.0),
+    );
+    let big = events >= 1_000_000;
+    run.figure(
+        "P5",
+        "sqlite",
+        events,
+        "peak RSS of import",
+        result.rss_import,
+        None,
+        "MiB",
+        Better::Lower,
+        if big { "≤ 200 MB" } else { "" },
+        big.then_some(result.rss_import <= 200.0),
+    );
+    run.figure(
+        "P5",
+        "sqlite",
+        events,
+        "peak RSS of rebuild",
+        result.rss_rebuild,
+        None,
+        "MiB",
+        Better::Lower,
+        if big { "≤ 200 MB" } else { "" },
+        big.then_some(result.rss_rebuild <= 200.0),
+    );
+
+    // P4 at this size (for P6; the 1M-transaction figure is separate).
+    let ledger = Ledger::open(&url)?;
+    let rows: i64 = source.query_row("SELECT COUNT(*) FROM rm_transactions", [], |r| r.get(0))?;
+    result.p4 = p4_sqlite(
+        run,
+        &ledger,
+        &source,
+        events,
+        rows as u64,
+        opts.transactions == 0,
+    )?;
+
+    // P1: one durable transaction per command.
+    let commands = live_commands(&built.workload, built.cut, live)?;
+    anyhow::ensure!(
+        commands.len() == live,
+        "the workload ran out of commands ({} of {live})",
+        commands.len()
+    );
+    let (p1_part, gc_part) = commands.split_at(warmup + opts.p1_commands);
+    let seq = p1_ours(&ledger, p1_part, warmup);
+    let mut groups = Vec::new();
+    for (first, last) in &seq.groups {
+        groups.push(raw::sqlite::read_range(
+            &source,
+            *first as i64,
+            *last as i64,
+        )?);
+    }
+    let mut raw_total = Duration::ZERO;
+    let raw_timed = groups.len().saturating_sub(warmup);
+    for (i, g) in groups.iter().enumerate() {
+        let took = raw::sqlite::insert_transaction(&mut raw_conn, g)?;
+        if i >= warmup {
+            raw_total += took;
+        }
+    }
+    result.p1 = seq.timed as f64 / seq.seconds;
+    result.p1_raw = raw_timed as f64 / raw_total.as_secs_f64();
+    let lat = Latency::of(seq.latencies.clone(), 0);
+    run.say(&format!(
+        "P1 latency median {:.3} ms, p99 {:.3} ms; {} commands failed (bad input){}",
+        lat.median_ms,
+        lat.p99_ms,
+        seq.errors,
+        seq.first_error
+            .as_deref()
+            .map(|e| format!(", e.g. {e}"))
+            .unwrap_or_default()
+    ));
+    run.figure(
+        "P1",
+        "sqlite",
+        events,
+        "durable command (load, decide, append, project), 1 tx/command, FULL",
+        result.p1,
+        Some(result.p1_raw),
+        "commands/s",
+        Better::Higher,
+        "≥ 0.8× raw",
+        Some(result.p1 >= 0.8 * result.p1_raw),
+    );
+
+    // Group commit.
+    let ledger = Arc::new(ledger);
+    let gc = gc_ours(Arc::clone(&ledger), gc_part, opts.submitters);
+    let rows = if gc.first <= gc.last {
+        raw::sqlite::read_range(&source, gc.first as i64, gc.last as i64)?
+    } else {
+        Vec::new()
+    };
+    let mut raw_gc = Duration::ZERO;
+    for chunk in chunks_of(rows, gc.batches) {
+        raw_gc += raw::sqlite::insert_transaction(&mut raw_conn, &chunk)?;
+    }
+    let gc_rate = gc.commands as f64 / gc.seconds;
+    run.say(&format!(
+        "group commit: {} commands in {} batches (largest {}), {} failed; raw same grouping {:.0} commands/s",
+        gc.commands, gc.batches, gc.largest, gc.errors, gc.commands as f64 / raw_gc.as_secs_f64()
+    ));
+    run.figure(
+        "GC",
+        "sqlite",
+        events,
+        &format!(
+            "group commit, {} submitters, FULL (raw = P1 raw per-command ceiling)",
+            opts.submitters
+        ),
+        gc_rate,
+        Some(result.p1_raw),
+        "commands/s",
+        Better::Higher,
+        "≥ 3× raw",
+        Some(gc_rate >= 3.0 * result.p1_raw),
+    );
+    drop(ledger);
+    drop(source);
+    drop(raw_conn);
+
+    if pg_too {
+        if let Some(pg) = &opts.postgres {
+            measure_postgres(run, pg, &built, events, warmup)?;
+        }
+    }
+    if !opts.keep {
+        remove_db(&db);
+        remove_db(&raw_db);
+        let _ = std::fs::remove_file(&built.export);
+    }
+    Ok(result)
+}
+
+fn p4_sqlite(
+    run: &mut Run<'_>,
+    ledger: &Ledger,
+    source: &rusqlite::Connection,
+    events: u64,
+    rows: u64,
+    with_target: bool,
+) -> anyhow::Result<Vec<(QueryKind, Latency, Latency)>> {
+    let opts = run.opts;
+    let samples = queries::samples(&mut queries::SqliteSource(source), opts.queries, opts.seed)?;
+    let mut out = Vec::new();
+    for kind in QueryKind::ALL {
+        // A warm-up pass for each side, then the timed one.
+        queries::time_ledger(ledger, &samples, kind)?;
+        queries::time_raw_sqlite(source, &samples, kind)?;
+        let ours = queries::time_ledger(ledger, &samples, kind)?;
+        let raw = queries::time_raw_sqlite(source, &samples, kind)?;
+        out.push((kind, ours, raw));
+        let what = format!(
+            "{} query at {rows} transactions (median; {:.1} rows)",
+            kind.name(),
+            ours.mean_rows
+        );
+        run.figure(
+            "P4",
+            "sqlite",
+            events,
+            &what,
+            ours.median_ms,
+            Some(raw.median_ms),
+            "ms",
+            Better::Lower,
+            "",
+            None,
+        );
+        let what = format!("{} query at {rows} transactions (p99)", kind.name());
+        run.figure(
+            "P4",
+            "sqlite",
+            events,
+            &what,
+            ours.p99_ms,
+            Some(raw.p99_ms),
+            "ms",
+            Better::Lower,
+            if with_target { "p99 ≤ 2 ms" } else { "" },
+            with_target.then_some(ours.p99_ms <= 2.0),
+        );
+    }
+    Ok(out)
+}
+
+/// P4 on a ledger built to hold at least `opts.transactions` rows.
+fn p4_dedicated(run: &mut Run<'_>, work: &Path, calibration: &Calibration) -> anyhow::Result<()> {
+    let opts = run.opts;
+    let target = opts.transactions;
+    run.say(&format!(
+        "P4: synthesizing a ledger of {target} Transaction Manager rows"
+    ));
+    let built = build_export(
+        opts,
+        calibration,
+        Target::Rows(target),
+        0,
+        work.join("export-p4.jsonl"),
+    )?;
+    let db = work.join("ledger-p4.db");
+    remove_db(&db);
+    let url = sqlite_url(&db);
+    let export = built.export.to_string_lossy().to_string();
+    let import = run_child(
+        &opts.exe,
+        &["child", "import", "--store", &url, "--file", &export],
+    )?;
+    run.say(&format!(
+        "P4: imported {} events in {:.1} s",
+        import.events, import.seconds
+    ));
+    let ledger = Ledger::open(&url)?;
+    let source = raw::sqlite::open_existing(&db)?;
+    let rows: i64 = source.query_row("SELECT COUNT(*) FROM rm_transactions", [], |r| r.get(0))?;
+    p4_sqlite(run, &ledger, &source, import.events, rows as u64, true)?;
+    drop(source);
+    drop(ledger);
+    if !opts.keep {
+        remove_db(&db);
+        let _ = std::fs::remove_file(&built.export);
+    }
+    Ok(())
+}
+
+fn measure_postgres(
+    run: &mut Run<'_>,
+    base: &str,
+    built: &Built,
+    events: u64,
+    warmup: usize,
+) -> anyhow::Result<()> {
+    use provledger_store::postgres::{drop_schema, unique_test_schema, PostgresStore};
+    let opts = run.opts;
+    let schema = unique_test_schema("bench");
+    let raw_schema = format!("{schema}_raw");
+    PostgresStore::connect_in_schema(base, &schema)?;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+    let outcome = (|| -> anyhow::Result<()> {
+        let mut info_client = postgres::Client::connect(base, postgres::NoTls)?;
+        let mut show = |name: &str| -> String {
+            info_client
+                .query_one(&format!("SHOW {name}"), &[])
+                .and_then(|r| r.try_get::<_, String>(0))
+                .unwrap_or_else(|_| "?".into())
+        };
+        run.report.info.postgres = Some(format!(
+            "{} (fsync={}, synchronous_commit={}, wal_sync_method={}), same machine, TCP on 127.0.0.1",
+            show("server_version"),
+            show("fsync"),
+            show("synchronous_commit"),
+            show("wal_sync_method")
+        ));
+        let export = built.export.to_string_lossy().to_string();
+        let import = run_child(
+            &opts.exe,
+            &["child", "import", "--store", &url, "--file", &export],
+        )?;
+        let mut source = postgres::Client::connect(&url, postgres::NoTls)?;
+        let mut raw_client = raw::pg::connect(base, &raw_schema)?;
+        let (_, raw_time) = raw::pg::copy_all(&mut source, &mut raw_client, IMPORT_BATCH)?;
+        let p2 = events as f64 / import.seconds;
+        run.figure(
+            "P2",
+            "postgres",
+            events,
+            "bulk import (hashes checked, read models updated); raw = COPY",
+            p2,
+            Some(events as f64 / raw_time.as_secs_f64()),
+            "events/s",
+            Better::Higher,
+            "",
+            None,
+        );
+        let rebuild = run_child(&opts.exe, &["child", "rebuild", "--store", &url])?;
+        let (_, replay) = raw::pg::replay(&mut raw_client)?;
+        run.figure(
+            "P3",
+            "postgres",
+            events,
+            "rebuild every read model",
+            rebuild.events as f64 / rebuild.seconds,
+            Some(events as f64 / replay.as_secs_f64()),
+            "events/s",
+            Better::Higher,
+            "",
+            None,
+        );
+        let ledger = Ledger::open(&url)?;
+        let rows: i64 = source
+            .query_one("SELECT COUNT(*) FROM rm_transactions", &[])?
+            .try_get(0)?;
+        let samples =
+            queries::samples(&mut queries::PgSource(&mut source), opts.queries, opts.seed)?;
+        for kind in QueryKind::ALL {
+            queries::time_ledger(&ledger, &samples, kind)?;
+            queries::time_raw_pg(&mut source, &samples, kind)?;
+            let ours = queries::time_ledger(&ledger, &samples, kind)?;
+            let raw = queries::time_raw_pg(&mut source, &samples, kind)?;
+            let what = format!("{} query at {rows} transactions (median)", kind.name());
+            run.figure(
+                "P4",
+                "postgres",
+                events,
+                &what,
+                ours.median_ms,
+                Some(raw.median_ms),
+                "ms",
+                Better::Lower,
+                "",
+                None,
+            );
+            let what = format!("{} query at {rows} transactions (p99)", kind.name());
+            run.figure(
+                "P4",
+                "postgres",
+                events,
+                &what,
+                ours.p99_ms,
+                Some(raw.p99_ms),
+                "ms",
+                Better::Lower,
+                "",
+                None,
+            );
+        }
+        let live = warmup + opts.p1_commands + opts.gc_commands;
+        let commands = live_commands(&built.workload, built.cut, live)?;
+        let (p1_part, gc_part) = commands.split_at((warmup + opts.p1_commands).min(commands.len()));
+        let seq = p1_ours(&ledger, p1_part, warmup);
+        let mut raw_total = Duration::ZERO;
+        let mut raw_timed = 0usize;
+        for (i, (first, last)) in seq.groups.iter().enumerate() {
+            let rows = raw::pg::read_range(&mut source, *first as i64, *last as i64)?;
+            let took = raw::pg::insert_transaction(&mut raw_client, &rows)?;
+            if i >= warmup {
+                raw_total += took;
+                raw_timed += 1;
+            }
+        }
+        let p1 = seq.timed as f64 / seq.seconds;
+        let p1_raw = raw_timed as f64 / raw_total.as_secs_f64();
+        run.figure(
+            "P1",
+            "postgres",
+            events,
+            "durable command (load, decide, append, project), 1 tx/command",
+            p1,
+            Some(p1_raw),
+            "commands/s",
+            Better::Higher,
+            "",
+            None,
+        );
+        let ledger = Arc::new(ledger);
+        let gc = gc_ours(Arc::clone(&ledger), gc_part, opts.submitters);
+        run.figure(
+            "GC",
+            "postgres",
+            events,
+            &format!(
+                "group commit, {} submitters (raw = P1 raw per-command ceiling)",
+                opts.submitters
+            ),
+            gc.commands as f64 / gc.seconds,
+            Some(p1_raw),
+            "commands/s",
+            Better::Higher,
+            "",
+            None,
+        );
+        raw_client.batch_execute(&format!("DROP SCHEMA IF EXISTS {raw_schema} CASCADE"))?;
+        Ok(())
+    })();
+    let dropped = drop_schema(base, &schema);
+    outcome?;
+    dropped?;
+    Ok(())
+}
+
+/// P6: per-unit cost at the largest size over the smallest.
+fn p6(run: &mut Run<'_>, results: &[SizeResult]) {
+    let (Some(small), Some(large)) = (results.first(), results.last()) else {
+        return;
+    };
+    if results.len() < 2 || large.events <= small.events {
+        return;
+    }
+    let events = large.events;
+    let label = format!(
+        "per-unit cost at {} / at {} events (1.00 = linear)",
+        large.events, small.events
+    );
+    let growth = |run: &mut Run<'_>, what: &str, ours: f64, raw: Option<f64>| {
+        run.figure(
+            "P6",
+            "sqlite",
+            events,
+            &format!("{what}: {label}"),
+            ours,
+            raw,
+            "×",
+            Better::Lower,
+            "≤ 1.25 (linear)",
+            Some(ours <= 1.25),
+        );
+    };
+    growth(
+        run,
+        "P1 time per command",
+        small.p1 / large.p1,
+        Some(small.p1_raw / large.p1_raw),
+    );
+    growth(
+        run,
+        "P2 import time per event",
+        small.p2 / large.p2,
+        Some(small.p2_raw / large.p2_raw),
+    );
+    growth(
+        run,
+        "P3 rebuild time per event",
+        small.p3 / large.p3,
+        Some(small.p3_raw / large.p3_raw),
+    );
+    for ((kind, ours_small, raw_small), (_, ours_large, raw_large)) in
+        small.p4.iter().zip(&large.p4)
+    {
+        growth(
+            run,
+            &format!("P4 {} median latency", kind.name()),
+            ours_large.median_ms / ours_small.median_ms,
+            Some(raw_large.median_ms / raw_small.median_ms),
+        );
+    }
+    let ratio = large.events as f64 / small.events as f64;
+    run.figure(
+        "P6",
+        "sqlite",
+        events,
+        &format!(
+            "P5 import peak RSS at {} / at {} events ({ratio:.0}× the events)",
+            large.events, small.events
+        ),
+        large.rss_import / small.rss_import,
+        None,
+        "×",
+        Better::Lower,
+        "≤ events ratio (linear)",
+        Some(large.rss_import / small.rss_import <= ratio),
+    );
+    run.figure(
+        "P6",
+        "sqlite",
+        events,
+        &format!(
+            "P5 rebuild peak RSS at {} / at {} events ({ratio:.0}× the events)",
+            large.events, small.events
+        ),
+        large.rss_rebuild / small.rss_rebuild,
+        None,
+        "×",
+        Better::Lower,
+        "≤ events ratio (linear)",
+        Some(large.rss_rebuild / small.rss_rebuild <= ratio),
+    );
+}
