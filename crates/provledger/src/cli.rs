@@ -165,6 +165,23 @@ pub enum TopCommand {
     },
     /// Recompute the hash chain; report the first broken position.
     Verify,
+    /// Run the projections: bring every read model up to date (a projection
+    /// worker). Several workers may share a database; each event is applied
+    /// once, and a worker that dies leaves the last committed checkpoint.
+    Project {
+        /// Keep following the log, polling for new events.
+        #[arg(long)]
+        follow: bool,
+        /// With --follow: how long to wait when there is nothing new.
+        #[arg(long, value_name = "MS", default_value_t = 500)]
+        poll_ms: u64,
+        /// With --follow: stop once the read models have reached this position.
+        #[arg(long, value_name = "POSITION")]
+        until_position: Option<u64>,
+        /// Events applied per read-model transaction (default 5000).
+        #[arg(long, value_name = "EVENTS")]
+        batch_size: Option<usize>,
+    },
     /// Rebuild every read model from position 0.
     Rebuild,
     /// Write every event as JSON Lines, hashes included.
@@ -807,6 +824,48 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
             } else {
                 EXIT_FAILURE
             })
+        }
+        TopCommand::Project {
+            follow,
+            poll_ms,
+            until_position,
+            batch_size,
+        } => {
+            let ledger = match batch_size {
+                Some(n) => Ledger::from_parts(
+                    provledger_store::open(&url)?,
+                    provledger_projections::ReadModels::open(&url)?.with_batch_size(n),
+                ),
+                None => ledger,
+            };
+            let mut applied = 0u64;
+            loop {
+                let n = ledger.catch_up()?;
+                applied += n;
+                let checkpoint = ledger.read_models().checkpoint()?;
+                let reached = until_position.is_some_and(|p| checkpoint >= p);
+                if !follow || reached {
+                    match format {
+                        Format::Json => emit(
+                            io,
+                            &output::json(&serde_json::json!({
+                                "events_applied": applied,
+                                "checkpoint": checkpoint,
+                            }))?,
+                        )?,
+                        _ => emit(
+                            io,
+                            &format!(
+                                "applied {applied} events; the read models are at position {checkpoint}\n"
+                            ),
+                        )?,
+                    }
+                    return Ok(EXIT_OK);
+                }
+                if n == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(poll_ms));
+                }
+            }
         }
         TopCommand::Rebuild => {
             let bar = progress("rebuilding");
