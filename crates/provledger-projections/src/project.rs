@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use provledger_domain::{
     evolve, Event, Line, LineId, Order, OrderId, OrderState, RefusedAction, SupportRequestType,
+    WhoSetsUp,
 };
 use provledger_store::{hash::format_time, Position, RecordedEvent};
 
@@ -319,7 +320,11 @@ pub(crate) fn transaction_rows(e: &OrderEvent<'_>, before: &OrderState) -> Vec<T
                     } else {
                         ""
                     },
-                    who_sets_up.as_str(),
+                    match who_sets_up {
+                        WhoSetsUp::Me => "the partner user who completed the wizard",
+                        WhoSetsUp::SomeoneElse => "the partner colleague it was handed to",
+                        WhoSetsUp::Customer => "the customer (the partner no longer manages it)",
+                    },
                 )),
                 ..Tx::success(TransactionType::SetupCompletion)
             },

@@ -347,6 +347,10 @@ pub fn transactions_kind() -> RowKind {
             if r.get("applied_to_all_lines") == Some(&Value::Bool(true)) {
                 note.push_str(" (all lines)");
             }
+            let detail = field(r, "detail");
+            if !detail.is_empty() && old.is_empty() {
+                note.push_str(&format!(": {detail}"));
+            }
             let reason = field(r, "reason");
             if !reason.is_empty() {
                 note.push_str(&format!(" — {reason}"));

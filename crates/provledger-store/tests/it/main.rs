@@ -2,6 +2,6 @@
 //! backend, plus backend-specific behaviour. One test binary (`it`) so the
 //! crate links once.
 
+mod crash;
 mod postgres;
 mod sqlite;
-mod crash;

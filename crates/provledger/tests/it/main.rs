@@ -5,3 +5,4 @@ mod cli;
 mod faults;
 mod group_commit;
 mod setup;
+mod workers;

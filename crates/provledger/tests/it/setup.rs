@@ -751,3 +751,36 @@ fn r16_a_setup_that_loses_the_race_is_redecided_into_a_recorded_refusal() {
     );
     assert_one_winner_one_refusal(&cli, &[Some(0), Some(3)], "email_taken");
 }
+
+#[test]
+fn setup_commands_honour_idempotency_keys() {
+    let cli = Cli::placed(false);
+    let file = cli.file("s.json", &wizard("WO-1001", "me", ADMIN));
+    let args = [
+        "setup",
+        "complete",
+        "--file",
+        &file,
+        "--as",
+        PAT,
+        "--at",
+        "2026-11-25T09:00:00Z",
+        "--idempotency-key",
+        "wizard-1",
+    ];
+    let first = cli.json(&args);
+    let count = cli.event_count();
+    let again = cli.json(&args);
+    assert_eq!(again["transaction_id"], first["transaction_id"]);
+    assert_eq!(
+        again["positions"], first["positions"],
+        "organisation and reservation events included"
+    );
+    assert_eq!(again["status"], "success");
+    assert_eq!(again["replayed"], true);
+    assert_eq!(cli.event_count(), count);
+    // Without the key, the same wizard is refused: the order is onboarded.
+    cli.setup(&wizard("WO-1001", "me", ADMIN), PAT, "2026-11-25T10:00:00Z")
+        .code(3)
+        .stderr(predicate::str::contains("already onboarded"));
+}
