@@ -23,6 +23,15 @@ pub enum StoreError {
     /// An append request carried no events.
     #[error("an append must carry at least one event")]
     EmptyAppend,
+    /// The store could not be opened at all (a missing directory, a file
+    /// that is not a database, a server that does not answer). Exit 2.
+    #[error("cannot open the ledger at {location}: {reason}; check the path or URL (the directory must exist and be writable), or give another --db/--store")]
+    CannotOpen {
+        /// The path or URL (without password).
+        location: String,
+        /// What the database said.
+        reason: String,
+    },
     /// The store URL could not be understood.
     #[error("invalid store URL {url:?}: {reason}")]
     InvalidUrl {
@@ -71,7 +80,11 @@ pub enum StoreError {
 fn postgres_message(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        // e.g. "error connecting to server: Connection refused (os error 111)"
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
 }
 

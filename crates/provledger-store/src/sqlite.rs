@@ -177,11 +177,17 @@ impl SqliteStore {
     /// written by a newer build; [`StoreError::Sqlite`] if the file cannot be
     /// opened (e.g. its directory does not exist) or is not a database.
     pub fn open_with(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
-        let mut conn = Connection::open(path)?;
+        let cannot_open = |e: rusqlite::Error| StoreError::CannotOpen {
+            location: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let mut conn = Connection::open(path).map_err(cannot_open)?;
         conn.busy_timeout(options.busy_timeout)?;
-        // In-memory databases answer `memory`; files answer `wal`.
-        let _mode: String =
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        // In-memory databases answer `memory`; files answer `wal`. The first
+        // statement is also where a file that is not a database shows itself.
+        let _mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(cannot_open)?;
         conn.pragma_update(None, "synchronous", options.synchronous.pragma_value())?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.set_prepared_statement_cache_capacity(32);

@@ -84,7 +84,17 @@ impl AppError {
             | AppError::Projection(
                 ProjectionError::InvalidUrl { .. } | ProjectionError::InvalidQuery { .. },
             ) => EXIT_BAD_INPUT,
-            AppError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            AppError::Store(StoreError::CannotOpen { .. }) => EXIT_BAD_INPUT,
+            // An input file that is missing, unreadable or not text is bad input.
+            AppError::Io { source, .. }
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::InvalidData
+                        | std::io::ErrorKind::PermissionDenied
+                        | std::io::ErrorKind::IsADirectory
+                ) =>
+            {
                 EXIT_BAD_INPUT
             }
             _ => EXIT_FAILURE,

@@ -811,5 +811,31 @@ fn invalid_store_url_is_bad_input() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("sqlite:PATH"));
-    let _ = Path::new(".");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let not_a_db = dir.path().join("notes.db");
+    std::fs::write(&not_a_db, "these are not the events you are looking for").expect("write");
+    for db in [Path::new("/nonexistent/dir/ledger.db"), not_a_db.as_path()] {
+        Command::cargo_bin("provledger")
+            .expect("binary")
+            .env_remove("PROVLEDGER_STORE")
+            .arg("--db")
+            .arg(db)
+            .arg("lines")
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("cannot open the ledger"))
+            .stderr(predicate::str::contains("give another --db"));
+    }
+    let binary = dir.path().join("order.json");
+    std::fs::write(&binary, [0xff, 0xfe, 0x00]).expect("write");
+    Command::cargo_bin("provledger")
+        .expect("binary")
+        .arg("--db")
+        .arg(dir.path().join("ledger.db"))
+        .args(["order", "place", "--file"])
+        .arg(&binary)
+        .args(["--as", "olivia@partner.example"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("valid UTF-8"));
 }
