@@ -139,7 +139,7 @@ impl Replay {
         self.states
             .values()
             .flat_map(line_rows)
-            .filter(|row| sub.map_or(true, |s| row.subscription_id == s))
+            .filter(|row| sub.is_none_or(|s| row.subscription_id == s))
             .collect()
     }
 

@@ -1640,7 +1640,7 @@ pub fn import_large_batches(b: &dyn Backend) {
     let expect_refused = |batch: &[RecordedEvent], position: Option<Position>, what: &str| {
         match t.import_batch(batch) {
             Err(StoreError::ChainBroken { position: p, .. })
-                if position.map_or(true, |position| p == position) => {}
+                if position.is_none_or(|position| p == position) => {}
             Err(StoreError::Conflict { .. }) if position.is_none() => {}
             other => fail!(
                 b,

@@ -320,7 +320,7 @@ pub fn verify(
             broken = Some(link);
             break;
         }
-        if checker.checked() % 10_000 == 0 {
+        if checker.checked().is_multiple_of(10_000) {
             progress(checker.checked());
         }
     }

@@ -312,7 +312,7 @@ fn run_batch(
             }
         }
         // Keep submission order overall.
-        retry.extend(pending.drain(..));
+        retry.append(&mut pending);
         retry.sort_unstable();
         pending = retry;
     }
