@@ -48,7 +48,7 @@ pub const COLUMNS: &str = "position, stream_id, stream_version, event_type, sche
 
 /// The raw table: the store's `events` table without its triggers (which
 /// fire only on UPDATE and DELETE), so the same unique index is maintained.
-const SQLITE_DDL: &str = "CREATE TABLE IF NOT EXISTS events (
+const SQLITE_DDL: &str = "CREATE TABLE IF NOT EXISTS {table} (
     position       INTEGER PRIMARY KEY,
     stream_id      TEXT    NOT NULL,
     stream_version INTEGER NOT NULL,
@@ -114,7 +114,9 @@ pub mod sqlite {
         let conn = Connection::open(path)?;
         let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         conn.execute_batch("PRAGMA synchronous = FULL;")?;
-        conn.execute_batch(SQLITE_DDL)?;
+        for table in ["events", "events_grouped"] {
+            conn.execute_batch(&SQLITE_DDL.replace("{table}", table))?;
+        }
         Ok(conn)
     }
 
@@ -150,13 +152,18 @@ pub mod sqlite {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Insert `rows` in one `BEGIN IMMEDIATE … COMMIT`; returns the time it took.
-    pub fn insert_transaction(conn: &mut Connection, rows: &[RawRow]) -> anyhow::Result<Duration> {
+    /// Insert `rows` into `table` in one `BEGIN IMMEDIATE … COMMIT`;
+    /// returns the time it took.
+    pub fn insert_transaction(
+        conn: &mut Connection,
+        rows: &[RawRow],
+        table: &str,
+    ) -> anyhow::Result<Duration> {
         let started = Instant::now();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut stmt = tx.prepare_cached(&format!(
-                "INSERT INTO events ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                "INSERT INTO {table} ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
             ))?;
             for r in rows {
                 stmt.execute(params![
@@ -200,7 +207,7 @@ pub mod sqlite {
                 break;
             };
             after = last.position;
-            total += insert_transaction(target, &rows)?;
+            total += insert_transaction(target, &rows, "events")?;
             n += rows.len() as u64;
         }
         Ok((n, total))
@@ -234,6 +241,7 @@ pub mod pg {
              CREATE SCHEMA IF NOT EXISTS {schema};
              SET search_path TO {schema};
              DROP TABLE IF EXISTS events;
+             DROP TABLE IF EXISTS events_grouped;
              CREATE TABLE events (
                 position       BIGINT PRIMARY KEY,
                 stream_id      TEXT COLLATE \"C\" NOT NULL,
@@ -247,7 +255,8 @@ pub mod pg {
                 prev_hash      TEXT NOT NULL,
                 hash           TEXT NOT NULL,
                 UNIQUE (stream_id, stream_version)
-             );"
+             );
+             CREATE TABLE events_grouped (LIKE events INCLUDING ALL);"
         ))?;
         Ok(client)
     }
@@ -279,17 +288,26 @@ pub mod pg {
         rows.iter().map(row).collect()
     }
 
-    /// Insert `rows` in one transaction with a prepared single-row INSERT
-    /// per row (what a command does); returns the time it took.
-    pub fn insert_transaction(client: &mut Client, rows: &[RawRow]) -> anyhow::Result<Duration> {
+    /// The prepared single-row INSERT into `table`.
+    pub fn prepare_insert(client: &mut Client, table: &str) -> anyhow::Result<postgres::Statement> {
+        Ok(client.prepare(&format!(
+            "INSERT INTO {table} ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ))?)
+    }
+
+    /// Insert `rows` in one transaction with `stmt` (from
+    /// [`prepare_insert`]) once per row, as a command does; returns the time
+    /// it took.
+    pub fn insert_transaction(
+        client: &mut Client,
+        rows: &[RawRow],
+        stmt: &postgres::Statement,
+    ) -> anyhow::Result<Duration> {
         let started = Instant::now();
         let mut tx = client.transaction()?;
-        let stmt = tx.prepare(&format!(
-            "INSERT INTO events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        ))?;
         for r in rows {
             tx.execute(
-                &stmt,
+                stmt,
                 &[
                     &r.position,
                     &r.stream_id,

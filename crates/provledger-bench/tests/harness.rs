@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use provledger::group_commit::{BatchCommand, OrderCache};
+use provledger::group_commit::BatchCommand;
 use provledger::script::{parse_script, run_script, Step};
 use provledger::Ledger;
 use provledger_bench::synth::Synthesizer;
@@ -88,10 +88,9 @@ fn a_generated_workload_in_batches_equals_sequential_execution() {
         })
         .collect();
     let batched = open("batch.db");
-    let mut cache = OrderCache::new(1000);
     let mut got = Vec::new();
     for chunk in commands.chunks(16) {
-        for r in batched.execute_batch_cached(chunk.to_vec(), &mut cache) {
+        for r in batched.execute_batch(chunk.to_vec()) {
             got.push(
                 r.map(|o| (o.status, o.message, o.positions))
                     .map_err(|e| e.to_string()),

@@ -39,16 +39,20 @@
 //! [`MAX_ATTEMPTS`] as `execute` does. The read models are brought up to
 //! date once, after the last round.
 //!
-//! **State cache.** The committer keeps recently used order states in an
-//! [`OrderCache`], so a busy order is not re-read and re-folded for every
-//! command. A stale entry (another process wrote the stream) cannot cause a
-//! wrong decision to be stored: its append names the version the entry was
-//! folded to, conflicts, and the order is reloaded from the store.
+//! **State cache.** Orders are decided on the ledger's cached states
+//! ([`crate::state_cache`]), so a busy order is not re-read and re-folded
+//! for every command; a stale entry conflicts and is reloaded.
+//!
+//! **Projection.** The committer answers as soon as a batch is durable and
+//! then has a [`Projector`] thread bring the read models up to date, in
+//! batches, while it commits the next commands. Reads through the ledger
+//! catch up first, so they always see every acknowledged command.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use provledger_domain::{decide, evolve, Command, Context, OrderId, OrderState};
 use provledger_store::{
@@ -56,7 +60,7 @@ use provledger_store::{
     StreamAppend,
 };
 
-use crate::ledger::{fold_stream, outcome_of, to_new_events, MAX_ATTEMPTS};
+use crate::ledger::{outcome_of, to_new_events, MAX_ATTEMPTS};
 use crate::{AppError, CommandOutcome, Ledger};
 
 /// One command of a batch: the same arguments as [`Ledger::execute`].
@@ -81,56 +85,6 @@ impl BatchCommand {
             context,
             idempotency_key: None,
         }
-    }
-}
-
-/// Order states kept between batches, each exactly the fold of the first
-/// `version` events of its stream.
-///
-/// Entries are trusted without a read: a stale one makes its append
-/// conflict, which evicts it (see the module docs).
-#[derive(Debug, Default)]
-pub struct OrderCache {
-    states: HashMap<OrderId, OrderState>,
-    capacity: usize,
-}
-
-impl OrderCache {
-    /// A cache holding at most `capacity` orders (0: caching disabled).
-    pub fn new(capacity: usize) -> OrderCache {
-        OrderCache {
-            states: HashMap::new(),
-            capacity,
-        }
-    }
-
-    /// Orders currently cached.
-    pub fn len(&self) -> usize {
-        self.states.len()
-    }
-
-    /// True when nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.states.is_empty()
-    }
-
-    fn get(&self, order_id: &OrderId) -> Option<OrderState> {
-        self.states.get(order_id).cloned()
-    }
-
-    fn put(&mut self, order_id: OrderId, state: OrderState) {
-        if self.capacity == 0 {
-            return;
-        }
-        if self.states.len() >= self.capacity && !self.states.contains_key(&order_id) {
-            // Simple and bounded: start afresh rather than track recency.
-            self.states.clear();
-        }
-        self.states.insert(order_id, state);
-    }
-
-    fn evict(&mut self, order_id: &OrderId) {
-        self.states.remove(order_id);
     }
 }
 
@@ -159,31 +113,33 @@ impl Ledger {
     /// Equivalent to calling [`Ledger::execute`] for each command in turn,
     /// except that the commands share transactions: nothing is returned
     /// before the events are durable. A failed transaction gives every
-    /// command not yet written [`AppError::BatchFailed`]. If the read models
-    /// cannot be brought up to date afterwards, the written commands still
-    /// report success (they are durable); the next read catches up.
+    /// command not yet written [`AppError::BatchFailed`]. Unless projections
+    /// are deferred ([`Ledger::set_deferred_projections`]), the read models
+    /// are brought up to date once, after the batch; if that fails, the
+    /// written commands still report success (they are durable) and the
+    /// next read catches up and reports the failure.
     pub fn execute_batch(
         &self,
         commands: Vec<BatchCommand>,
     ) -> Vec<Result<CommandOutcome, AppError>> {
-        self.execute_batch_cached(commands, &mut OrderCache::new(0))
-    }
-
-    /// [`Ledger::execute_batch`] with a state cache kept between batches.
-    pub fn execute_batch_cached(
-        &self,
-        commands: Vec<BatchCommand>,
-        cache: &mut OrderCache,
-    ) -> Vec<Result<CommandOutcome, AppError>> {
-        let mut results: Vec<Option<Result<CommandOutcome, AppError>>> =
-            commands.iter().map(|_| None).collect();
-        let written = run_batch(self, &commands, cache, &mut results);
-        if written {
-            // Derived data: a failure here does not undo durable commands;
-            // every read catches up first and reports it.
-            let _ = self.read_models().catch_up(self.store());
+        let (results, written) = self.append_batch_of_commands(commands);
+        if written && !self.deferred_projections() {
+            // Derived data: a failure here does not undo durable commands.
+            let _ = self.catch_up();
         }
         results
+    }
+
+    /// Decide and append a batch without touching the read models; returns
+    /// each command's result and whether anything was written.
+    fn append_batch_of_commands(
+        &self,
+        commands: Vec<BatchCommand>,
+    ) -> (Vec<Result<CommandOutcome, AppError>>, bool) {
+        let mut results: Vec<Option<Result<CommandOutcome, AppError>>> =
+            commands.iter().map(|_| None).collect();
+        let written = run_batch(self, &commands, &mut results);
+        let results = results
             .into_iter()
             .map(|r| {
                 r.unwrap_or_else(|| {
@@ -192,7 +148,8 @@ impl Ledger {
                     })
                 })
             })
-            .collect()
+            .collect();
+        (results, written)
     }
 }
 
@@ -201,10 +158,10 @@ impl Ledger {
 fn run_batch(
     ledger: &Ledger,
     commands: &[BatchCommand],
-    cache: &mut OrderCache,
     results: &mut [Option<Result<CommandOutcome, AppError>>],
 ) -> bool {
     let store = ledger.store();
+    let cache = ledger.states();
     // Idempotency: a key used before replays the first result; a key used
     // twice in this batch replays the first use in the batch.
     let mut pending: Vec<usize> = Vec::with_capacity(commands.len());
@@ -235,7 +192,7 @@ fn run_batch(
     let mut attempts = vec![0u32; commands.len()];
     let mut written = false;
     while !pending.is_empty() {
-        let round = decide_round(ledger, commands, &pending, cache, results);
+        let round = decide_round(ledger, commands, &pending, results);
         pending = round.deferred;
         let mut states = round.states;
         if round.units.is_empty() {
@@ -354,7 +311,6 @@ fn decide_round(
     ledger: &Ledger,
     commands: &[BatchCommand],
     pending: &[usize],
-    cache: &OrderCache,
     results: &mut [Option<Result<CommandOutcome, AppError>>],
 ) -> Round {
     let mut units: Vec<Unit> = Vec::new();
@@ -378,13 +334,7 @@ fn decide_round(
         }
         let state = match states.get(order_id) {
             Some(state) => state.clone(),
-            None => match cache.get(order_id).map(Ok).unwrap_or_else(|| {
-                ledger
-                    .store()
-                    .read_stream(&order_id.stream_id(), 0)
-                    .map_err(AppError::from)
-                    .and_then(|events| fold_stream(&events))
-            }) {
+            None => match ledger.current_state(order_id) {
                 Ok(state) => state,
                 Err(e) => {
                     results[i] = Some(Err(e));
@@ -504,15 +454,21 @@ fn fail_unit(
 pub struct GroupCommitOptions {
     /// Most commands per batch.
     pub max_batch: usize,
-    /// Most order states kept between batches (0: no cache).
-    pub cached_orders: usize,
+    /// Bring the read models up to date on a [`Projector`] thread, in
+    /// batches, while the committer goes on committing (true), or on the
+    /// committer thread after each batch (false).
+    pub background_projection: bool,
+    /// How long the projector rests after each catch-up (see
+    /// [`Projector::start_with_pause`]).
+    pub projection_pause: Duration,
 }
 
 impl Default for GroupCommitOptions {
     fn default() -> Self {
         GroupCommitOptions {
             max_batch: 256,
-            cached_orders: 20_000,
+            background_projection: true,
+            projection_pause: Duration::from_millis(5),
         }
     }
 }
@@ -560,13 +516,16 @@ impl std::fmt::Debug for GroupCommitter {
 }
 
 impl GroupCommitter {
-    /// Start the committer thread on `ledger`.
+    /// Start the committer thread on `ledger` (and, with
+    /// `background_projection`, a [`Projector`] thread).
     pub fn start(ledger: Arc<Ledger>, options: GroupCommitOptions) -> GroupCommitter {
         let (sender, receiver) = mpsc::channel::<Job>();
         let counters = Arc::new(Counters::default());
         let worker_counters = Arc::clone(&counters);
         let worker = std::thread::spawn(move || {
-            let mut cache = OrderCache::new(options.cached_orders);
+            let projector = options.background_projection.then(|| {
+                Projector::start_with_pause(Arc::clone(&ledger), options.projection_pause)
+            });
             let max_batch = options.max_batch.max(1);
             while let Ok(first) = receiver.recv() {
                 let mut jobs = vec![first];
@@ -579,14 +538,26 @@ impl GroupCommitter {
                 let (commands, replies): (Vec<_>, Vec<_>) =
                     jobs.into_iter().map(|j| (j.command, j.reply)).unzip();
                 let n = commands.len() as u64;
-                let results = ledger.execute_batch_cached(commands, &mut cache);
+                let (results, written) = ledger.append_batch_of_commands(commands);
                 worker_counters.batches.fetch_add(1, Ordering::Relaxed);
                 worker_counters.commands.fetch_add(n, Ordering::Relaxed);
                 worker_counters.largest.fetch_max(n, Ordering::Relaxed);
+                // Durable: answer first, project after.
                 for (reply, result) in replies.into_iter().zip(results) {
                     // A submitter that gave up waiting is no reason to stop.
                     let _ = reply.send(result);
                 }
+                if written {
+                    match &projector {
+                        Some(projector) => projector.poke(),
+                        None => {
+                            let _ = ledger.catch_up();
+                        }
+                    }
+                }
+            }
+            if let Some(projector) = projector {
+                projector.stop();
             }
         });
         GroupCommitter {
@@ -620,7 +591,8 @@ impl GroupCommitter {
         }
     }
 
-    /// Finish the queued commands, stop the thread and return the stats.
+    /// Finish the queued commands, stop the threads (the projector after
+    /// one last catch-up) and return the stats.
     pub fn shutdown(mut self) -> GroupCommitStats {
         self.stop();
         self.stats()
@@ -637,5 +609,80 @@ impl GroupCommitter {
 impl Drop for GroupCommitter {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A thread that brings a ledger's read models up to date whenever poked.
+///
+/// Pokes that arrive while a catch-up runs are folded into one more
+/// catch-up, so the read models are updated in batches as large as the
+/// backlog. Reads through the ledger always catch up first themselves, so
+/// a projector only takes that work off the path of the commands and the
+/// reads; it never decides what they see. A failed catch-up is left for
+/// the next one (and for the next read, which reports it).
+pub struct Projector {
+    sender: Option<mpsc::SyncSender<()>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Projector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projector").finish_non_exhaustive()
+    }
+}
+
+impl Projector {
+    /// Start the thread on `ledger`, catching up as soon as poked.
+    pub fn start(ledger: Arc<Ledger>) -> Projector {
+        Projector::start_with_pause(ledger, Duration::ZERO)
+    }
+
+    /// Start the thread on `ledger`; after each catch-up it rests for
+    /// `pause`, so that the next one applies a larger batch (fewer, larger
+    /// read-model transactions competing with the commands for the
+    /// database's write lock).
+    pub fn start_with_pause(ledger: Arc<Ledger>, pause: Duration) -> Projector {
+        let (sender, receiver) = mpsc::sync_channel::<()>(1);
+        let worker = std::thread::spawn(move || {
+            while receiver.recv().is_ok() {
+                let _ = ledger.catch_up();
+                if !pause.is_zero() {
+                    std::thread::sleep(pause);
+                }
+            }
+            // Stopped: leave nothing behind that was poked for.
+            let _ = ledger.catch_up();
+        });
+        Projector {
+            sender: Some(sender),
+            worker: Some(worker),
+        }
+    }
+
+    /// Ask for a catch-up; returns at once. Pokes made while one is already
+    /// pending are merged with it.
+    pub fn poke(&self) {
+        if let Some(sender) = &self.sender {
+            // Full: a catch-up is already pending and will see these events.
+            let _ = sender.try_send(());
+        }
+    }
+
+    /// Run a last catch-up and stop the thread.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.sender.take();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Drop for Projector {
+    fn drop(&mut self) {
+        self.halt();
     }
 }

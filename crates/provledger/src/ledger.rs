@@ -6,6 +6,8 @@
 //! event metadata, the bounded retry on a version conflict, idempotency keys,
 //! and the scheduler's `tick`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use chrono::{DateTime, Utc};
 use provledger_domain::{
     decide, describe_services, due_events, evolve, Actor, Command, Context, Event, LineId, OrderId,
@@ -21,6 +23,7 @@ use provledger_store::{
 };
 use serde::Serialize;
 
+use crate::state_cache::OrderCache;
 use crate::AppError;
 
 /// How many times a command is re-decided after a version conflict.
@@ -73,6 +76,11 @@ pub struct TickReport {
 pub struct Ledger {
     store: Box<dyn EventStore>,
     read_models: ReadModels,
+    /// Order states recently folded or decided (see [`OrderCache`]).
+    states: OrderCache,
+    /// When set, commands leave the read models to be brought up to date
+    /// by the next read or by a background projector.
+    deferred_projections: AtomicBool,
 }
 
 /// The stream and transaction id conventions.
@@ -99,12 +107,45 @@ impl Ledger {
     pub fn open(url: &str) -> Result<Ledger, AppError> {
         let store = provledger_store::open(url)?;
         let read_models = ReadModels::open(url)?;
-        Ok(Ledger { store, read_models })
+        Ok(Ledger::from_parts(store, read_models))
     }
 
     /// Assemble a ledger from parts (tests, other backends).
     pub fn from_parts(store: Box<dyn EventStore>, read_models: ReadModels) -> Ledger {
-        Ledger { store, read_models }
+        Ledger {
+            store,
+            read_models,
+            states: OrderCache::default(),
+            deferred_projections: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether commands bring the read models up to date before they
+    /// return (the default) or leave that to the next read, to a background
+    /// projector ([`crate::group_commit::Projector`]) or to `provledger
+    /// project`. Either way every read through the ledger catches up first,
+    /// so what a read returns is the same; deferring takes the projection
+    /// work off each command's path and lets it run in batches.
+    pub fn set_deferred_projections(&self, deferred: bool) {
+        self.deferred_projections.store(deferred, Ordering::Relaxed);
+    }
+
+    /// True when commands leave the read models for later.
+    pub fn deferred_projections(&self) -> bool {
+        self.deferred_projections.load(Ordering::Relaxed)
+    }
+
+    /// The order states this ledger keeps between commands.
+    pub(crate) fn states(&self) -> &OrderCache {
+        &self.states
+    }
+
+    /// An order's state: from the cache, or folded from its stream.
+    pub(crate) fn current_state(&self, order_id: &OrderId) -> Result<OrderState, AppError> {
+        match self.states.get(order_id) {
+            Some(state) => Ok(state),
+            None => self.load(order_id),
+        }
     }
 
     /// The event store.
@@ -145,8 +186,7 @@ impl Ledger {
         let ctx = &Context::new(ctx.actor.clone(), to_stored_precision(ctx.at));
         let stream_id = order_id.stream_id();
         for _ in 0..MAX_ATTEMPTS {
-            let recorded = self.store.read_stream(&stream_id, 0)?;
-            let state = fold_stream(&recorded)?;
+            let state = self.current_state(order_id)?;
             if state.order.is_none() && !matches!(command, Command::PlaceOrder(_)) {
                 return Err(AppError::UnknownOrder {
                     order_id: order_id.to_string(),
@@ -163,11 +203,28 @@ impl Ledger {
                 .with_idempotency_key(idempotency_key.map(str::to_string));
             match self.store.append(request) {
                 Ok(appended) => {
-                    self.read_models.catch_up(self.store.as_ref())?;
+                    if appended.replayed {
+                        // Another writer used the key first: the stream
+                        // does not hold the events decided here.
+                        self.states.evict(order_id);
+                    } else {
+                        self.states
+                            .put(order_id.clone(), events.iter().fold(state, evolve));
+                    }
+                    if !self.deferred_projections() {
+                        self.read_models.catch_up(self.store.as_ref())?;
+                    }
                     return outcome_of(&appended.events, appended.replayed);
                 }
-                Err(e) if e.is_conflict() => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) if e.is_conflict() => {
+                    // The stream moved: decide again on what it holds.
+                    self.states.evict(order_id);
+                    continue;
+                }
+                Err(e) => {
+                    self.states.evict(order_id);
+                    return Err(e.into());
+                }
             }
         }
         Err(AppError::ConflictRetriesExhausted {
@@ -197,6 +254,8 @@ impl Ledger {
                     ExpectedVersion::Exact(state.version),
                     new_events,
                 );
+                // The stream moves (or turned out to have moved).
+                self.states.evict(&order_id);
                 match self.store.append(request) {
                     Ok(appended) => {
                         report.orders += 1;

@@ -16,6 +16,7 @@ mod ledger;
 pub mod output;
 pub mod script;
 pub mod setup;
+pub mod state_cache;
 
 pub use error::{AppError, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, EXIT_REFUSED};
 pub use ledger::{

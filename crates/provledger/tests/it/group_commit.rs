@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use provledger::group_commit::{BatchCommand, GroupCommitOptions, GroupCommitter, OrderCache};
+use provledger::group_commit::{BatchCommand, GroupCommitOptions, GroupCommitter};
 use provledger::{AppError, CommandOutcome, Ledger, OutcomeStatus};
 use provledger_domain::{
     Actor, Command, Context, Email, LineId, LineRequest, OrderId, OrderRequest, OrgId,
@@ -345,10 +345,9 @@ fn a_batch_appends_what_sequential_execution_appends() {
     }
     for batch_size in [1, 3, 7, 100] {
         let batched = Ledger::open(&url(dir.path(), &format!("batch-{batch_size}.db"))).unwrap();
-        let mut cache = OrderCache::new(100);
         let mut got = Vec::new();
         for chunk in script().chunks(batch_size) {
-            for r in batched.execute_batch_cached(chunk.to_vec(), &mut cache) {
+            for r in batched.execute_batch(chunk.to_vec()) {
                 got.push(
                     r.map(|o| (o.status, o.message, o.positions))
                         .map_err(|e| e.exit_code()),
@@ -444,11 +443,9 @@ fn a_stale_cached_state_conflicts_and_is_decided_again() {
     let path = url(dir.path(), "l.db");
     let committer = Ledger::open(&path).unwrap();
     let other_process = Ledger::open(&path).unwrap();
-    let mut cache = OrderCache::new(10);
-    let r =
-        committer.execute_batch_cached(vec![place("WO-1", 2, "2026-11-20T09:00:00Z")], &mut cache);
+    // The committer caches the order's state as it decides on it.
+    let r = committer.execute_batch(vec![place("WO-1", 2, "2026-11-20T09:00:00Z")]);
     assert!(r[0].is_ok());
-    assert_eq!(cache.len(), 1);
     // Another writer changes the order behind the committer's back.
     let c = change(
         "WO-1",
@@ -464,20 +461,17 @@ fn a_stale_cached_state_conflicts_and_is_decided_again() {
     // The cached state is stale: the append conflicts, the order is
     // reloaded and the command decided again on what the stream holds.
     // The other command of the request, on another order, goes through too.
-    let r = committer.execute_batch_cached(
-        vec![
-            change(
-                "WO-1",
-                "1.1",
-                "y@customer.example",
-                false,
-                ORDERER,
-                "2026-11-20T11:00:00Z",
-            ),
-            place("WO-2", 1, "2026-11-20T11:00:00Z"),
-        ],
-        &mut cache,
-    );
+    let r = committer.execute_batch(vec![
+        change(
+            "WO-1",
+            "1.1",
+            "y@customer.example",
+            false,
+            ORDERER,
+            "2026-11-20T11:00:00Z",
+        ),
+        place("WO-2", 1, "2026-11-20T11:00:00Z"),
+    ]);
     assert_eq!(ok(&r[0]).status, OutcomeStatus::Success);
     assert_eq!(ok(&r[1]).status, OutcomeStatus::Success);
     assert!(
@@ -494,6 +488,93 @@ fn a_stale_cached_state_conflicts_and_is_decided_again() {
     assert!(provledger_store::verify(committer.store(), &mut |_| {})
         .unwrap()
         .is_intact());
+}
+
+#[test]
+fn execute_decides_again_when_its_cached_state_is_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = url(dir.path(), "l.db");
+    let a = Ledger::open(&path).unwrap();
+    let b = Ledger::open(&path).unwrap();
+    let run =
+        |ledger: &Ledger, c: BatchCommand| ledger.execute(&c.order_id, c.command, &c.context, None);
+    run(&a, place("WO-1", 1, "2026-11-20T09:00:00Z")).unwrap();
+    run(
+        &a,
+        change(
+            "WO-1",
+            "1.1",
+            "x@customer.example",
+            false,
+            ORDERER,
+            "2026-11-20T10:00:00Z",
+        ),
+    )
+    .unwrap();
+    run(
+        &b,
+        change(
+            "WO-1",
+            "1.1",
+            "y@customer.example",
+            false,
+            ORDERER,
+            "2026-11-20T11:00:00Z",
+        ),
+    )
+    .unwrap();
+    let outcome = run(
+        &a,
+        change(
+            "WO-1",
+            "1.1",
+            "z@customer.example",
+            false,
+            ORDERER,
+            "2026-11-20T12:00:00Z",
+        ),
+    )
+    .unwrap();
+    assert!(
+        outcome
+            .message
+            .contains("from y@customer.example to z@customer.example"),
+        "{}",
+        outcome.message
+    );
+    let events = all_events(a.store());
+    assert_eq!(
+        events.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+}
+
+#[test]
+fn deferred_projections_are_caught_up_by_the_next_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&url(dir.path(), "l.db")).unwrap();
+    ledger.set_deferred_projections(true);
+    let c = place("WO-1", 2, "2026-11-20T09:00:00Z");
+    ledger
+        .execute(&c.order_id, c.command, &c.context, None)
+        .unwrap();
+    let results = ledger.execute_batch(vec![change(
+        "WO-1",
+        "1.1",
+        "a@customer.example",
+        true,
+        ORDERER,
+        "2026-11-20T10:00:00Z",
+    )]);
+    assert!(results[0].is_ok());
+    assert_eq!(
+        ledger.read_models().checkpoint().unwrap(),
+        0,
+        "nothing projected yet"
+    );
+    let rows = ledger.transactions(&TransactionQuery::default()).unwrap();
+    assert_eq!(rows.len(), 2, "the read caught up first: {rows:?}");
+    assert_eq!(ledger.read_models().checkpoint().unwrap(), 3);
 }
 
 /// A store whose commits can be made to fail.
