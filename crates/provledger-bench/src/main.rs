@@ -128,7 +128,7 @@ fn real_main() -> anyhow::Result<()> {
                 ..WorkloadSpec::new(orders, seed)
             };
             let workload = Workload::generate(spec);
-            let n = if out == PathBuf::from("-") {
+            let n = if out.as_os_str() == "-" {
                 let stdout = std::io::stdout();
                 let mut w = std::io::BufWriter::new(stdout.lock());
                 let n = workload.write_script(&mut w)?;

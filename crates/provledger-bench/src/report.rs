@@ -85,9 +85,7 @@ pub struct Report {
 }
 
 fn fmt_value(v: f64) -> String {
-    if v >= 100_000.0 {
-        format!("{:.0}", v)
-    } else if v >= 100.0 {
+    if v >= 100.0 {
         format!("{:.0}", v)
     } else if v >= 10.0 {
         format!("{:.1}", v)
@@ -115,7 +113,7 @@ fn group(v: f64) -> String {
 }
 
 fn size(events: u64) -> String {
-    if events >= 1_000_000 && events % 1_000 == 0 {
+    if events >= 1_000_000 {
         format!("{:.2}M", events as f64 / 1e6)
     } else if events >= 1_000 {
         format!("{}k", events / 1000)

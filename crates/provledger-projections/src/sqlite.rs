@@ -160,7 +160,14 @@ impl SqliteModels {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // journal_mode answers with a row; the others do not.
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA cache_size = -32768;")?;
+        // NORMAL, not FULL: a read-model commit need not reach the disk
+        // before it returns. The read models are derived from the events and
+        // carry their checkpoint in the same transaction; the events' own
+        // FULL commits sync the shared WAL, so a crash can only lose a
+        // suffix of read-model batches (never make them run ahead of the
+        // events), which the next catch-up applies again. This saves one
+        // fsync per catch-up, i.e. per command.
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768;")?;
         conn.set_prepared_statement_cache_capacity(160);
         migrate(&mut conn)?;
         Ok(SqliteModels { conn })

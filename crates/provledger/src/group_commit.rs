@@ -52,7 +52,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use provledger_domain::{decide, evolve, Command, Context, OrderId, OrderState};
 use provledger_store::{
@@ -461,6 +461,11 @@ pub struct GroupCommitOptions {
     /// How long the projector rests after each catch-up (see
     /// [`Projector::start_with_pause`]).
     pub projection_pause: Duration,
+    /// How long the committer waits, once a batch has started, for more
+    /// commands to join it. Submitters answered by the previous batch need
+    /// a moment to send their next command; without this wait, batches
+    /// alternate between full and nearly empty.
+    pub linger: Duration,
 }
 
 impl Default for GroupCommitOptions {
@@ -469,6 +474,7 @@ impl Default for GroupCommitOptions {
             max_batch: 256,
             background_projection: true,
             projection_pause: Duration::from_millis(5),
+            linger: Duration::from_micros(100),
         }
     }
 }
@@ -528,10 +534,14 @@ impl GroupCommitter {
             });
             let max_batch = options.max_batch.max(1);
             while let Ok(first) = receiver.recv() {
+                let started = Instant::now();
                 let mut jobs = vec![first];
                 while jobs.len() < max_batch {
                     match receiver.try_recv() {
                         Ok(job) => jobs.push(job),
+                        Err(mpsc::TryRecvError::Empty) if started.elapsed() < options.linger => {
+                            std::thread::yield_now();
+                        }
                         Err(_) => break,
                     }
                 }

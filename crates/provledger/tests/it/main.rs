@@ -4,5 +4,6 @@
 mod cli;
 mod faults;
 mod group_commit;
+mod progress;
 mod setup;
 mod workers;
