@@ -84,6 +84,11 @@ pub(crate) trait Backend: Send {
     fn orders_due(&mut self, now: DateTime<Utc>) -> Result<Vec<OrderId>, ProjectionError>;
     /// Every stored order state, sorted by order id.
     fn order_states(&mut self) -> Result<Vec<StoredState>, ProjectionError>;
+    /// One order's stored state, if the read models hold it.
+    fn order_state(
+        &mut self,
+        order_id: &OrderId,
+    ) -> Result<Option<provledger_domain::OrderState>, ProjectionError>;
 }
 
 /// What to do with a batch, given the checkpoint stored under the lock.

@@ -832,6 +832,24 @@ impl Backend for PostgresModels {
         })
     }
 
+    fn order_state(&mut self, order_id: &OrderId) -> Result<Option<OrderState>, ProjectionError> {
+        let rows = self.query(
+            "SELECT state_json FROM rm_order_state WHERE order_id = $1",
+            &[&order_id.as_str()],
+        )?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let json: String = row.try_get(0)?;
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|e| ProjectionError::Corrupt {
+                table: "rm_order_state",
+                key: order_id.to_string(),
+                reason: e.to_string(),
+            })
+    }
+
     fn order_states(&mut self) -> Result<Vec<StoredState>, ProjectionError> {
         let rows = self.query(
             "SELECT order_id, version, next_due_at, state_json FROM rm_order_state \

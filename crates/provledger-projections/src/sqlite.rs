@@ -636,6 +636,22 @@ impl Backend for SqliteModels {
         )
     }
 
+    fn order_state(&mut self, order_id: &OrderId) -> Result<Option<OrderState>, ProjectionError> {
+        let json: Option<String> = self
+            .conn
+            .prepare_cached("SELECT state_json FROM rm_order_state WHERE order_id = ?1")?
+            .query_row([order_id.as_str()], |r| r.get(0))
+            .optional()?;
+        json.map(|json| {
+            serde_json::from_str(&json).map_err(|e| ProjectionError::Corrupt {
+                table: "rm_order_state",
+                key: order_id.to_string(),
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
     fn order_states(&mut self) -> Result<Vec<StoredState>, ProjectionError> {
         query(
             &self.conn,

@@ -242,12 +242,16 @@ fn run_batch(
                     // stream moved counts an attempt; the others were
                     // merely in the same request and go again as they are.
                     let conflicted = unit.orders.iter().find(|o| o.stream_id() == stream_id);
-                    if let Some(order_id) = conflicted {
-                        cache.evict(order_id);
+                    match conflicted {
+                        Some(order_id) => cache.evict(order_id),
+                        None => unit.orders.iter().for_each(|o| cache.evict(o)),
                     }
                     for c in unit.commands {
                         let order_id = &commands[c.index].order_id;
-                        if Some(order_id) == conflicted {
+                        // (A conflict naming no order of the unit cannot
+                        // happen; if it did, everyone counts, so that the
+                        // retries stay bounded.)
+                        if conflicted.is_none() || Some(order_id) == conflicted {
                             attempts[c.index] += 1;
                         }
                         if attempts[c.index] >= MAX_ATTEMPTS {
@@ -473,7 +477,7 @@ impl Default for GroupCommitOptions {
         GroupCommitOptions {
             max_batch: 256,
             background_projection: true,
-            projection_pause: Duration::from_millis(5),
+            projection_pause: Duration::from_millis(50),
             linger: Duration::from_micros(100),
         }
     }

@@ -523,7 +523,7 @@ fn check_stream(run: &Run) -> Result<(), TestCaseError> {
     let last = state.last_event_at.unwrap();
     // Everything due by then has been appended (`None`: nothing guaranteed).
     let done = |t: DateTime<Utc>| caught_up.is_some_and(|c| t <= c);
-    let before_ponr = |t: DateTime<Utc>| order.onboarded_at.map_or(true, |o| t <= o);
+    let before_ponr = |t: DateTime<Utc>| order.onboarded_at.is_none_or(|o| t <= o);
     for line in &order.lines {
         let window_end = line
             .initial_email_sent_at

@@ -577,6 +577,55 @@ fn deferred_projections_are_caught_up_by_the_next_read() {
     assert_eq!(ledger.read_models().checkpoint().unwrap(), 3);
 }
 
+#[test]
+fn a_lagging_read_model_snapshot_is_completed_from_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = url(dir.path(), "l.db");
+    let writer = Ledger::open(&path).unwrap();
+    let run =
+        |ledger: &Ledger, c: BatchCommand| ledger.execute(&c.order_id, c.command, &c.context, None);
+    run(&writer, place("WO-1", 2, "2026-11-20T09:00:00Z")).unwrap();
+    // The read models hold the order at version 1 from here on.
+    writer.set_deferred_projections(true);
+    run(
+        &writer,
+        change(
+            "WO-1",
+            "1.1",
+            "x@customer.example",
+            true,
+            ORDERER,
+            "2026-11-20T10:00:00Z",
+        ),
+    )
+    .unwrap();
+    assert_eq!(writer.read_models().checkpoint().unwrap(), 1);
+    // A fresh ledger (nothing cached) starts from the snapshot at version 1
+    // and folds the two later events on top.
+    let fresh = Ledger::open(&path).unwrap();
+    fresh.set_deferred_projections(true);
+    let outcome = run(
+        &fresh,
+        change(
+            "WO-1",
+            "1.2",
+            "y@customer.example",
+            false,
+            ORDERER,
+            "2026-11-20T11:00:00Z",
+        ),
+    )
+    .unwrap();
+    assert!(
+        outcome
+            .message
+            .contains("from x@customer.example to y@customer.example"),
+        "{}",
+        outcome.message
+    );
+    assert_eq!(fresh.load(&oid("WO-1")).unwrap().version, 4);
+}
+
 /// A store whose commits can be made to fail.
 struct FlakyStore {
     inner: SqliteStore,
