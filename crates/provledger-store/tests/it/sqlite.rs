@@ -376,7 +376,13 @@ fn corrupt_rows_are_reported_not_panicked_on() {
 fn a_missing_directory_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let result = SqliteStore::open(&dir.path().join("no/such/dir/ledger.db"));
-    assert!(matches!(result, Err(StoreError::Sqlite(_))), "{result:?}");
+    match result {
+        Err(e @ StoreError::CannotOpen { .. }) => {
+            assert!(e.to_string().contains("no/such/dir/ledger.db"), "{e}");
+            assert!(e.to_string().contains("directory must exist"), "{e}");
+        }
+        other => panic!("expected CannotOpen, got {other:?}"),
+    }
 }
 
 #[test]
