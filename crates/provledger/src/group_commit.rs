@@ -453,15 +453,27 @@ fn fail_unit(
     }
 }
 
+/// Who brings the read models up to date after a [`GroupCommitter`]'s
+/// batches. Whichever is chosen, every read through the ledger catches up
+/// first, so reads see every acknowledged command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Projection {
+    /// The committer thread, after answering each batch.
+    Inline,
+    /// A [`Projector`] thread, in batches, while the committer goes on.
+    Background,
+    /// Nobody here: the next read, or a separate worker (`provledger
+    /// project`). For bursts: the read models catch up once, afterwards.
+    Deferred,
+}
+
 /// Settings of a [`GroupCommitter`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupCommitOptions {
     /// Most commands per batch.
     pub max_batch: usize,
-    /// Bring the read models up to date on a [`Projector`] thread, in
-    /// batches, while the committer goes on committing (true), or on the
-    /// committer thread after each batch (false).
-    pub background_projection: bool,
+    /// Who brings the read models up to date.
+    pub projection: Projection,
     /// How long the projector rests after each catch-up (see
     /// [`Projector::start_with_pause`]).
     pub projection_pause: Duration,
@@ -476,7 +488,7 @@ impl Default for GroupCommitOptions {
     fn default() -> Self {
         GroupCommitOptions {
             max_batch: 256,
-            background_projection: true,
+            projection: Projection::Background,
             projection_pause: Duration::from_millis(50),
             linger: Duration::from_micros(100),
         }
@@ -527,13 +539,13 @@ impl std::fmt::Debug for GroupCommitter {
 
 impl GroupCommitter {
     /// Start the committer thread on `ledger` (and, with
-    /// `background_projection`, a [`Projector`] thread).
+    /// [`Projection::Background`], a [`Projector`] thread).
     pub fn start(ledger: Arc<Ledger>, options: GroupCommitOptions) -> GroupCommitter {
         let (sender, receiver) = mpsc::channel::<Job>();
         let counters = Arc::new(Counters::default());
         let worker_counters = Arc::clone(&counters);
         let worker = std::thread::spawn(move || {
-            let projector = options.background_projection.then(|| {
+            let projector = (options.projection == Projection::Background).then(|| {
                 Projector::start_with_pause(Arc::clone(&ledger), options.projection_pause)
             });
             let max_batch = options.max_batch.max(1);
@@ -562,11 +574,12 @@ impl GroupCommitter {
                     let _ = reply.send(result);
                 }
                 if written {
-                    match &projector {
-                        Some(projector) => projector.poke(),
-                        None => {
+                    match (&projector, options.projection) {
+                        (Some(projector), _) => projector.poke(),
+                        (None, Projection::Inline) => {
                             let _ = ledger.catch_up();
                         }
+                        (None, _) => {}
                     }
                 }
             }
