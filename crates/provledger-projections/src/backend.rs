@@ -11,9 +11,7 @@ use provledger_domain::OrderId;
 use provledger_store::{hash::format_time, Position};
 
 use crate::project::{Decoded, StateCache};
-use crate::{
-    HistoryQuery, HistoryRow, LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow,
-};
+use crate::{LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow};
 
 /// Events applied per database transaction.
 pub(crate) const BATCH_SIZE: usize = 5_000;
@@ -78,8 +76,6 @@ pub(crate) trait Backend: Send {
         &mut self,
         q: &TransactionQuery,
     ) -> Result<Vec<TransactionRow>, ProjectionError>;
-    /// The `history` view.
-    fn history(&mut self, q: &HistoryQuery) -> Result<Vec<HistoryRow>, ProjectionError>;
     /// Orders with something due at or before `now`, sorted.
     fn orders_due(&mut self, now: DateTime<Utc>) -> Result<Vec<OrderId>, ProjectionError>;
     /// Every stored order state, sorted by order id.
@@ -191,19 +187,6 @@ pub(crate) fn parse_date(
         table,
         key: key(),
         reason: format!("{text:?} is not a date: {e}"),
-    })
-}
-
-/// Parse a stored JSON payload.
-pub(crate) fn parse_json(
-    table: &'static str,
-    key: &dyn Fn() -> String,
-    text: &str,
-) -> Result<serde_json::Value, ProjectionError> {
-    serde_json::from_str(text).map_err(|e| ProjectionError::Corrupt {
-        table,
-        key: key(),
-        reason: format!("the payload is not JSON: {e}"),
     })
 }
 

@@ -300,10 +300,26 @@ impl ReadModels {
         self.inner().backend.transactions(q)
     }
 
-    /// Every event of an order or a subscription (see [`HistoryQuery`]), in
-    /// position order.
-    pub fn history(&self, q: &HistoryQuery) -> Result<Vec<HistoryRow>, ProjectionError> {
-        self.inner().backend.history(q)
+    /// Every event of an order or a subscription (see [`HistoryQuery`]) up to
+    /// the read models' checkpoint, in position order.
+    ///
+    /// The rows are read from the event log itself, not from a copy: the
+    /// order's stream is replayed with the same code as [`history_as_of`]
+    /// (a query by subscription finds its orders in the `lines` view, so it
+    /// reads only their streams; a query naming neither reads the whole log).
+    pub fn history(
+        &self,
+        store: &dyn EventStore,
+        q: &HistoryQuery,
+    ) -> Result<Vec<HistoryRow>, ProjectionError> {
+        let at = AsOf::Position(self.checkpoint()?);
+        match (&q.order_id, &q.subscription_id) {
+            (None, Some(sub)) => {
+                let orders = self.orders_holding(sub)?;
+                memory::history_as_of_in(store, q, memory::Streams::Orders(&orders), at)
+            }
+            _ => history_as_of(store, q, at),
+        }
     }
 
     /// [`lines_as_of`] (replayed from the store, not read from the read
@@ -346,13 +362,23 @@ impl ReadModels {
         }
     }
 
-    /// The orders that have a line with this subscription, sorted.
+    /// The orders that have a line with this subscription, sorted, after
+    /// catching the read models up.
     fn orders_with_subscription(
         &self,
         store: &dyn EventStore,
         subscription_id: &SubscriptionId,
     ) -> Result<Vec<OrderId>, ProjectionError> {
         self.catch_up(store)?;
+        self.orders_holding(subscription_id)
+    }
+
+    /// The orders that have a line with this subscription in the `lines`
+    /// view as it stands, sorted.
+    fn orders_holding(
+        &self,
+        subscription_id: &SubscriptionId,
+    ) -> Result<Vec<OrderId>, ProjectionError> {
         let rows = self.lines(&LineQuery {
             order_id: None,
             subscription_id: Some(subscription_id.clone()),
@@ -391,7 +417,7 @@ impl ReadModels {
     }
 
     /// A canonical text of every read-model table: the checkpoint, then the
-    /// order states, lines, transactions and history, one sorted row per
+    /// order states, lines and transactions, one sorted row per
     /// line. Two read models of the same events give identical text, on
     /// either backend.
     pub fn dump(&self) -> Result<String, ProjectionError> {
@@ -416,10 +442,6 @@ impl ReadModels {
         }
         out.push_str("# rm_transactions\n");
         for row in backend.transactions(&TransactionQuery::default())? {
-            push_json(&mut out, &row)?;
-        }
-        out.push_str("# rm_history\n");
-        for row in backend.history(&HistoryQuery::default())? {
             push_json(&mut out, &row)?;
         }
         Ok(out)

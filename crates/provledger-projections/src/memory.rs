@@ -77,7 +77,7 @@ impl Replay {
             recorded,
         };
         let before = self.states.remove(&order_id).unwrap_or_default();
-        let projected = project(&e, before, 0);
+        let projected = project(&e, before);
         if !known {
             if let Some(sub) = &self.subscription {
                 let has = projected

@@ -18,17 +18,15 @@ use chrono::{DateTime, Utc};
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement};
 use provledger_domain::{OrderId, OrderState};
-use provledger_store::{Position, RecordedEvent};
+use provledger_store::Position;
 
 use crate::backend::{
-    fmt_date, fmt_lower_bound, fmt_time, fmt_upper_bound, parse_date, parse_json, parse_name,
-    parse_opt_time, parse_time, plan, to_i64, to_u64, transaction_ids, Applied, Backend, Plan,
-    StoredState, CHECKPOINT,
+    fmt_date, fmt_lower_bound, fmt_time, fmt_upper_bound, parse_date, parse_name, parse_opt_time,
+    parse_time, plan, to_i64, to_u64, transaction_ids, Applied, Backend, Plan, StoredState,
+    CHECKPOINT,
 };
 use crate::project::{fold_batch, BatchOutput, Decoded, StateCache};
-use crate::{
-    HistoryQuery, HistoryRow, LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow,
-};
+use crate::{LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow};
 
 /// Advisory-lock class of the batch lock: ASCII `pvlp`. The second key is
 /// the OID of this schema's `rm_checkpoints`, so ledgers in different
@@ -49,10 +47,11 @@ struct Migration {
 
 /// Every migration this build knows, oldest first; the same tables as the
 /// SQLite backend (docs/adr/0004-read-models.md).
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "order states, lines, transactions, history, checkpoints",
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "order states, lines, transactions, history, checkpoints",
+        sql: r#"
 CREATE TABLE rm_checkpoints (
     projection TEXT COLLATE "C" PRIMARY KEY,
     position   BIGINT NOT NULL CHECK (position >= 0)
@@ -135,7 +134,13 @@ CREATE TABLE rm_history (
 CREATE INDEX rm_history_order ON rm_history (order_id, position);
 CREATE INDEX rm_history_subscription ON rm_history (subscription_id, position) WHERE subscription_id IS NOT NULL;
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "history is read from the event log itself: drop the copy",
+        sql: "DROP TABLE rm_history;",
+    },
+];
 
 const LINE_COLUMNS: &str = "order_id, line_id, subscription_id, offer, rsd, provisioning_contact, \
      status, status_label, provisioning_pending, initial_email_sent_at, closes_at, \
@@ -145,17 +150,12 @@ const TX_COLUMNS: &str = "transaction_id, tx_type, order_id, line_id, subscripti
      submitted_by, submitted_at, status, reason, reason_code, old_email, new_email, \
      applied_to_all_lines, detail, position";
 
-const HISTORY_COLUMNS: &str = "position, stream_id, stream_version, order_id, line_id, \
-     subscription_id, event_type, schema_version, occurred_at, recorded_at, actor, \
-     transaction_id, payload, prev_hash, hash";
-
 /// Statements prepared once per connection.
 struct Statements {
     lock: Statement,
     checkpoint: Statement,
     set_checkpoint: Statement,
     load_states: Statement,
-    insert_history: Statement,
     insert_transactions: Statement,
     upsert_states: Statement,
     upsert_lines: Statement,
@@ -172,12 +172,6 @@ impl Statements {
             load_states: client.prepare(
                 "SELECT order_id, state_json FROM rm_order_state WHERE order_id = ANY($1::text[])",
             )?,
-            insert_history: client.prepare(&format!(
-                "INSERT INTO rm_history ({HISTORY_COLUMNS}) SELECT * FROM unnest( \
-                 $1::int8[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], \
-                 $7::text[], $8::int8[], $9::text[], $10::text[], $11::text[], $12::text[], \
-                 $13::text[], $14::text[], $15::text[])"
-            ))?,
             insert_transactions: client.prepare(&format!(
                 "INSERT INTO rm_transactions (id, {TX_COLUMNS}) SELECT * FROM unnest( \
                  $1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
@@ -385,52 +379,8 @@ fn opt_time(t: &Option<DateTime<Utc>>) -> Option<String> {
 fn write_batch(
     client: &mut impl GenericClient,
     statements: &Statements,
-    events: &[Decoded],
     out: &BatchOutput,
 ) -> Result<(), ProjectionError> {
-    for chunk in out.history.chunks(CHUNK) {
-        let decoded: Vec<&Decoded> = chunk.iter().map(|p| &events[p.index]).collect();
-        let records: Vec<&RecordedEvent> = decoded.iter().map(|d| &d.recorded).collect();
-        let mut position = Vec::with_capacity(chunk.len());
-        let mut stream_version = Vec::with_capacity(chunk.len());
-        let mut schema_version = Vec::with_capacity(chunk.len());
-        for r in &records {
-            position.push(to_i64(r.position)?);
-            stream_version.push(to_i64(r.stream_version)?);
-            schema_version.push(i64::from(r.schema_version));
-        }
-        let text =
-            |f: fn(&RecordedEvent) -> &str| records.iter().map(|r| f(r)).collect::<Vec<&str>>();
-        let stored = |f: fn(&Decoded) -> &str| decoded.iter().map(|d| f(d)).collect::<Vec<&str>>();
-        let occurred_at = stored(|d| &d.occurred_at);
-        let recorded_at = stored(|d| &d.recorded_at);
-        let payload = stored(|d| &d.payload_json);
-        let order_id: Vec<&str> = chunk.iter().map(|p| p.order_id.as_str()).collect();
-        let line_id: Vec<Option<&str>> = chunk.iter().map(|p| p.line_id.as_deref()).collect();
-        let subscription_id: Vec<Option<&str>> =
-            chunk.iter().map(|p| p.subscription_id.as_deref()).collect();
-        client.execute(
-            &statements.insert_history,
-            &[
-                &position,
-                &text(|r| &r.stream_id),
-                &stream_version,
-                &order_id,
-                &line_id,
-                &subscription_id,
-                &text(|r| &r.event_type),
-                &schema_version,
-                &occurred_at,
-                &recorded_at,
-                &text(|r| &r.metadata.actor),
-                &text(|r| &r.metadata.transaction_id),
-                &payload,
-                &text(|r| &r.prev_hash),
-                &text(|r| &r.hash),
-            ],
-        )?;
-    }
-
     let ids = transaction_ids(&out.transactions)?;
     for (chunk, ids) in out.transactions.chunks(CHUNK).zip(ids.chunks(CHUNK)) {
         let text = |f: fn(&TransactionRow) -> &str| chunk.iter().map(f).collect::<Vec<&str>>();
@@ -604,38 +554,6 @@ fn transaction_row(r: &Row) -> Result<TransactionRow, ProjectionError> {
     })
 }
 
-/// Read one `rm_history` row selected with [`HISTORY_COLUMNS`].
-fn history_row(r: &Row) -> Result<HistoryRow, ProjectionError> {
-    const T: &str = "rm_history";
-    let position: i64 = r.try_get(0)?;
-    let key = || format!("position {position}");
-    let occurred_at: String = r.try_get(8)?;
-    let recorded_at: String = r.try_get(9)?;
-    let payload: String = r.try_get(12)?;
-    let schema_version: i64 = r.try_get(7)?;
-    Ok(HistoryRow {
-        position: to_u64(T, &key, position)?,
-        stream_id: r.try_get(1)?,
-        stream_version: to_u64(T, &key, r.try_get(2)?)?,
-        order_id: r.try_get(3)?,
-        line_id: r.try_get(4)?,
-        subscription_id: r.try_get(5)?,
-        event_type: r.try_get(6)?,
-        schema_version: u32::try_from(schema_version).map_err(|_| ProjectionError::Corrupt {
-            table: T,
-            key: key(),
-            reason: format!("schema_version {schema_version} is out of range"),
-        })?,
-        occurred_at: parse_time(T, &key, &occurred_at)?,
-        recorded_at: parse_time(T, &key, &recorded_at)?,
-        actor: r.try_get(10)?,
-        transaction_id: r.try_get(11)?,
-        payload: parse_json(T, &key, &payload)?,
-        prev_hash: r.try_get(13)?,
-        hash: r.try_get(14)?,
-    })
-}
-
 fn decode_all<T>(
     rows: Vec<Row>,
     decode: impl Fn(&Row) -> Result<T, ProjectionError>,
@@ -672,7 +590,7 @@ impl Backend for PostgresModels {
         };
         cache.validate(found);
         let out = fold_batch(events, cache, |ids| load_states(&mut tx, statements, ids))?;
-        write_batch(&mut tx, statements, events, &out)?;
+        write_batch(&mut tx, statements, &out)?;
         tx.execute(
             &statements.set_checkpoint,
             &[&CHECKPOINT, &to_i64(out.last_position)?],
@@ -690,7 +608,7 @@ impl Backend for PostgresModels {
         self.ensure_open()?;
         let mut tx = self.client.transaction()?;
         tx.execute(&self.statements.lock, &[&BATCH_LOCK_CLASS, &self.lock_key])?;
-        tx.batch_execute("TRUNCATE rm_order_state, rm_lines, rm_transactions, rm_history")?;
+        tx.batch_execute("TRUNCATE rm_order_state, rm_lines, rm_transactions")?;
         tx.execute(&self.statements.set_checkpoint, &[&CHECKPOINT, &0_i64])?;
         tx.commit()?;
         Ok(())
@@ -774,45 +692,6 @@ impl Backend for PostgresModels {
             sql.push_str(&format!(" LIMIT ${}", params.len()));
         }
         decode_all(self.query(&sql, &params)?, transaction_row)
-    }
-
-    fn history(&mut self, q: &HistoryQuery) -> Result<Vec<HistoryRow>, ProjectionError> {
-        let order_id = q.order_id.as_ref().map(OrderId::as_str);
-        let subscription_id = q.subscription_id.as_ref().map(|s| s.as_str());
-        let rows = match (&order_id, &subscription_id) {
-            (_, Some(sub)) => {
-                let order_filter = if order_id.is_some() {
-                    " AND order_id = $2"
-                } else {
-                    ""
-                };
-                let sql = format!(
-                    "SELECT {HISTORY_COLUMNS} FROM rm_history \
-                     WHERE subscription_id = $1{order_filter} \
-                     UNION ALL \
-                     SELECT {HISTORY_COLUMNS} FROM rm_history \
-                     WHERE line_id IS NULL{order_filter} AND order_id IN \
-                       (SELECT order_id FROM rm_lines WHERE subscription_id = $1) \
-                     ORDER BY position"
-                );
-                let mut params: Vec<&(dyn ToSql + Sync)> = vec![sub];
-                if let Some(order_id) = &order_id {
-                    params.push(order_id);
-                }
-                self.query(&sql, &params)?
-            }
-            (Some(order_id), None) => self.query(
-                &format!(
-                    "SELECT {HISTORY_COLUMNS} FROM rm_history WHERE order_id = $1 ORDER BY position"
-                ),
-                &[order_id],
-            )?,
-            (None, None) => self.query(
-                &format!("SELECT {HISTORY_COLUMNS} FROM rm_history ORDER BY position"),
-                &[],
-            )?,
-        };
-        decode_all(rows, history_row)
     }
 
     fn orders_due(&mut self, now: DateTime<Utc>) -> Result<Vec<OrderId>, ProjectionError> {

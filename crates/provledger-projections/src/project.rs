@@ -14,56 +14,33 @@ use provledger_domain::{
     evolve, Event, Line, LineId, Order, OrderId, OrderState, RefusedAction, SupportRequestType,
     WhoSetsUp,
 };
-use provledger_store::{hash::format_time, Position, RecordedEvent};
+use provledger_store::{Position, RecordedEvent};
 
 use crate::{
     HistoryRow, LineRow, ProjectionError, TransactionRow, TransactionStatus, TransactionType,
 };
 
-/// A recorded event, decoded if it belongs to an order stream, with the
-/// texts the SQL backends store already made.
+/// A recorded event, decoded if it belongs to an order stream.
 ///
 /// Batches are decoded on a helper thread while the previous batch is
 /// written (see `ReadModels::run_from`), so everything done here is off the
-/// applying thread. The payload is kept only as its canonical JSON text: it
-/// is half the memory of a parsed `serde_json::Value`.
+/// applying thread. The payload is dropped once decoded: the read models
+/// keep no copy of it (the history view reads the log itself).
 #[derive(Debug)]
 pub(crate) struct Decoded {
-    /// The event as stored, except that its `payload` is `Null`: see
-    /// [`Decoded::payload_json`].
+    /// The event as stored, except that its `payload` is `Null`.
     pub recorded: RecordedEvent,
     /// The order and the decoded event; `None` for other streams
     /// (organisations, reservations), which these read models skip.
     pub order: Option<(OrderId, Event)>,
-    /// The payload as canonical JSON (empty for other streams).
-    pub payload_json: String,
-    /// `occurred_at` as stored (empty for other streams).
-    pub occurred_at: String,
-    /// `recorded_at` as stored (empty for other streams).
-    pub recorded_at: String,
 }
 
 impl Decoded {
     /// Decode a recorded event (see [`decode_order_event`]).
     pub fn new(mut recorded: RecordedEvent) -> Result<Decoded, ProjectionError> {
         let order = decode_order_event(&recorded)?;
-        let (payload_json, occurred_at, recorded_at) = if order.is_some() {
-            let payload = std::mem::take(&mut recorded.payload);
-            (
-                provledger_store::hash::canonical_json(&payload),
-                format_time(&recorded.occurred_at),
-                format_time(&recorded.recorded_at),
-            )
-        } else {
-            (String::new(), String::new(), String::new())
-        };
-        Ok(Decoded {
-            recorded,
-            order,
-            payload_json,
-            occurred_at,
-            recorded_at,
-        })
+        recorded.payload = serde_json::Value::Null;
+        Ok(Decoded { recorded, order })
     }
 
     /// The borrowed view [`project`] works on, for an order event.
@@ -147,8 +124,6 @@ fn line_row(order: &Order, line: &Line) -> LineRow {
 /// event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HistoryPlace {
-    /// The event (index into the batch it came in).
-    pub index: usize,
     /// Order id.
     pub order_id: String,
     /// The line the event is about.
@@ -158,7 +133,7 @@ pub(crate) struct HistoryPlace {
 }
 
 /// Resolve where the history row of `e` belongs.
-pub(crate) fn history_place(e: &OrderEvent<'_>, state: &OrderState, index: usize) -> HistoryPlace {
+pub(crate) fn history_place(e: &OrderEvent<'_>, state: &OrderState) -> HistoryPlace {
     let line_id = e.event.line_id();
     let subscription_id = line_id.and_then(|id| {
         state
@@ -168,7 +143,6 @@ pub(crate) fn history_place(e: &OrderEvent<'_>, state: &OrderState, index: usize
             .map(|l| l.subscription_id.to_string())
     });
     HistoryPlace {
-        index,
         order_id: e.order_id.to_string(),
         line_id: line_id.map(ToString::to_string),
         subscription_id,
@@ -445,26 +419,19 @@ fn case_detail(case_id: &str, request_type: SupportRequestType) -> String {
     format!("case {case_id}: {}", request_type.label())
 }
 
-/// What one order event does to the read models.
+/// What one order event does to an order's replayed history.
 pub(crate) struct Projected {
     /// The order's state after the event.
     pub state: OrderState,
     /// Where its history row belongs.
     pub history: HistoryPlace,
-    /// Its Transaction Manager rows.
-    pub transactions: Vec<TransactionRow>,
 }
 
-/// Apply one order event (number `index` of its batch) to the order's state.
-pub(crate) fn project(e: &OrderEvent<'_>, before: OrderState, index: usize) -> Projected {
-    let transactions = transaction_rows(e, &before);
+/// Apply one order event to the order's state, placing its history row.
+pub(crate) fn project(e: &OrderEvent<'_>, before: OrderState) -> Projected {
     let state = evolve(before, e.event);
-    let history = history_place(e, &state, index);
-    Projected {
-        state,
-        history,
-        transactions,
-    }
+    let history = history_place(e, &state);
+    Projected { state, history }
 }
 
 /// An order whose state a batch changed.
@@ -506,9 +473,6 @@ impl DirtyOrder {
 
 /// Everything a batch of events writes, in the order it must be written.
 pub(crate) struct BatchOutput {
-    /// One history row per order event, in position order (the rest of the
-    /// row is the recorded event itself).
-    pub history: Vec<HistoryPlace>,
     /// Transaction Manager rows, in position order.
     pub transactions: Vec<TransactionRow>,
     /// Orders whose state changed, sorted by order id.
@@ -587,9 +551,8 @@ pub(crate) fn fold_batch(
     };
 
     let mut working: HashMap<&OrderId, DirtyOrder> = HashMap::new();
-    let mut history = Vec::with_capacity(events.len());
     let mut transactions = Vec::new();
-    for (index, decoded) in events.iter().enumerate() {
+    for decoded in events {
         let Some(e) = decoded.as_order_event() else {
             continue;
         };
@@ -606,15 +569,12 @@ pub(crate) fn fold_batch(
             }
         });
         let before = std::mem::take(&mut dirty.after);
-        let projected = project(&e, before, index);
-        dirty.after = projected.state;
-        history.push(projected.history);
-        transactions.extend(projected.transactions);
+        transactions.extend(transaction_rows(&e, &before));
+        dirty.after = evolve(before, e.event);
     }
     let mut orders: Vec<DirtyOrder> = working.into_values().collect();
     orders.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
     Ok(BatchOutput {
-        history,
         transactions,
         orders,
         last_position,
@@ -888,18 +848,24 @@ mod tests {
             .contains("org-p (created)"));
 
         // History: line events carry their subscription, order-level ones none.
-        let places: Vec<_> = out
-            .history
+        let mut state = OrderState::default();
+        let places: Vec<_> = decoded
+            .iter()
+            .map(|d| {
+                let e = d.as_order_event().unwrap();
+                let projected = project(&e, std::mem::take(&mut state));
+                state = projected.state;
+                projected.history
+            })
+            .collect();
+        let places: Vec<_> = places
             .iter()
             .map(|p| (p.line_id.as_deref(), p.subscription_id.as_deref()))
             .collect();
         assert_eq!(places[0], (None, None));
         assert_eq!(places[1], (Some("1"), Some("Sub1")));
         assert_eq!(places[6], (Some("2"), Some("Sub2")));
-        assert_eq!(
-            decoded[0].payload_json,
-            provledger_store::hash::canonical_json(&events[0].to_payload())
-        );
+        assert_eq!(decoded[0].recorded.payload, serde_json::Value::Null);
 
         // Lines: one dirty order, both rows new; line 2 provisioned.
         let [order] = &out.orders[..] else {

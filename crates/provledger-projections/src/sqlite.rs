@@ -19,14 +19,12 @@ use rusqlite::types::ToSql;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use crate::backend::{
-    fmt_date, fmt_lower_bound, fmt_time, fmt_upper_bound, parse_date, parse_json, parse_name,
-    parse_opt_time, parse_time, plan, to_i64, to_u64, transaction_ids, Applied, Backend, Plan,
-    StoredState, CHECKPOINT,
+    fmt_date, fmt_lower_bound, fmt_time, fmt_upper_bound, parse_date, parse_name, parse_opt_time,
+    parse_time, plan, to_i64, to_u64, transaction_ids, Applied, Backend, Plan, StoredState,
+    CHECKPOINT,
 };
 use crate::project::{fold_batch, BatchOutput, Decoded, StateCache};
-use crate::{
-    HistoryQuery, HistoryRow, LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow,
-};
+use crate::{LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow};
 
 /// How long a statement waits for another connection's write lock (as the store).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,10 +38,11 @@ struct Migration {
 
 /// Every migration this build knows, oldest first. The layout is explained
 /// in docs/adr/0004-read-models.md.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "order states, lines, transactions, history, checkpoints",
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "order states, lines, transactions, history, checkpoints",
+        sql: r#"
 CREATE TABLE rm_checkpoints (
     projection TEXT PRIMARY KEY,
     position   INTEGER NOT NULL CHECK (position >= 0)
@@ -126,15 +125,16 @@ CREATE TABLE rm_history (
 CREATE INDEX rm_history_order ON rm_history (order_id);
 CREATE INDEX rm_history_subscription ON rm_history (subscription_id) WHERE subscription_id IS NOT NULL;
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "history is read from the event log itself: drop the copy",
+        sql: "DROP TABLE rm_history;",
+    },
+];
 
 /// Every read-model table whose content a rebuild drops.
-const CONTENT_TABLES: &[&str] = &[
-    "rm_order_state",
-    "rm_lines",
-    "rm_transactions",
-    "rm_history",
-];
+const CONTENT_TABLES: &[&str] = &["rm_order_state", "rm_lines", "rm_transactions"];
 
 const LINE_COLUMNS: &str = "order_id, line_id, subscription_id, offer, rsd, provisioning_contact, \
      status, status_label, provisioning_pending, initial_email_sent_at, closes_at, \
@@ -143,10 +143,6 @@ const LINE_COLUMNS: &str = "order_id, line_id, subscription_id, offer, rsd, prov
 const TX_COLUMNS: &str = "transaction_id, tx_type, order_id, line_id, subscription_id, \
      submitted_by, submitted_at, status, reason, reason_code, old_email, new_email, \
      applied_to_all_lines, detail, position";
-
-const HISTORY_COLUMNS: &str = "position, stream_id, stream_version, order_id, line_id, \
-     subscription_id, event_type, schema_version, occurred_at, recorded_at, actor, \
-     transaction_id, payload, prev_hash, hash";
 
 /// The read models in an SQLite file.
 pub(crate) struct SqliteModels {
@@ -247,37 +243,7 @@ fn load_states(
     Ok(out)
 }
 
-fn write_batch(
-    tx: &Transaction<'_>,
-    events: &[Decoded],
-    out: &BatchOutput,
-) -> Result<(), ProjectionError> {
-    let mut insert_history = tx.prepare_cached(&format!(
-        "INSERT INTO rm_history ({HISTORY_COLUMNS}) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
-    ))?;
-    for place in &out.history {
-        let e = &events[place.index];
-        let r = &e.recorded;
-        insert_history.execute(params![
-            to_i64(r.position)?,
-            r.stream_id,
-            to_i64(r.stream_version)?,
-            place.order_id,
-            place.line_id,
-            place.subscription_id,
-            r.event_type,
-            r.schema_version,
-            e.occurred_at,
-            e.recorded_at,
-            r.metadata.actor,
-            r.metadata.transaction_id,
-            e.payload_json,
-            r.prev_hash,
-            r.hash,
-        ])?;
-    }
-
+fn write_batch(tx: &Transaction<'_>, out: &BatchOutput) -> Result<(), ProjectionError> {
     let ids = transaction_ids(&out.transactions)?;
     let mut insert_tx = tx.prepare_cached(&format!(
         "INSERT INTO rm_transactions (id, {TX_COLUMNS}) \
@@ -421,33 +387,6 @@ fn transaction_row(r: &Row<'_>) -> Result<TransactionRow, ProjectionError> {
     })
 }
 
-/// Read one `rm_history` row selected with [`HISTORY_COLUMNS`].
-fn history_row(r: &Row<'_>) -> Result<HistoryRow, ProjectionError> {
-    const T: &str = "rm_history";
-    let position: i64 = r.get(0)?;
-    let key = || format!("position {position}");
-    let occurred_at: String = r.get(8)?;
-    let recorded_at: String = r.get(9)?;
-    let payload: String = r.get(12)?;
-    Ok(HistoryRow {
-        position: to_u64(T, &key, position)?,
-        stream_id: r.get(1)?,
-        stream_version: to_u64(T, &key, r.get(2)?)?,
-        order_id: r.get(3)?,
-        line_id: r.get(4)?,
-        subscription_id: r.get(5)?,
-        event_type: r.get(6)?,
-        schema_version: r.get(7)?,
-        occurred_at: parse_time(T, &key, &occurred_at)?,
-        recorded_at: parse_time(T, &key, &recorded_at)?,
-        actor: r.get(10)?,
-        transaction_id: r.get(11)?,
-        payload: parse_json(T, &key, &payload)?,
-        prev_hash: r.get(13)?,
-        hash: r.get(14)?,
-    })
-}
-
 /// Run a query built at run time (its text is one of few shapes, so the
 /// statement cache keeps them all) and decode every row.
 fn query<T>(
@@ -486,7 +425,7 @@ impl Backend for SqliteModels {
         };
         cache.validate(found);
         let out = fold_batch(events, cache, |ids| load_states(&tx, ids))?;
-        write_batch(&tx, events, &out)?;
+        write_batch(&tx, &out)?;
         write_checkpoint(&tx, out.last_position)?;
         tx.commit()?;
         let applied = Applied::Done {
@@ -572,50 +511,6 @@ impl Backend for SqliteModels {
             sql.push_str(&format!(" LIMIT ?{}", params.len()));
         }
         query(&self.conn, &sql, &params, transaction_row)
-    }
-
-    fn history(&mut self, q: &HistoryQuery) -> Result<Vec<HistoryRow>, ProjectionError> {
-        let order_id = q.order_id.as_ref().map(OrderId::as_str);
-        let subscription_id = q.subscription_id.as_ref().map(|s| s.as_str());
-        match (&order_id, &subscription_id) {
-            (_, Some(sub)) => {
-                // The subscription's line events, plus the order-level events
-                // of the order(s) holding the subscription.
-                let order_filter = if order_id.is_some() {
-                    " AND order_id = ?2"
-                } else {
-                    ""
-                };
-                let sql = format!(
-                    "SELECT {HISTORY_COLUMNS} FROM rm_history \
-                     WHERE subscription_id = ?1{order_filter} \
-                     UNION ALL \
-                     SELECT {HISTORY_COLUMNS} FROM rm_history \
-                     WHERE line_id IS NULL{order_filter} AND order_id IN \
-                       (SELECT order_id FROM rm_lines WHERE subscription_id = ?1) \
-                     ORDER BY position"
-                );
-                let mut params: Vec<&dyn ToSql> = vec![sub];
-                if let Some(order_id) = &order_id {
-                    params.push(order_id);
-                }
-                query(&self.conn, &sql, &params, history_row)
-            }
-            (Some(order_id), None) => query(
-                &self.conn,
-                &format!(
-                    "SELECT {HISTORY_COLUMNS} FROM rm_history WHERE order_id = ?1 ORDER BY position"
-                ),
-                &[order_id],
-                history_row,
-            ),
-            (None, None) => query(
-                &self.conn,
-                &format!("SELECT {HISTORY_COLUMNS} FROM rm_history ORDER BY position"),
-                &[],
-                history_row,
-            ),
-        }
     }
 
     fn orders_due(&mut self, now: DateTime<Utc>) -> Result<Vec<OrderId>, ProjectionError> {

@@ -334,7 +334,7 @@ impl Ledger {
                 .history_as_of(self.store.as_ref(), query, point)?),
             None => {
                 self.read_models.catch_up(self.store.as_ref())?;
-                Ok(self.read_models.history(query)?)
+                Ok(self.read_models.history(self.store.as_ref(), query)?)
             }
         }
     }

@@ -65,7 +65,7 @@ fn lines_as_of_the_last_event_equal_the_read_model() {
             ..HistoryQuery::default()
         },
     ] {
-        let expected = models.history(&q).unwrap();
+        let expected = models.history(&ledger.store, &q).unwrap();
         assert_eq!(
             history_as_of(&ledger.store, &q, AsOf::Position(last.position)).unwrap(),
             expected
@@ -334,7 +334,7 @@ proptest! {
         let lines = models.lines(&LineQuery::default()).unwrap();
         let replayed = lines_as_of(&ledger.store, &LineQuery::default(), AsOf::Position(ledger.head())).unwrap();
         prop_assert_eq!(&replayed, &lines);
-        let history = models.history(&HistoryQuery::default()).unwrap();
+        let history = models.history(&ledger.store, &HistoryQuery::default()).unwrap();
         let replayed = history_as_of(&ledger.store, &HistoryQuery::default(), AsOf::Position(ledger.head())).unwrap();
         prop_assert_eq!(&replayed, &history);
 

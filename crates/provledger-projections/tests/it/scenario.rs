@@ -378,10 +378,13 @@ fn history_by_subscription_has_its_line_and_its_orders_order_level_events() {
     models.catch_up(&ledger.store).unwrap();
 
     let all = models
-        .history(&HistoryQuery {
-            order_id: Some(order("WO-1001")),
-            ..HistoryQuery::default()
-        })
+        .history(
+            &ledger.store,
+            &HistoryQuery {
+                order_id: Some(order("WO-1001")),
+                ..HistoryQuery::default()
+            },
+        )
         .unwrap();
     assert!(all.windows(2).all(|w| w[0].position < w[1].position));
     assert!(all.iter().all(|r| r.order_id == "WO-1001"));
@@ -403,10 +406,13 @@ fn history_by_subscription_has_its_line_and_its_orders_order_level_events() {
     }
 
     let sub43 = models
-        .history(&HistoryQuery {
-            subscription_id: Some(sub("Sub100043")),
-            ..HistoryQuery::default()
-        })
+        .history(
+            &ledger.store,
+            &HistoryQuery {
+                subscription_id: Some(sub("Sub100043")),
+                ..HistoryQuery::default()
+            },
+        )
         .unwrap();
     assert!(sub43.windows(2).all(|w| w[0].position < w[1].position));
     assert!(sub43
@@ -426,20 +432,26 @@ fn history_by_subscription_has_its_line_and_its_orders_order_level_events() {
     assert_eq!(sub43, expected);
 
     let other = models
-        .history(&HistoryQuery {
-            subscription_id: Some(sub("Sub200001")),
-            ..HistoryQuery::default()
-        })
+        .history(
+            &ledger.store,
+            &HistoryQuery {
+                subscription_id: Some(sub("Sub200001")),
+                ..HistoryQuery::default()
+            },
+        )
         .unwrap();
     assert!(other.iter().all(|r| r.order_id == "WO-1002"));
     assert_eq!(other.len(), 2);
 
     // Both filters: the intersection.
     let none = models
-        .history(&HistoryQuery {
-            order_id: Some(order("WO-1002")),
-            subscription_id: Some(sub("Sub100043")),
-        })
+        .history(
+            &ledger.store,
+            &HistoryQuery {
+                order_id: Some(order("WO-1002")),
+                subscription_id: Some(sub("Sub100043")),
+            },
+        )
         .unwrap();
     assert!(none.is_empty());
 }

@@ -25,7 +25,7 @@ fn tables_live_in_the_ledger_file_with_versioned_migrations() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2]);
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
         .unwrap()
@@ -36,7 +36,6 @@ fn tables_live_in_the_ledger_file_with_versioned_migrations() {
     for table in [
         "events",
         "rm_checkpoints",
-        "rm_history",
         "rm_lines",
         "rm_order_state",
         "rm_schema_migrations",
@@ -47,6 +46,8 @@ fn tables_live_in_the_ledger_file_with_versioned_migrations() {
             "{table} missing from {tables:?}"
         );
     }
+    // Migration 2: the history is the event log itself, not a copy.
+    assert!(!tables.iter().any(|t| t == "rm_history"), "{tables:?}");
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
@@ -101,7 +102,13 @@ fn other_streams_are_skipped_but_the_checkpoint_moves() {
     let models = ledger.models();
     assert_eq!(models.catch_up(&ledger.store).unwrap(), 3);
     assert_eq!(models.checkpoint().unwrap(), 3);
-    assert_eq!(models.history(&HistoryQuery::default()).unwrap().len(), 1);
+    assert_eq!(
+        models
+            .history(&ledger.store, &HistoryQuery::default())
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(models.lines(&LineQuery::default()).unwrap().len(), 2);
 }
 
@@ -147,7 +154,13 @@ fn an_undecodable_event_stops_the_batch_atomically_and_names_its_position() {
         .transactions(&TransactionQuery::default())
         .unwrap()
         .is_empty());
-    assert_eq!(models.history(&HistoryQuery::default()).unwrap().len(), 1);
+    assert_eq!(
+        models
+            .history(&ledger.store, &HistoryQuery::default())
+            .unwrap()
+            .len(),
+        1
+    );
     let lines = models.lines(&LineQuery::default()).unwrap();
     assert_eq!(lines[0].provisioning_contact, "it@customer.example");
 
@@ -159,8 +172,8 @@ fn an_undecodable_event_stops_the_batch_atomically_and_names_its_position() {
 
 #[test]
 fn a_crash_mid_batch_leaves_the_previous_checkpoint() {
-    // A batch that fails half-way (here: a history row already present, as
-    // if a buggy writer had applied it) rolls back entirely.
+    // A batch that fails half-way (here: a Transaction Manager row already
+    // present, as if a buggy writer had applied it) rolls back entirely.
     let mut ledger = Ledger::new();
     ledger
         .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
@@ -177,9 +190,9 @@ fn a_crash_mid_batch_leaves_the_previous_checkpoint() {
     let before = models.dump().unwrap();
     sqlite(&ledger)
         .execute_batch(
-            "INSERT INTO rm_history (position, stream_id, stream_version, order_id, event_type, \
-             schema_version, occurred_at, recorded_at, actor, transaction_id, payload, prev_hash, hash) \
-             VALUES (3, 's', 1, 'o', 't', 1, 'x', 'x', 'a', 't', '{}', 'p', 'h')",
+            "INSERT INTO rm_transactions (id, position, transaction_id, tx_type, order_id, \
+             line_id, subscription_id, submitted_by, submitted_at, status, applied_to_all_lines) \
+             VALUES (3 * 4096, 3, 't', 'x', 'o', 'l', 's', 'a', 'x', 'x', 0)",
         )
         .unwrap();
     let err = models.catch_up(&ledger.store).unwrap_err();
@@ -187,7 +200,7 @@ fn a_crash_mid_batch_leaves_the_previous_checkpoint() {
     assert_eq!(models.checkpoint().unwrap(), 0);
     assert!(models.lines(&LineQuery::default()).unwrap().is_empty());
     sqlite(&ledger)
-        .execute_batch("DELETE FROM rm_history WHERE position = 3")
+        .execute_batch("DELETE FROM rm_transactions WHERE id = 3 * 4096")
         .unwrap();
     assert_eq!(models.dump().unwrap(), before);
     // The successor resumes from the checkpoint.

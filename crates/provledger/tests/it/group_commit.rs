@@ -119,13 +119,9 @@ fn content(events: &[RecordedEvent]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The read models up to the history (whose rows carry recording times).
+/// Every read-model table (none carries recording times).
 fn views(ledger: &Ledger) -> String {
-    let dump = ledger.read_models().dump().unwrap();
-    dump.split("# rm_history")
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    ledger.read_models().dump().unwrap()
 }
 
 fn ok(result: &Result<CommandOutcome, AppError>) -> &CommandOutcome {
