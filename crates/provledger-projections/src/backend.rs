@@ -40,12 +40,11 @@ pub(crate) enum Applied {
     Restart,
 }
 
-/// A stored order state, as [`crate::ReadModels::dump`] prints it.
+/// A stored order's progress, as [`crate::ReadModels::dump`] prints it.
 pub(crate) struct StoredState {
     pub order_id: String,
     pub version: i64,
     pub next_due_at: Option<String>,
-    pub state_json: String,
 }
 
 /// A storage backend of the read models.
@@ -80,11 +79,6 @@ pub(crate) trait Backend: Send {
     fn orders_due(&mut self, now: DateTime<Utc>) -> Result<Vec<OrderId>, ProjectionError>;
     /// Every stored order state, sorted by order id.
     fn order_states(&mut self) -> Result<Vec<StoredState>, ProjectionError>;
-    /// One order's stored state, if the read models hold it.
-    fn order_state(
-        &mut self,
-        order_id: &OrderId,
-    ) -> Result<Option<provledger_domain::OrderState>, ProjectionError>;
 }
 
 /// What to do with a batch, given the checkpoint stored under the lock.

@@ -397,18 +397,6 @@ impl ReadModels {
         Ok(orders)
     }
 
-    /// One order's state as the read models last folded it (with the
-    /// domain's own `evolve`): the fold of the first `version` events of its
-    /// stream, where `version` may lag the stream. `None` when the read
-    /// models do not hold the order (yet). A snapshot for the shell: fold
-    /// the stream's later events on top to get the current state.
-    pub fn order_state(
-        &self,
-        order_id: &OrderId,
-    ) -> Result<Option<provledger_domain::OrderState>, ProjectionError> {
-        self.inner().backend.order_state(order_id)
-    }
-
     /// Orders with a scheduled transition (R2, R7, R11) due at or before
     /// `now` by the domain's `next_due`, sorted by order id: what `tick`
     /// must visit.
@@ -429,11 +417,10 @@ impl ReadModels {
         for s in backend.order_states()? {
             let _ = writeln!(
                 out,
-                "{}\t{}\t{}\t{}",
+                "{}\t{}\t{}",
                 s.order_id,
                 s.version,
                 s.next_due_at.as_deref().unwrap_or("-"),
-                s.state_json
             );
         }
         out.push_str("# rm_lines\n");

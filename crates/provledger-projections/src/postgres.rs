@@ -25,7 +25,7 @@ use crate::backend::{
     parse_time, plan, to_i64, to_u64, transaction_ids, Applied, Backend, Plan, StoredState,
     CHECKPOINT,
 };
-use crate::project::{fold_batch, BatchOutput, Decoded, StateCache};
+use crate::project::{fold_batch, fold_stored, BatchOutput, Decoded, StateCache};
 use crate::{LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow};
 
 /// Advisory-lock class of the batch lock: ASCII `pvlp`. The second key is
@@ -140,6 +140,11 @@ CREATE INDEX rm_history_subscription ON rm_history (subscription_id, position) W
         name: "history is read from the event log itself: drop the copy",
         sql: "DROP TABLE rm_history;",
     },
+    Migration {
+        version: 3,
+        name: "order states are folded again from the log: drop their JSON copy",
+        sql: "ALTER TABLE rm_order_state DROP COLUMN state_json;",
+    },
 ];
 
 const LINE_COLUMNS: &str = "order_id, line_id, subscription_id, offer, rsd, provisioning_contact, \
@@ -170,7 +175,7 @@ impl Statements {
             set_checkpoint: client
                 .prepare("UPDATE rm_checkpoints SET position = $2 WHERE projection = $1")?,
             load_states: client.prepare(
-                "SELECT order_id, state_json FROM rm_order_state WHERE order_id = ANY($1::text[])",
+                "SELECT order_id, version FROM rm_order_state WHERE order_id = ANY($1::text[])",
             )?,
             insert_transactions: client.prepare(&format!(
                 "INSERT INTO rm_transactions (id, {TX_COLUMNS}) SELECT * FROM unnest( \
@@ -179,10 +184,10 @@ impl Statements {
                  $13::text[], $14::bool[], $15::text[], $16::int8[])"
             ))?,
             upsert_states: client.prepare(
-                "INSERT INTO rm_order_state (order_id, version, next_due_at, state_json) \
-                 SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[]) \
+                "INSERT INTO rm_order_state (order_id, version, next_due_at) \
+                 SELECT * FROM unnest($1::text[], $2::int8[], $3::text[]) \
                  ON CONFLICT (order_id) DO UPDATE SET version = excluded.version, \
-                 next_due_at = excluded.next_due_at, state_json = excluded.state_json",
+                 next_due_at = excluded.next_due_at",
             )?,
             upsert_lines: client.prepare(&format!(
                 "INSERT INTO rm_lines (line_index, {LINE_COLUMNS}) SELECT * FROM unnest( \
@@ -350,6 +355,9 @@ fn read_checkpoint(
     }
 }
 
+/// The states of the orders among `ids` that the read models hold, folded
+/// again from the log (on this connection, inside the batch's transaction)
+/// up to the version the read models applied.
 fn load_states(
     client: &mut impl GenericClient,
     statements: &Statements,
@@ -359,14 +367,24 @@ fn load_states(
     let mut out = HashMap::new();
     for row in client.query(&statements.load_states, &[&names])? {
         let id: String = row.try_get(0)?;
-        let json: String = row.try_get(1)?;
-        let corrupt = |reason: String| ProjectionError::Corrupt {
+        let version: i64 = row.try_get(1)?;
+        let order_id = OrderId::parse(&id).map_err(|e| ProjectionError::Corrupt {
             table: "rm_order_state",
             key: id.clone(),
-            reason,
-        };
-        let order_id = OrderId::parse(&id).map_err(|e| corrupt(e.to_string()))?;
-        let state = serde_json::from_str(&json).map_err(|e| corrupt(e.to_string()))?;
+            reason: e.to_string(),
+        })?;
+        let applied = to_u64("rm_order_state", &|| id.clone(), version)?;
+        let events = client
+            // Not prepared with the others: the read models may be opened
+            // before the store has created its tables.
+            .query(
+                provledger_store::postgres::READ_STREAM,
+                &[&order_id.stream_id(), &0_i64, &version],
+            )?
+            .iter()
+            .map(provledger_store::postgres::decode_event)
+            .collect::<Result<Vec<_>, _>>()?;
+        let state = fold_stored(&order_id, applied, events)?;
         out.insert(order_id, state);
     }
     Ok(out)
@@ -421,26 +439,15 @@ fn write_batch(
         let mut order_id = Vec::with_capacity(chunk.len());
         let mut version = Vec::with_capacity(chunk.len());
         let mut next_due = Vec::with_capacity(chunk.len());
-        let mut state_json = Vec::with_capacity(chunk.len());
         for order in chunk {
             order_id.push(order.order_id.as_str());
             version.push(to_i64(order.after.version)?);
             next_due.push(provledger_domain::next_due(&order.after).map(|t| fmt_time(&t)));
-            state_json.push(serde_json::to_string(&order.after).map_err(|e| {
-                ProjectionError::Corrupt {
-                    table: "rm_order_state",
-                    key: order.order_id.to_string(),
-                    reason: format!("the state cannot be encoded: {e}"),
-                }
-            })?);
             for (index, row) in order.changed_lines() {
                 lines.push((to_i64(index as u64)?, row));
             }
         }
-        client.execute(
-            &statements.upsert_states,
-            &[&order_id, &version, &next_due, &state_json],
-        )?;
+        client.execute(&statements.upsert_states, &[&order_id, &version, &next_due])?;
     }
 
     for chunk in lines.chunks(CHUNK) {
@@ -711,27 +718,9 @@ impl Backend for PostgresModels {
         })
     }
 
-    fn order_state(&mut self, order_id: &OrderId) -> Result<Option<OrderState>, ProjectionError> {
-        let rows = self.query(
-            "SELECT state_json FROM rm_order_state WHERE order_id = $1",
-            &[&order_id.as_str()],
-        )?;
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        let json: String = row.try_get(0)?;
-        serde_json::from_str(&json)
-            .map(Some)
-            .map_err(|e| ProjectionError::Corrupt {
-                table: "rm_order_state",
-                key: order_id.to_string(),
-                reason: e.to_string(),
-            })
-    }
-
     fn order_states(&mut self) -> Result<Vec<StoredState>, ProjectionError> {
         let rows = self.query(
-            "SELECT order_id, version, next_due_at, state_json FROM rm_order_state \
+            "SELECT order_id, version, next_due_at FROM rm_order_state \
              ORDER BY order_id",
             &[],
         )?;
@@ -740,7 +729,6 @@ impl Backend for PostgresModels {
                 order_id: r.try_get(0)?,
                 version: r.try_get(1)?,
                 next_due_at: r.try_get(2)?,
-                state_json: r.try_get(3)?,
             })
         })
     }

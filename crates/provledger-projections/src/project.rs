@@ -84,6 +84,38 @@ pub(crate) fn decode_order_event(
     Ok(Some((order_id, event)))
 }
 
+/// An order's state at the read models' checkpoint, folded from the first
+/// `version` events of its stream (what `rm_order_state` says was applied).
+///
+/// The read models keep no copy of the state: on a cache miss it is folded
+/// again from the log, read on the backend's own connection. `events` must
+/// be exactly those events, in version order.
+pub(crate) fn fold_stored(
+    order_id: &OrderId,
+    version: u64,
+    events: Vec<RecordedEvent>,
+) -> Result<OrderState, ProjectionError> {
+    if events.len() as u64 != version {
+        return Err(ProjectionError::Corrupt {
+            table: "rm_order_state",
+            key: order_id.to_string(),
+            reason: format!(
+                "the read models applied {version} events of the order's stream, but the \
+                 store holds {}; rebuild the read models (`provledger rebuild`)",
+                events.len()
+            ),
+        });
+    }
+    let mut state = OrderState::default();
+    for recorded in events {
+        let Some((_, event)) = decode_order_event(&recorded)? else {
+            continue;
+        };
+        state = evolve(state, &event);
+    }
+    Ok(state)
+}
+
 /// The `lines` rows of one order, in order-file order (empty before placement).
 pub(crate) fn line_rows(state: &OrderState) -> Vec<LineRow> {
     let Some(order) = &state.order else {

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use provledger_domain::{OrderId, OrderState};
+use provledger_store::sqlite::read_stream_on;
 use provledger_store::Position;
 use rusqlite::types::ToSql;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
@@ -23,7 +24,7 @@ use crate::backend::{
     parse_time, plan, to_i64, to_u64, transaction_ids, Applied, Backend, Plan, StoredState,
     CHECKPOINT,
 };
-use crate::project::{fold_batch, BatchOutput, Decoded, StateCache};
+use crate::project::{fold_batch, fold_stored, BatchOutput, Decoded, StateCache};
 use crate::{LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow};
 
 /// How long a statement waits for another connection's write lock (as the store).
@@ -131,6 +132,11 @@ CREATE INDEX rm_history_subscription ON rm_history (subscription_id) WHERE subsc
         name: "history is read from the event log itself: drop the copy",
         sql: "DROP TABLE rm_history;",
     },
+    Migration {
+        version: 3,
+        name: "order states are folded again from the log: drop their JSON copy",
+        sql: "ALTER TABLE rm_order_state DROP COLUMN state_json;",
+    },
 ];
 
 /// Every read-model table whose content a rebuild drops.
@@ -222,22 +228,21 @@ fn write_checkpoint(tx: &Transaction<'_>, position: Position) -> Result<(), Proj
     Ok(())
 }
 
+/// The states of the orders among `ids` that the read models hold, folded
+/// again from the log (on this connection, inside the batch's transaction)
+/// up to the version the read models applied.
 fn load_states(
     tx: &Transaction<'_>,
     ids: &[OrderId],
 ) -> Result<HashMap<OrderId, OrderState>, ProjectionError> {
-    let mut stmt =
-        tx.prepare_cached("SELECT state_json FROM rm_order_state WHERE order_id = ?1")?;
+    let mut stmt = tx.prepare_cached("SELECT version FROM rm_order_state WHERE order_id = ?1")?;
     let mut out = HashMap::new();
     for id in ids {
-        let json: Option<String> = stmt.query_row([id.as_str()], |r| r.get(0)).optional()?;
-        if let Some(json) = json {
-            let state = serde_json::from_str(&json).map_err(|e| ProjectionError::Corrupt {
-                table: "rm_order_state",
-                key: id.to_string(),
-                reason: e.to_string(),
-            })?;
-            out.insert(id.clone(), state);
+        let version: Option<i64> = stmt.query_row([id.as_str()], |r| r.get(0)).optional()?;
+        if let Some(version) = version {
+            let version = to_u64("rm_order_state", &|| id.to_string(), version)?;
+            let events = read_stream_on(tx, &id.stream_id(), 0, version)?;
+            out.insert(id.clone(), fold_stored(id, version, events)?);
         }
     }
     Ok(out)
@@ -271,10 +276,9 @@ fn write_batch(tx: &Transaction<'_>, out: &BatchOutput) -> Result<(), Projection
     }
 
     let mut upsert_state = tx.prepare_cached(
-        "INSERT INTO rm_order_state (order_id, version, next_due_at, state_json) \
-         VALUES (?1, ?2, ?3, ?4) \
+        "INSERT INTO rm_order_state (order_id, version, next_due_at) VALUES (?1, ?2, ?3) \
          ON CONFLICT (order_id) DO UPDATE SET version = excluded.version, \
-         next_due_at = excluded.next_due_at, state_json = excluded.state_json",
+         next_due_at = excluded.next_due_at",
     )?;
     let mut upsert_line = tx.prepare_cached(&format!(
         "INSERT INTO rm_lines (line_index, {LINE_COLUMNS}) \
@@ -292,16 +296,10 @@ fn write_batch(tx: &Transaction<'_>, out: &BatchOutput) -> Result<(), Projection
          end_customer = excluded.end_customer"
     ))?;
     for order in &out.orders {
-        let json = serde_json::to_string(&order.after).map_err(|e| ProjectionError::Corrupt {
-            table: "rm_order_state",
-            key: order.order_id.to_string(),
-            reason: format!("the state cannot be encoded: {e}"),
-        })?;
         upsert_state.execute(params![
             order.order_id.as_str(),
             to_i64(order.after.version)?,
             provledger_domain::next_due(&order.after).map(|t| fmt_time(&t)),
-            json,
         ])?;
         for (index, l) in order.changed_lines() {
             upsert_line.execute(params![
@@ -531,34 +529,16 @@ impl Backend for SqliteModels {
         )
     }
 
-    fn order_state(&mut self, order_id: &OrderId) -> Result<Option<OrderState>, ProjectionError> {
-        let json: Option<String> = self
-            .conn
-            .prepare_cached("SELECT state_json FROM rm_order_state WHERE order_id = ?1")?
-            .query_row([order_id.as_str()], |r| r.get(0))
-            .optional()?;
-        json.map(|json| {
-            serde_json::from_str(&json).map_err(|e| ProjectionError::Corrupt {
-                table: "rm_order_state",
-                key: order_id.to_string(),
-                reason: e.to_string(),
-            })
-        })
-        .transpose()
-    }
-
     fn order_states(&mut self) -> Result<Vec<StoredState>, ProjectionError> {
         query(
             &self.conn,
-            "SELECT order_id, version, next_due_at, state_json FROM rm_order_state \
-             ORDER BY order_id",
+            "SELECT order_id, version, next_due_at FROM rm_order_state ORDER BY order_id",
             &[],
             |r| {
                 Ok(StoredState {
                     order_id: r.get(0)?,
                     version: r.get(1)?,
                     next_due_at: r.get(2)?,
-                    state_json: r.get(3)?,
                 })
             },
         )

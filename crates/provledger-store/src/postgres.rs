@@ -106,6 +106,15 @@ fn latest_version() -> i64 {
 const COLUMNS: &str = "position, stream_id, stream_version, event_type, schema_version, \
                        payload, metadata, occurred_at, recorded_at, prev_hash, hash";
 
+/// Reads the events of stream `$1` with versions in `($2, $3]`, in version
+/// order; decode each row with [`decode_event`]. Public so that the read
+/// models can read a stream on their own connection, inside their own
+/// transaction (same schema), without waiting for the store's handle.
+pub const READ_STREAM: &str = "SELECT position, stream_id, stream_version, event_type, \
+     schema_version, payload, metadata, occurred_at, recorded_at, prev_hash, hash \
+     FROM events WHERE stream_id = $1 AND stream_version > $2 AND stream_version <= $3 \
+     ORDER BY stream_version";
+
 /// Statements prepared once per connection.
 struct Statements {
     lock: Statement,
@@ -134,10 +143,7 @@ impl Statements {
                 "SELECT stream_id, MAX(stream_version) FROM events \
                  WHERE stream_id = ANY($1::text[]) GROUP BY stream_id",
             )?,
-            read_stream: client.prepare(&format!(
-                "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND stream_version > $2 \
-                 ORDER BY stream_version"
-            ))?,
+            read_stream: client.prepare(READ_STREAM)?,
             page: client.prepare(&format!(
                 "SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
             ))?,
@@ -374,8 +380,8 @@ impl EventStore for PostgresStore {
         let mut conn = self.conn()?;
         let Conn { client, statements } = &mut *conn;
         let after = i64::try_from(after_version).unwrap_or(i64::MAX);
-        let rows = client.query(&statements.read_stream, &[&stream_id, &after])?;
-        rows.iter().map(decode).collect()
+        let rows = client.query(&statements.read_stream, &[&stream_id, &after, &i64::MAX])?;
+        rows.iter().map(decode_event).collect()
     }
 
     fn read_all(&self, after: Position) -> Result<EventIter<'_>, StoreError> {
@@ -414,7 +420,10 @@ impl EventStore for PostgresStore {
         };
         let (first, last): (i64, i64) = (row.try_get(1)?, row.try_get(2)?);
         let rows = client.query(&statements.range, &[&first, &last])?;
-        rows.iter().map(decode).collect::<Result<_, _>>().map(Some)
+        rows.iter()
+            .map(decode_event)
+            .collect::<Result<_, _>>()
+            .map(Some)
     }
 
     fn import_batch(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
@@ -507,7 +516,7 @@ impl Pages<'_> {
     fn fill(&mut self, rows: Vec<Row>) {
         self.done = (rows.len() as i64) < PAGE_SIZE;
         for row in &rows {
-            let event = decode(row);
+            let event = decode_event(row);
             match &event {
                 Ok(e) => self.after = e.position,
                 Err(_) => self.done = true,
@@ -578,7 +587,10 @@ impl Batch {
             match self.known_keys.get(key) {
                 Some(KnownKey::Stored(first, last)) => {
                     let rows = client.query(&statements.range, &[first, last])?;
-                    let events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+                    let events = rows
+                        .iter()
+                        .map(decode_event)
+                        .collect::<Result<Vec<_>, _>>()?;
                     return Ok(AppendOutcome {
                         events,
                         replayed: true,
@@ -848,7 +860,9 @@ fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn decode(row: &Row) -> Result<RecordedEvent, StoreError> {
+/// Decode an event row (selected by [`READ_STREAM`] or the store's other
+/// reads, which all select the same columns).
+pub fn decode_event(row: &Row) -> Result<RecordedEvent, StoreError> {
     let raw_position: i64 = row.try_get(0)?;
     let position = from_sql_int(raw_position, raw_position, "position")?;
     let corrupt = |reason: String| StoreError::Corrupt { position, reason };

@@ -554,6 +554,30 @@ impl<'a, 'c> ImportWriter<'a, 'c> {
     }
 }
 
+/// The events of `stream_id` with versions in `(after, up_to]`, in version
+/// order, read on `conn`: a connection to the ledger's file that the caller
+/// owns, e.g. the read models' own, inside their transaction, so that they
+/// see the log as of their snapshot and never wait for the store's handle.
+pub fn read_stream_on(
+    conn: &Connection,
+    stream_id: &str,
+    after: StreamVersion,
+    up_to: StreamVersion,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(select_events!(
+        "WHERE stream_id = ?1 AND stream_version > ?2 AND stream_version <= ?3 \
+         ORDER BY stream_version"
+    ))?;
+    let mut rows = stmt.query(params![stream_id, after, up_to])?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next()? {
+        events.push(decode_row(row)?);
+    }
+    Ok(events)
+}
+
 /// Decode one row of [`select_events!`]; anything malformed is
 /// [`StoreError::Corrupt`] naming the row's position.
 fn decode_row(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, StoreError> {
@@ -833,17 +857,7 @@ impl EventStore for SqliteStore {
         stream_id: &str,
         after_version: StreamVersion,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let after = i64::try_from(after_version).unwrap_or(i64::MAX);
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(select_events!(
-            "WHERE stream_id = ?1 AND stream_version > ?2 ORDER BY stream_version"
-        ))?;
-        let mut rows = stmt.query(params![stream_id, after])?;
-        let mut events = Vec::new();
-        while let Some(row) = rows.next()? {
-            events.push(decode_row(row)?);
-        }
-        Ok(events)
+        read_stream_on(&self.lock(), stream_id, after_version, StreamVersion::MAX)
     }
 
     fn read_all(&self, after: Position) -> Result<EventIter<'_>, StoreError> {

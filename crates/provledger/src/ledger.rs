@@ -140,27 +140,9 @@ impl Ledger {
         &self.states
     }
 
-    /// An order's state: from the cache; else the read models' snapshot of
-    /// it with the stream's later events folded on top; else folded from
-    /// the whole stream. All three are the fold of the stream's events.
+    /// An order's state: from the cache, else folded from its stream.
     pub(crate) fn current_state(&self, order_id: &OrderId) -> Result<OrderState, AppError> {
         if let Some(state) = self.states.get(order_id) {
-            return Ok(state);
-        }
-        // A snapshot that cannot be read (e.g. written by another build)
-        // is no reason to fail: the stream itself is the truth.
-        if let Ok(Some(mut state)) = self.read_models.order_state(order_id) {
-            for recorded in self
-                .store
-                .read_stream(&order_id.stream_id(), state.version)?
-            {
-                let event = Event::from_stored(
-                    &recorded.event_type,
-                    recorded.schema_version,
-                    &recorded.payload,
-                )?;
-                state = evolve(state, &event);
-            }
             return Ok(state);
         }
         self.load(order_id)

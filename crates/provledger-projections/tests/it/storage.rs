@@ -25,7 +25,7 @@ fn tables_live_in_the_ledger_file_with_versioned_migrations() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 3]);
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
         .unwrap()
@@ -235,4 +235,67 @@ fn read_models_ahead_of_their_store_ask_for_a_rebuild() {
     assert!(err.to_string().contains("provledger rebuild"), "{err}");
     assert_eq!(models.rebuild(&other.store, &mut |_| {}).unwrap(), 0);
     assert!(models.lines(&LineQuery::default()).unwrap().is_empty());
+}
+
+#[test]
+fn a_new_handle_folds_the_states_it_lacks_again_from_the_log() {
+    // The read models keep no copy of an order's state: a handle that has
+    // not folded an order (here: a new one, after another applied the
+    // placement) folds the stream up to the stored version and goes on.
+    let mut ledger = Ledger::new();
+    ledger
+        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
+        .unwrap();
+    let first = ledger.models();
+    first.catch_up(&ledger.store).unwrap();
+    ledger
+        .exec(
+            "WO-1001",
+            PAT,
+            "2026-11-21T09:00:00Z",
+            change("1.1", "new@customer.example", true),
+        )
+        .unwrap();
+    let second = ledger.models();
+    assert_eq!(second.catch_up(&ledger.store).unwrap(), 2);
+    let rebuilt = ledger.models();
+    rebuilt.rebuild(&ledger.store, &mut |_| {}).unwrap();
+    assert_eq!(second.dump().unwrap(), rebuilt.dump().unwrap());
+    assert!(second
+        .lines(&LineQuery::default())
+        .unwrap()
+        .iter()
+        .all(|l| l.provisioning_contact == "new@customer.example"));
+}
+
+#[test]
+fn a_stored_version_the_log_cannot_back_is_reported_with_advice() {
+    let mut ledger = Ledger::new();
+    ledger
+        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
+        .unwrap();
+    ledger.models().catch_up(&ledger.store).unwrap();
+    ledger
+        .exec(
+            "WO-1001",
+            PAT,
+            "2026-11-21T09:00:00Z",
+            change("1.1", "new@customer.example", true),
+        )
+        .unwrap();
+    sqlite(&ledger)
+        .execute_batch("UPDATE rm_order_state SET version = 5 WHERE order_id = 'WO-1001'")
+        .unwrap();
+    let err = ledger.models().catch_up(&ledger.store).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ProjectionError::Corrupt {
+                table: "rm_order_state",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("provledger rebuild"), "{err}");
 }
