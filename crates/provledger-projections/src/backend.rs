@@ -66,8 +66,12 @@ pub(crate) trait Backend: Send {
         events: &[Decoded],
         cache: &mut StateCache,
     ) -> Result<Applied, ProjectionError>;
-    /// Delete every read-model row and set the checkpoint to 0, atomically.
+    /// Delete every read-model row and set the checkpoint to 0, atomically,
+    /// for a rebuild (a backend may drop its secondary indexes here).
     fn reset(&mut self) -> Result<(), ProjectionError>;
+    /// The rebuild that [`Backend::reset`] began has ended (done or not):
+    /// put back whatever `reset` took away for speed.
+    fn finish_rebuild(&mut self) -> Result<(), ProjectionError>;
     /// The `lines` view.
     fn lines(&mut self, q: &LineQuery) -> Result<Vec<LineRow>, ProjectionError>;
     /// The Transaction Manager.

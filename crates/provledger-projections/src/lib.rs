@@ -163,13 +163,17 @@ impl ReadModels {
         };
         let mut next_report = PROGRESS_EVERY;
         let mut reported = None;
-        let total = self.run(store, batch_size, &mut |done| {
+        let run = self.run(store, batch_size, &mut |done| {
             while done >= next_report {
                 progress(next_report);
                 reported = Some(next_report);
                 next_report += PROGRESS_EVERY;
             }
-        })?;
+        });
+        // Whether the replay succeeded or not, the indexes come back.
+        let finished = self.inner().backend.finish_rebuild();
+        let total = run?;
+        finished?;
         if reported != Some(total) {
             progress(total);
         }
@@ -252,10 +256,16 @@ impl ReadModels {
                     break;
                 }
             });
+            // Freeing a batch of decoded events is work too: leave it to
+            // another thread, off the applying one.
+            let (trash, bin) = std::sync::mpsc::channel::<Vec<Decoded>>();
+            scope.spawn(move || bin.into_iter().for_each(drop));
             let mut expected = start;
             let mut batch = first;
             loop {
-                match self.apply(expected, &batch)? {
+                let applied = self.apply(expected, &batch);
+                let _ = trash.send(std::mem::take(&mut batch));
+                match applied? {
                     Applied::Done { events, checkpoint } => {
                         *total += events;
                         expected = checkpoint;

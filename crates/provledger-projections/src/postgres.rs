@@ -434,7 +434,7 @@ fn write_batch(
         )?;
     }
 
-    let mut lines: Vec<(i64, LineRow)> = Vec::new();
+    let mut lines: Vec<(i64, &LineRow)> = Vec::new();
     for chunk in out.orders.chunks(CHUNK) {
         let mut order_id = Vec::with_capacity(chunk.len());
         let mut version = Vec::with_capacity(chunk.len());
@@ -443,8 +443,8 @@ fn write_batch(
             order_id.push(order.order_id.as_str());
             version.push(to_i64(order.after.version)?);
             next_due.push(provledger_domain::next_due(&order.after).map(|t| fmt_time(&t)));
-            for (index, row) in order.changed_lines() {
-                lines.push((to_i64(index as u64)?, row));
+            for (index, row) in &order.changed_lines {
+                lines.push((to_i64(*index as u64)?, row));
             }
         }
         client.execute(&statements.upsert_states, &[&order_id, &version, &next_due])?;
@@ -618,6 +618,12 @@ impl Backend for PostgresModels {
         tx.batch_execute("TRUNCATE rm_order_state, rm_lines, rm_transactions")?;
         tx.execute(&self.statements.set_checkpoint, &[&CHECKPOINT, &0_i64])?;
         tx.commit()?;
+        Ok(())
+    }
+
+    fn finish_rebuild(&mut self) -> Result<(), ProjectionError> {
+        // PostgreSQL keeps its indexes through a rebuild: they are
+        // maintained in bulk by the `unnest` inserts well enough.
         Ok(())
     }
 

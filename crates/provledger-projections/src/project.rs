@@ -470,37 +470,39 @@ pub(crate) fn project(e: &OrderEvent<'_>, before: OrderState) -> Projected {
 pub(crate) struct DirtyOrder {
     /// The order.
     pub order_id: OrderId,
-    /// Its state as stored before the batch (`None`: not stored yet).
-    pub before: Option<OrderState>,
     /// Its state after the batch.
     pub after: OrderState,
-}
-
-impl DirtyOrder {
     /// The line rows (with their index in the order) that differ from the
     /// stored ones and must be written.
-    pub fn changed_lines(&self) -> Vec<(usize, LineRow)> {
-        let Some(after) = &self.after.order else {
-            return Vec::new();
-        };
-        let before = self.before.as_ref().and_then(|s| s.order.as_ref());
-        // A row is made of its line and of these order-level fields.
-        let same_order_fields = before.is_some_and(|b| {
-            b.order_id == after.order_id
-                && b.org_id == after.org_id
-                && b.partner == after.partner
-                && b.end_customer == after.end_customer
-        });
-        after
-            .lines
-            .iter()
-            .enumerate()
-            .filter(|(i, line)| {
-                !same_order_fields || before.and_then(|b| b.lines.get(*i)) != Some(*line)
-            })
-            .map(|(i, line)| (i, line_row(after, line)))
-            .collect()
-    }
+    pub changed_lines: Vec<(usize, LineRow)>,
+}
+
+/// The rows of `after`'s lines that differ from those of `before` (the
+/// state as stored; `None`: not stored yet).
+pub(crate) fn changed_lines(
+    before: Option<&OrderState>,
+    after: &OrderState,
+) -> Vec<(usize, LineRow)> {
+    let Some(after) = &after.order else {
+        return Vec::new();
+    };
+    let before = before.and_then(|s| s.order.as_ref());
+    // A row is made of its line and of these order-level fields.
+    let same_order_fields = before.is_some_and(|b| {
+        b.order_id == after.order_id
+            && b.org_id == after.org_id
+            && b.partner == after.partner
+            && b.end_customer == after.end_customer
+    });
+    after
+        .lines
+        .iter()
+        .enumerate()
+        .filter(|(i, line)| {
+            !same_order_fields || before.and_then(|b| b.lines.get(*i)) != Some(*line)
+        })
+        .map(|(i, line)| (i, line_row(after, line)))
+        .collect()
 }
 
 /// Everything a batch of events writes, in the order it must be written.
@@ -576,35 +578,36 @@ pub(crate) fn fold_batch(
         .collect();
     missing.sort_unstable();
     missing.dedup();
-    let mut loaded = if missing.is_empty() {
+    let loaded = if missing.is_empty() {
         HashMap::new()
     } else {
         load(&missing)?
     };
 
-    let mut working: HashMap<&OrderId, DirtyOrder> = HashMap::new();
+    // The cache is left as it is (a failed batch must leave it valid): each
+    // order's working state is one clone of its cached or stored state.
+    let stored = |id: &OrderId| cache.states.get(id).or_else(|| loaded.get(id));
+    let mut working: HashMap<&OrderId, OrderState> = HashMap::new();
     let mut transactions = Vec::new();
     for decoded in events {
         let Some(e) = decoded.as_order_event() else {
             continue;
         };
-        let dirty = working.entry(e.order_id).or_insert_with(|| {
-            let stored = cache
-                .states
-                .get(e.order_id)
-                .cloned()
-                .or_else(|| loaded.remove(e.order_id));
-            DirtyOrder {
-                order_id: e.order_id.clone(),
-                after: stored.clone().unwrap_or_default(),
-                before: stored,
-            }
-        });
-        let before = std::mem::take(&mut dirty.after);
+        let state = working
+            .entry(e.order_id)
+            .or_insert_with(|| stored(e.order_id).cloned().unwrap_or_default());
+        let before = std::mem::take(state);
         transactions.extend(transaction_rows(&e, &before));
-        dirty.after = evolve(before, e.event);
+        *state = evolve(before, e.event);
     }
-    let mut orders: Vec<DirtyOrder> = working.into_values().collect();
+    let mut orders: Vec<DirtyOrder> = working
+        .into_iter()
+        .map(|(order_id, after)| DirtyOrder {
+            changed_lines: changed_lines(stored(order_id), &after),
+            order_id: order_id.clone(),
+            after,
+        })
+        .collect();
     orders.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
     Ok(BatchOutput {
         transactions,
@@ -903,7 +906,7 @@ mod tests {
         let [order] = &out.orders[..] else {
             panic!("one order")
         };
-        let lines = order.changed_lines();
+        let lines = &order.changed_lines;
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[1].1.status, "provisioned");
         assert!(!lines[1].1.provisioning_pending);
@@ -922,12 +925,7 @@ mod tests {
             sender: "webex_comm@webex.com".into(),
         };
         let after = evolve(state.clone(), &resend);
-        let dirty = DirtyOrder {
-            order_id: OrderId::parse("WO-1").unwrap(),
-            before: Some(state.clone()),
-            after,
-        };
-        let changed = dirty.changed_lines();
+        let changed = changed_lines(Some(&state), &after);
         assert_eq!(changed.len(), 1);
         assert_eq!(changed[0].0, 1);
         assert_eq!(changed[0].1.resend_count, 1);
@@ -939,11 +937,8 @@ mod tests {
                 org_id: OrgId::parse("org-1").unwrap(),
             },
         );
-        let dirty = DirtyOrder {
-            order_id: OrderId::parse("WO-1").unwrap(),
-            before: Some(state),
-            after: onboarded,
-        };
-        assert_eq!(dirty.changed_lines().len(), 2);
+        assert_eq!(changed_lines(Some(&state), &onboarded).len(), 2);
+        // An order not stored yet: every line.
+        assert_eq!(changed_lines(None, &state).len(), 2);
     }
 }

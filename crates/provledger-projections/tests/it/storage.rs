@@ -299,3 +299,47 @@ fn a_stored_version_the_log_cannot_back_is_reported_with_advice() {
     );
     assert!(err.to_string().contains("provledger rebuild"), "{err}");
 }
+
+/// The names of the `rm_` indexes in the ledger file.
+fn rm_indexes(ledger: &Ledger) -> Vec<String> {
+    sqlite(ledger)
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'rm_%' \
+             ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn a_rebuild_puts_back_every_index_it_dropped_even_when_it_fails() {
+    let mut ledger = Ledger::new();
+    ledger
+        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
+        .unwrap();
+    let models = ledger.models();
+    let indexes = rm_indexes(&ledger);
+    assert!(indexes.len() >= 8, "{indexes:?}");
+    models.rebuild(&ledger.store, &mut |_| {}).unwrap();
+    assert_eq!(rm_indexes(&ledger), indexes);
+
+    // A rebuild that stops at an undecodable event.
+    ledger.append_raw(
+        "order-WO-1001",
+        "FutureThing",
+        serde_json::json!({}),
+        "2026-11-22T00:00:00Z",
+    );
+    assert!(models.rebuild(&ledger.store, &mut |_| {}).is_err());
+    assert_eq!(rm_indexes(&ledger), indexes);
+
+    // A process killed mid-rebuild: the next open creates what is missing.
+    sqlite(&ledger)
+        .execute_batch("DROP INDEX rm_transactions_sub; DROP INDEX rm_lines_subscription;")
+        .unwrap();
+    drop(ledger.models());
+    assert_eq!(rm_indexes(&ledger), indexes);
+}
