@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, NaiveDate, SubsecRound, Utc};
 use provledger_domain::OrderId;
 use provledger_store::{hash::format_time, Position};
 
-use crate::project::{Decoded, StateCache};
+use crate::project::{BatchOutput, Decoded, StateCache};
 use crate::{LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow};
 
 /// Events applied per database transaction.
@@ -66,6 +66,12 @@ pub(crate) trait Backend: Send {
         events: &[Decoded],
         cache: &mut StateCache,
     ) -> Result<Applied, ProjectionError>;
+    /// Write a batch folded ahead of time (on top of the states at
+    /// `expected`) in ONE transaction that excludes every other writer: if
+    /// the stored checkpoint is not `expected`, write nothing and answer
+    /// [`Applied::Restart`]; otherwise write every row and the new
+    /// checkpoint, and commit.
+    fn write(&mut self, expected: Position, out: &BatchOutput) -> Result<Applied, ProjectionError>;
     /// Delete every read-model row and set the checkpoint to 0, atomically,
     /// for a rebuild (a backend may drop its secondary indexes here).
     fn reset(&mut self) -> Result<(), ProjectionError>;

@@ -46,14 +46,10 @@ pub use rows::{
 };
 
 use backend::{Applied, Backend, BATCH_SIZE};
-use project::{Decoded, StateCache};
+use project::{fold_batch, BatchOutput, Decoded, StateCache};
 
 /// How often [`ReadModels::rebuild`] reports progress, in events.
 pub const PROGRESS_EVERY: u64 = 10_000;
-
-/// A rebuild applies batches this many times larger than a catch-up: fewer
-/// durable commits, at the price of holding the write lock longer.
-const REBUILD_BATCH_FACTOR: usize = 2;
 
 /// The read models of one ledger, stored in the ledger's own database.
 ///
@@ -144,6 +140,24 @@ impl ReadModels {
         self.run(store, batch_size, &mut |_| {})
     }
 
+    /// [`ReadModels::catch_up`] after a bulk load (`import`, `migrate`): when
+    /// the read models are still empty this takes the rebuild's bulk path
+    /// (secondary indexes built once at the end, larger batches), otherwise
+    /// it is an ordinary catch-up. `progress` as for [`ReadModels::rebuild`].
+    pub fn catch_up_bulk(
+        &self,
+        store: &dyn EventStore,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64, ProjectionError> {
+        if self.checkpoint()? == 0 {
+            self.rebuild(store, progress)
+        } else {
+            let applied = self.catch_up(store)?;
+            progress(applied);
+            Ok(applied)
+        }
+    }
+
     /// Drop every read-model row and replay the whole ledger from position 0.
     ///
     /// `progress` is called with the number of events applied so far every
@@ -159,7 +173,7 @@ impl ReadModels {
             let mut inner = self.inner();
             inner.cache.clear();
             inner.backend.reset()?;
-            inner.batch_size.saturating_mul(REBUILD_BATCH_FACTOR)
+            inner.batch_size
         };
         let mut next_report = PROGRESS_EVERY;
         let mut reported = None;
@@ -207,10 +221,13 @@ impl ReadModels {
     /// Apply the events after `start` until the store has no more, or until
     /// the stored checkpoint is found elsewhere ([`Flow::Restart`]).
     ///
-    /// When there is more than one batch, a helper thread reads and decodes
-    /// the next batch while this one applies the current one, so a rebuild
-    /// pays for reading the log and for writing the read models at once
-    /// rather than one after the other.
+    /// When there is more than one batch, the work runs as a pipeline of
+    /// three threads: one reads and decodes the log, one folds each batch
+    /// into rows (on its own copy of the order states, assuming the batches
+    /// before it commit), and this one writes and commits them. A rebuild
+    /// then pays for reading, folding and writing at once rather than one
+    /// after the other. A batch whose commit finds the checkpoint moved (by
+    /// another worker) stops the pipeline; the caller reads again.
     fn run_from(
         &self,
         store: &dyn EventStore,
@@ -242,30 +259,59 @@ impl ReadModels {
                 Applied::Restart => Flow::Restart,
             });
         }
+        // The handle's cache describes the stored checkpoint; the pipeline
+        // moves it, so the next single batch loads what it needs.
+        self.inner().cache.clear();
         std::thread::scope(|scope| {
-            // A rendezvous channel: the helper decodes one batch ahead and
-            // waits for it to be taken, so at most two decoded batches are
-            // in memory (a buffered channel lets a third pile up: ~30 MiB
-            // more at the peak of a 1M-event rebuild, for no speed gained).
-            let (sender, receiver) = std::sync::mpsc::sync_channel(0);
-            scope.spawn(move || loop {
-                let batch = next_batch(&mut events, batch_size);
-                let last = !matches!(&batch, Ok(b) if b.len() == batch_size);
-                // A send fails once the applying side has stopped.
-                if sender.send(batch).is_err() || last {
-                    break;
+            // Rendezvous channels: each stage works one batch ahead of the
+            // next and waits for it to be taken, which bounds the memory
+            // (a buffered channel lets more batches pile up for no speed).
+            let (decoded_out, decoded_in) = std::sync::mpsc::sync_channel(0);
+            scope.spawn(move || {
+                if decoded_out.send(Ok(first)).is_err() {
+                    return;
+                }
+                loop {
+                    let batch = next_batch(&mut events, batch_size);
+                    let last = !matches!(&batch, Ok(b) if b.len() == batch_size);
+                    // A send fails once the next stage has stopped.
+                    if decoded_out.send(batch).is_err() || last {
+                        break;
+                    }
                 }
             });
-            // Freeing a batch of decoded events is work too: leave it to
-            // another thread, off the applying one.
-            let (trash, bin) = std::sync::mpsc::channel::<Vec<Decoded>>();
+            let (folded_out, folded_in) = std::sync::mpsc::sync_channel(0);
+            scope.spawn(move || {
+                let mut cache = StateCache::default();
+                let mut at = start;
+                for batch in decoded_in {
+                    let folded = batch.and_then(|batch: Vec<Decoded>| {
+                        cache.validate(at);
+                        let out = fold_batch(&batch, &cache, |wanted| {
+                            project::load_from_log(store, wanted)
+                        })?;
+                        cache.remember(&out);
+                        at = out.last_position;
+                        Ok((batch, out))
+                    });
+                    let failed = folded.is_err();
+                    if folded_out.send(folded).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            // Freeing a batch is work too: leave it to another thread.
+            let (trash, bin) = std::sync::mpsc::channel::<(Vec<Decoded>, BatchOutput)>();
             scope.spawn(move || bin.into_iter().for_each(drop));
             let mut expected = start;
-            let mut batch = first;
-            loop {
-                let applied = self.apply(expected, &batch);
-                let _ = trash.send(std::mem::take(&mut batch));
-                match applied? {
+            for folded in folded_in {
+                let (batch, out) = folded?;
+                if batch.is_empty() {
+                    break;
+                }
+                let written = self.inner().backend.write(expected, &out)?;
+                let _ = trash.send((batch, out));
+                match written {
                     Applied::Done { events, checkpoint } => {
                         *total += events;
                         expected = checkpoint;
@@ -273,14 +319,8 @@ impl ReadModels {
                     }
                     Applied::Restart => return Ok(Flow::Restart),
                 }
-                batch = match receiver.recv() {
-                    Ok(next) => next?,
-                    Err(_) => return Ok(Flow::Finished),
-                };
-                if batch.is_empty() {
-                    return Ok(Flow::Finished);
-                }
             }
+            Ok(Flow::Finished)
         })
     }
 

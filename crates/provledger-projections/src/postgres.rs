@@ -18,14 +18,14 @@ use chrono::{DateTime, Utc};
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement};
 use provledger_domain::{OrderId, OrderState};
-use provledger_store::Position;
+use provledger_store::{Position, StreamVersion};
 
 use crate::backend::{
     fmt_date, fmt_lower_bound, fmt_time, fmt_upper_bound, parse_date, parse_name, parse_opt_time,
     parse_time, plan, to_i64, to_u64, transaction_ids, Applied, Backend, Plan, StoredState,
     CHECKPOINT,
 };
-use crate::project::{fold_batch, fold_stored, BatchOutput, Decoded, StateCache};
+use crate::project::{check_applied, fold_batch, fold_stored, BatchOutput, Decoded, StateCache};
 use crate::{LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow};
 
 /// Advisory-lock class of the batch lock: ASCII `pvlp`. The second key is
@@ -355,37 +355,37 @@ fn read_checkpoint(
     }
 }
 
-/// The states of the orders among `ids` that the read models hold, folded
-/// again from the log (on this connection, inside the batch's transaction)
-/// up to the version the read models applied.
+/// The states of `wanted` orders, each folded again from the first
+/// `version` events of its stream, read on this connection inside the
+/// batch's transaction; the read models must say they applied exactly that
+/// many.
 fn load_states(
     client: &mut impl GenericClient,
     statements: &Statements,
-    ids: &[OrderId],
+    wanted: &[(OrderId, StreamVersion)],
 ) -> Result<HashMap<OrderId, OrderState>, ProjectionError> {
-    let names: Vec<&str> = ids.iter().map(OrderId::as_str).collect();
-    let mut out = HashMap::new();
+    let names: Vec<&str> = wanted.iter().map(|(id, _)| id.as_str()).collect();
+    let mut applied: HashMap<String, u64> = HashMap::new();
     for row in client.query(&statements.load_states, &[&names])? {
         let id: String = row.try_get(0)?;
         let version: i64 = row.try_get(1)?;
-        let order_id = OrderId::parse(&id).map_err(|e| ProjectionError::Corrupt {
-            table: "rm_order_state",
-            key: id.clone(),
-            reason: e.to_string(),
-        })?;
-        let applied = to_u64("rm_order_state", &|| id.clone(), version)?;
+        let version = to_u64("rm_order_state", &|| id.clone(), version)?;
+        applied.insert(id, version);
+    }
+    let mut out = HashMap::new();
+    for (id, version) in wanted {
+        check_applied(id, applied.get(id.as_str()).copied(), *version)?;
         let events = client
             // Not prepared with the others: the read models may be opened
             // before the store has created its tables.
             .query(
                 provledger_store::postgres::READ_STREAM,
-                &[&order_id.stream_id(), &0_i64, &version],
+                &[&id.stream_id(), &0_i64, &to_i64(*version)?],
             )?
             .iter()
             .map(provledger_store::postgres::decode_event)
             .collect::<Result<Vec<_>, _>>()?;
-        let state = fold_stored(&order_id, applied, events)?;
-        out.insert(order_id, state);
+        out.insert(id.clone(), fold_stored(id, *version, events)?);
     }
     Ok(out)
 }
@@ -609,6 +609,30 @@ impl Backend for PostgresModels {
         };
         cache.committed(out);
         Ok(applied)
+    }
+
+    fn write(&mut self, expected: Position, out: &BatchOutput) -> Result<Applied, ProjectionError> {
+        self.ensure_open()?;
+        let statements = &self.statements;
+        let mut tx = self
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()?;
+        tx.execute(&statements.lock, &[&BATCH_LOCK_CLASS, &self.lock_key])?;
+        if read_checkpoint(&mut tx, statements)? != expected {
+            return Ok(Applied::Restart);
+        }
+        write_batch(&mut tx, statements, out)?;
+        tx.execute(
+            &statements.set_checkpoint,
+            &[&CHECKPOINT, &to_i64(out.last_position)?],
+        )?;
+        tx.commit()?;
+        Ok(Applied::Done {
+            events: out.events,
+            checkpoint: out.last_position,
+        })
     }
 
     fn reset(&mut self) -> Result<(), ProjectionError> {

@@ -8,13 +8,13 @@
 //! batch of events on top of a state cache; the storage backends only write
 //! what it returns.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use provledger_domain::{
     evolve, Event, Line, LineId, Order, OrderId, OrderState, RefusedAction, SupportRequestType,
     WhoSetsUp,
 };
-use provledger_store::{Position, RecordedEvent};
+use provledger_store::{EventStore, Position, RecordedEvent, StreamVersion};
 
 use crate::{
     HistoryRow, LineRow, ProjectionError, TransactionRow, TransactionStatus, TransactionType,
@@ -84,6 +84,27 @@ pub(crate) fn decode_order_event(
     Ok(Some((order_id, event)))
 }
 
+/// Check that the read models applied `version` events of an order's
+/// stream (`applied`: what `rm_order_state` says; `None`: no row).
+pub(crate) fn check_applied(
+    order_id: &OrderId,
+    applied: Option<u64>,
+    version: StreamVersion,
+) -> Result<(), ProjectionError> {
+    if applied == Some(version) {
+        return Ok(());
+    }
+    Err(ProjectionError::Corrupt {
+        table: "rm_order_state",
+        key: order_id.to_string(),
+        reason: format!(
+            "the next event continues the order's stream after version {version}, but the \
+             read models applied {}; rebuild the read models (`provledger rebuild`)",
+            applied.map_or_else(|| "none of it".to_string(), |v| v.to_string())
+        ),
+    })
+}
+
 /// An order's state at the read models' checkpoint, folded from the first
 /// `version` events of its stream (what `rm_order_state` says was applied).
 ///
@@ -114,6 +135,25 @@ pub(crate) fn fold_stored(
         state = evolve(state, &event);
     }
     Ok(state)
+}
+
+/// The states of `wanted` orders, each folded from the first `version`
+/// events of its stream in the store (for a fold that runs ahead of the
+/// writes, so cannot read the read models' own tables).
+pub(crate) fn load_from_log(
+    store: &dyn EventStore,
+    wanted: &[(OrderId, StreamVersion)],
+) -> Result<HashMap<OrderId, OrderState>, ProjectionError> {
+    let mut out = HashMap::new();
+    for (id, version) in wanted {
+        let events: Vec<RecordedEvent> = store
+            .read_stream(&id.stream_id(), 0)?
+            .into_iter()
+            .take_while(|e| e.stream_version <= *version)
+            .collect();
+        out.insert(id.clone(), fold_stored(id, *version, events)?);
+    }
+    Ok(out)
 }
 
 /// The `lines` rows of one order, in order-file order (empty before placement).
@@ -519,18 +559,25 @@ pub(crate) struct BatchOutput {
 
 /// Order states kept in memory between batches, valid at one checkpoint.
 ///
-/// A cache hit saves a read and a JSON decode of the stored state. The cache
-/// is trusted only while the stored checkpoint equals `valid_at`: any other
-/// writer (another process, a rebuild) moves the checkpoint and so empties
-/// the cache.
+/// A cache hit saves folding the order's stream again. The cache is trusted
+/// only while the stored checkpoint equals `valid_at`: any other writer
+/// (another process, a rebuild) moves the checkpoint and so empties the
+/// cache. When full, it forgets the half of the orders touched longest ago:
+/// orders are busy for a while and then fall quiet, so the busy ones stay.
 #[derive(Default)]
 pub(crate) struct StateCache {
-    states: HashMap<OrderId, OrderState>,
+    states: HashMap<OrderId, Cached>,
     valid_at: Option<Position>,
 }
 
-/// Most order states the cache keeps; past this it starts afresh.
-const CACHE_LIMIT: usize = 20_000;
+/// A cached state and the last batch that touched it.
+struct Cached {
+    state: OrderState,
+    touched: Position,
+}
+
+/// Most order states the cache keeps.
+const CACHE_LIMIT: usize = 40_000;
 
 impl StateCache {
     /// Make sure the cache describes the read models at `checkpoint`.
@@ -547,13 +594,47 @@ impl StateCache {
         self.valid_at = None;
     }
 
+    /// The cached state of `order_id`.
+    fn get(&self, order_id: &OrderId) -> Option<&OrderState> {
+        self.states.get(order_id).map(|c| &c.state)
+    }
+
+    /// Make room for `incoming` more orders: past the limit, keep only the
+    /// half touched most recently.
+    fn make_room(&mut self, incoming: usize) {
+        if self.states.len() + incoming <= CACHE_LIMIT {
+            return;
+        }
+        let mut touched: Vec<Position> = self.states.values().map(|c| c.touched).collect();
+        let quarter = touched.len() / 4;
+        let (_, oldest_kept, _) = touched.select_nth_unstable(quarter);
+        let oldest_kept = *oldest_kept;
+        self.states.retain(|_, c| c.touched >= oldest_kept);
+    }
+
+    /// Record a batch that will be committed (a copy of its states), for a
+    /// fold running ahead of the writes: see `ReadModels::run_from`.
+    pub fn remember(&mut self, batch: &BatchOutput) {
+        self.make_room(batch.orders.len());
+        for order in &batch.orders {
+            let cached = Cached {
+                state: order.after.clone(),
+                touched: batch.last_position,
+            };
+            self.states.insert(order.order_id.clone(), cached);
+        }
+        self.valid_at = Some(batch.last_position);
+    }
+
     /// Record a committed batch.
     pub fn committed(&mut self, batch: BatchOutput) {
-        if self.states.len() + batch.orders.len() > CACHE_LIMIT {
-            self.states.clear();
-        }
+        self.make_room(batch.orders.len());
         for order in batch.orders {
-            self.states.insert(order.order_id, order.after);
+            let cached = Cached {
+                state: order.after,
+                touched: batch.last_position,
+            };
+            self.states.insert(order.order_id, cached);
         }
         self.valid_at = Some(batch.last_position);
     }
@@ -567,17 +648,22 @@ impl StateCache {
 pub(crate) fn fold_batch(
     events: &[Decoded],
     cache: &StateCache,
-    load: impl FnOnce(&[OrderId]) -> Result<HashMap<OrderId, OrderState>, ProjectionError>,
+    load: impl FnOnce(
+        &[(OrderId, StreamVersion)],
+    ) -> Result<HashMap<OrderId, OrderState>, ProjectionError>,
 ) -> Result<BatchOutput, ProjectionError> {
     let last_position = events.last().map_or(0, |e| e.recorded.position);
-    let mut missing: Vec<OrderId> = events
-        .iter()
-        .filter_map(|e| e.order.as_ref().map(|(id, _)| id))
-        .filter(|id| !cache.states.contains_key(*id))
-        .cloned()
-        .collect();
-    missing.sort_unstable();
-    missing.dedup();
+    // Each order the cache lacks, with the version its stream had before
+    // this batch (its first event here comes next); an order that starts
+    // in this batch has nothing to load.
+    let mut seen: HashSet<&OrderId> = HashSet::new();
+    let mut missing: Vec<(OrderId, StreamVersion)> = Vec::new();
+    for e in events {
+        let Some((id, _)) = &e.order else { continue };
+        if seen.insert(id) && cache.get(id).is_none() && e.recorded.stream_version > 1 {
+            missing.push((id.clone(), e.recorded.stream_version - 1));
+        }
+    }
     let loaded = if missing.is_empty() {
         HashMap::new()
     } else {
@@ -586,7 +672,7 @@ pub(crate) fn fold_batch(
 
     // The cache is left as it is (a failed batch must leave it valid): each
     // order's working state is one clone of its cached or stored state.
-    let stored = |id: &OrderId| cache.states.get(id).or_else(|| loaded.get(id));
+    let stored = |id: &OrderId| cache.get(id).or_else(|| loaded.get(id));
     let mut working: HashMap<&OrderId, OrderState> = HashMap::new();
     let mut transactions = Vec::new();
     for decoded in events {
@@ -940,5 +1026,33 @@ mod tests {
         assert_eq!(changed_lines(Some(&state), &onboarded).len(), 2);
         // An order not stored yet: every line.
         assert_eq!(changed_lines(None, &state).len(), 2);
+    }
+
+    #[test]
+    fn a_full_cache_forgets_the_orders_touched_longest_ago() {
+        let mut cache = StateCache::default();
+        let id = |n: usize| OrderId::parse(&format!("WO-{n}")).unwrap();
+        for n in 0..CACHE_LIMIT {
+            cache.states.insert(
+                id(n),
+                Cached {
+                    state: OrderState::default(),
+                    touched: n as Position,
+                },
+            );
+        }
+        cache.make_room(0);
+        assert_eq!(cache.states.len(), CACHE_LIMIT, "not over the limit yet");
+        cache.make_room(1);
+        assert!(cache.states.len() <= CACHE_LIMIT * 3 / 4 + 1);
+        assert!(cache.get(&id(0)).is_none(), "the oldest is forgotten");
+        assert!(
+            cache.get(&id(CACHE_LIMIT - 1)).is_some(),
+            "the newest is kept"
+        );
+        assert!(cache
+            .states
+            .values()
+            .all(|c| c.touched >= (CACHE_LIMIT / 4) as Position));
     }
 }

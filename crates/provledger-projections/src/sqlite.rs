@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use provledger_domain::{OrderId, OrderState};
 use provledger_store::sqlite::read_stream_on;
-use provledger_store::Position;
+use provledger_store::{Position, StreamVersion};
 use rusqlite::types::ToSql;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
@@ -24,7 +24,7 @@ use crate::backend::{
     parse_time, plan, to_i64, to_u64, transaction_ids, Applied, Backend, Plan, StoredState,
     CHECKPOINT,
 };
-use crate::project::{fold_batch, fold_stored, BatchOutput, Decoded, StateCache};
+use crate::project::{check_applied, fold_batch, fold_stored, BatchOutput, Decoded, StateCache};
 use crate::{LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow};
 
 /// How long a statement waits for another connection's write lock (as the store).
@@ -210,6 +210,11 @@ impl SqliteModels {
         // events), which the next catch-up applies again. This saves one
         // fsync per catch-up, i.e. per command.
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768;")?;
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            provledger_store::sqlite::WAL_AUTOCHECKPOINT_PAGES,
+        )?;
         conn.set_prepared_statement_cache_capacity(160);
         migrate(&mut conn)?;
         ensure_indexes(&conn)?;
@@ -269,22 +274,24 @@ fn write_checkpoint(tx: &Transaction<'_>, position: Position) -> Result<(), Proj
     Ok(())
 }
 
-/// The states of the orders among `ids` that the read models hold, folded
-/// again from the log (on this connection, inside the batch's transaction)
-/// up to the version the read models applied.
+/// The states of `wanted` orders, each folded again from the first
+/// `version` events of its stream, read on this connection inside the
+/// batch's transaction; the read models must say they applied exactly that
+/// many.
 fn load_states(
     tx: &Transaction<'_>,
-    ids: &[OrderId],
+    wanted: &[(OrderId, StreamVersion)],
 ) -> Result<HashMap<OrderId, OrderState>, ProjectionError> {
     let mut stmt = tx.prepare_cached("SELECT version FROM rm_order_state WHERE order_id = ?1")?;
     let mut out = HashMap::new();
-    for id in ids {
-        let version: Option<i64> = stmt.query_row([id.as_str()], |r| r.get(0)).optional()?;
-        if let Some(version) = version {
-            let version = to_u64("rm_order_state", &|| id.to_string(), version)?;
-            let events = read_stream_on(tx, &id.stream_id(), 0, version)?;
-            out.insert(id.clone(), fold_stored(id, version, events)?);
-        }
+    for (id, version) in wanted {
+        let applied: Option<i64> = stmt.query_row([id.as_str()], |r| r.get(0)).optional()?;
+        let applied = applied
+            .map(|v| to_u64("rm_order_state", &|| id.to_string(), v))
+            .transpose()?;
+        check_applied(id, applied, *version)?;
+        let events = read_stream_on(tx, &id.stream_id(), 0, *version)?;
+        out.insert(id.clone(), fold_stored(id, *version, events)?);
     }
     Ok(out)
 }
@@ -473,6 +480,22 @@ impl Backend for SqliteModels {
         };
         cache.committed(out);
         Ok(applied)
+    }
+
+    fn write(&mut self, expected: Position, out: &BatchOutput) -> Result<Applied, ProjectionError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if read_checkpoint(&tx)? != expected {
+            return Ok(Applied::Restart);
+        }
+        write_batch(&tx, out)?;
+        write_checkpoint(&tx, out.last_position)?;
+        tx.commit()?;
+        Ok(Applied::Done {
+            events: out.events,
+            checkpoint: out.last_position,
+        })
     }
 
     fn reset(&mut self) -> Result<(), ProjectionError> {

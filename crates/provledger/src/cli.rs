@@ -1021,8 +1021,9 @@ pub fn import(ledger: &Ledger, file: &Path) -> Result<u64, AppError> {
         ledger.store().import_batch(&batch)?;
         n += batch.len() as u64;
     }
-    bar.set_position(n);
-    ledger.catch_up()?;
+    bar.finish_and_clear();
+    let bar = progress("projecting");
+    ledger.catch_up_bulk(&mut |done| bar.set_position(done))?;
     bar.finish_and_clear();
     Ok(n)
 }
@@ -1086,7 +1087,9 @@ pub fn migrate(from: &str, to: &str) -> Result<MigrateReport, AppError> {
             ),
         });
     }
-    target.catch_up()?;
+    let bar = progress("projecting");
+    target.catch_up_bulk(&mut |done| bar.set_position(done))?;
+    bar.finish_and_clear();
     Ok(MigrateReport {
         from: redact_url(from),
         to: redact_url(to),

@@ -335,6 +335,14 @@ impl Ledger {
     pub fn catch_up(&self) -> Result<u64, AppError> {
         Ok(self.read_models.catch_up(self.store.as_ref())?)
     }
+
+    /// Bring the read models up to date after a bulk load (see
+    /// [`ReadModels::catch_up_bulk`]); returns the events applied.
+    pub fn catch_up_bulk(&self, progress: &mut dyn FnMut(u64)) -> Result<u64, AppError> {
+        Ok(self
+            .read_models
+            .catch_up_bulk(self.store.as_ref(), progress)?)
+    }
 }
 
 /// Give each decided event its store envelope: scheduled events are the

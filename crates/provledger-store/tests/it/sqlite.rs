@@ -180,6 +180,7 @@ fn default_pragmas_are_durable() {
     assert_eq!(store.pragma_value("journal_mode").unwrap(), "wal");
     assert_eq!(store.pragma_value("foreign_keys").unwrap(), "1");
     assert_eq!(store.pragma_value("busy_timeout").unwrap(), "5000");
+    assert_eq!(store.pragma_value("wal_autocheckpoint").unwrap(), "8192");
 }
 
 #[test]
