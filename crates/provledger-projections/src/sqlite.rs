@@ -209,7 +209,7 @@ impl SqliteModels {
         // suffix of read-model batches (never make them run ahead of the
         // events), which the next catch-up applies again. This saves one
         // fsync per catch-up, i.e. per command.
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768;")?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16384;")?;
         conn.pragma_update(
             None,
             "wal_autocheckpoint",
