@@ -12,6 +12,11 @@ use clap::{Parser, Subcommand};
 use provledger_bench::measure::{self, RunOptions};
 use provledger_bench::{Workload, WorkloadSpec};
 
+/// The allocator of the `provledger` binary, so that the phases measured in
+/// child processes of this one (import, rebuild) run as they do there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Benchmark harness of provledger (docs/performance.md).
 #[derive(Debug, Parser)]
 #[command(name = "provledger-bench", version)]

@@ -577,7 +577,7 @@ struct Cached {
 }
 
 /// Most order states the cache keeps.
-const CACHE_LIMIT: usize = 40_000;
+const CACHE_LIMIT: usize = 30_000;
 
 impl StateCache {
     /// Make sure the cache describes the read models at `checkpoint`.

@@ -166,12 +166,20 @@ const INSERT_IDEMPOTENCY_KEY: &str =
 
 /// An event store in one SQLite file.
 ///
-/// The connection sits behind a mutex, so a store can be shared between
+/// The connections sit behind mutexes, so a store can be shared between
 /// threads; for parallel writers open one store per thread (or process) on
 /// the same path: SQLite serialises their transactions.
+///
+/// Writes go through one connection, reads (streams, pages of the log, the
+/// head, idempotency look-ups) through a second one on the same file: in
+/// WAL mode a reader sees every committed transaction and never waits for
+/// a writer, so loading an order or following the log does not queue
+/// behind an append that is waiting for its fsync.
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// `None` for an in-memory database, which has one connection only.
+    reader: Option<Mutex<Connection>>,
     path: PathBuf,
 }
 
@@ -198,7 +206,7 @@ impl SqliteStore {
         conn.busy_timeout(options.busy_timeout)?;
         // In-memory databases answer `memory`; files answer `wal`. The first
         // statement is also where a file that is not a database shows itself.
-        let _mode: String = conn
+        let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(cannot_open)?;
         conn.pragma_update(None, "synchronous", options.synchronous.pragma_value())?;
@@ -206,8 +214,18 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
         conn.set_prepared_statement_cache_capacity(32);
         migrate(&mut conn)?;
+        let reader = if mode.eq_ignore_ascii_case("wal") {
+            let reader = Connection::open(path).map_err(cannot_open)?;
+            reader.busy_timeout(options.busy_timeout)?;
+            reader.pragma_update(None, "query_only", "ON")?;
+            reader.set_prepared_statement_cache_capacity(32);
+            Some(Mutex::new(reader))
+        } else {
+            None
+        };
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            reader,
             path: path.to_path_buf(),
         })
     }
@@ -255,6 +273,16 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The connection for reads: the reader, or the only connection of an
+    /// in-memory database. Recovers from a poisoned mutex like
+    /// [`SqliteStore::lock`] (a reader holds no transaction across calls).
+    fn read_lock(&self) -> MutexGuard<'_, Connection> {
+        match &self.reader {
+            Some(reader) => reader.lock().unwrap_or_else(PoisonError::into_inner),
+            None => self.lock(),
+        }
+    }
+
     /// Up to `limit` events after `after`; a row that cannot be decoded ends
     /// the page with its error.
     fn read_page(
@@ -262,7 +290,7 @@ impl SqliteStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<Result<RecordedEvent, StoreError>>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read_lock();
         let mut stmt = conn.prepare_cached(select_events!(
             "WHERE position > ?1 ORDER BY position LIMIT ?2"
         ))?;
@@ -863,7 +891,7 @@ impl EventStore for SqliteStore {
     }
 
     fn stream_version(&self, stream_id: &str) -> Result<StreamVersion, StoreError> {
-        stream_version_on(&self.lock(), stream_id)
+        stream_version_on(&self.read_lock(), stream_id)
     }
 
     fn read_stream(
@@ -871,7 +899,12 @@ impl EventStore for SqliteStore {
         stream_id: &str,
         after_version: StreamVersion,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        read_stream_on(&self.lock(), stream_id, after_version, StreamVersion::MAX)
+        read_stream_on(
+            &self.read_lock(),
+            stream_id,
+            after_version,
+            StreamVersion::MAX,
+        )
     }
 
     fn read_all(&self, after: Position) -> Result<EventIter<'_>, StoreError> {
@@ -889,7 +922,7 @@ impl EventStore for SqliteStore {
     }
 
     fn stream_ids(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read_lock();
         let upper = prefix_upper_bound(prefix);
         let mut stmt = match upper {
             Some(_) => conn.prepare_cached(
@@ -916,11 +949,11 @@ impl EventStore for SqliteStore {
     }
 
     fn head(&self) -> Result<Option<Head>, StoreError> {
-        read_head(&self.lock())
+        read_head(&self.read_lock())
     }
 
     fn find_idempotent(&self, key: &str) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read_lock();
         match idempotency_key_range(&conn, key)? {
             Some((first, last)) => Ok(Some(read_range(&conn, first, last)?)),
             None => Ok(None),

@@ -552,13 +552,20 @@ impl GroupCommitter {
             while let Ok(first) = receiver.recv() {
                 let started = Instant::now();
                 let mut jobs = vec![first];
+                // Gather what arrives within the linger time, sleeping (not
+                // spinning: the submitters need the CPU to submit).
                 while jobs.len() < max_batch {
-                    match receiver.try_recv() {
+                    let waited = started.elapsed();
+                    let next = if waited < options.linger {
+                        receiver
+                            .recv_timeout(options.linger - waited)
+                            .map_err(|_| ())
+                    } else {
+                        receiver.try_recv().map_err(|_| ())
+                    };
+                    match next {
                         Ok(job) => jobs.push(job),
-                        Err(mpsc::TryRecvError::Empty) if started.elapsed() < options.linger => {
-                            std::thread::yield_now();
-                        }
-                        Err(_) => break,
+                        Err(()) => break,
                     }
                 }
                 let (commands, replies): (Vec<_>, Vec<_>) =
