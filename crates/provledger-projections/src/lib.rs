@@ -259,9 +259,10 @@ impl ReadModels {
                 Applied::Restart => Flow::Restart,
             });
         }
-        // The handle's cache describes the stored checkpoint; the pipeline
-        // moves it, so the next single batch loads what it needs.
-        self.inner().cache.clear();
+        // The folding stage takes the handle's cache (valid at `start`, or
+        // emptied by `validate`) and gives it back, valid at the new
+        // checkpoint, once everything it folded has been written.
+        let cache = std::mem::take(&mut self.inner().cache);
         std::thread::scope(|scope| {
             // Rendezvous channels: each stage works one batch ahead of the
             // next and waits for it to be taken, which bounds the memory
@@ -281,24 +282,31 @@ impl ReadModels {
                 }
             });
             let (folded_out, folded_in) = std::sync::mpsc::sync_channel(0);
-            scope.spawn(move || {
-                let mut cache = StateCache::default();
+            let folder = scope.spawn(move || {
+                let mut cache = cache;
                 let mut at = start;
                 for batch in decoded_in {
-                    let folded = batch.and_then(|batch: Vec<Decoded>| {
-                        cache.validate(at);
-                        let out = fold_batch(&batch, &cache, |wanted| {
-                            project::load_from_log(store, wanted)
-                        })?;
-                        cache.remember(&out);
-                        at = out.last_position;
-                        Ok((batch, out))
-                    });
+                    let folded = match batch {
+                        Ok(batch) if batch.is_empty() => break,
+                        Ok(batch) => {
+                            cache.validate(at);
+                            fold_batch(&batch, &cache, |wanted| {
+                                project::load_from_log(store, wanted)
+                            })
+                            .map(|out| {
+                                cache.remember(&out);
+                                at = out.last_position;
+                                (batch, out)
+                            })
+                        }
+                        Err(e) => Err(e),
+                    };
                     let failed = folded.is_err();
                     if folded_out.send(folded).is_err() || failed {
                         break;
                     }
                 }
+                cache
             });
             // Freeing a batch is work too: leave it to another thread.
             let (trash, bin) = std::sync::mpsc::channel::<(Vec<Decoded>, BatchOutput)>();
@@ -306,9 +314,6 @@ impl ReadModels {
             let mut expected = start;
             for folded in folded_in {
                 let (batch, out) = folded?;
-                if batch.is_empty() {
-                    break;
-                }
                 let written = self.inner().backend.write(expected, &out)?;
                 let _ = trash.send((batch, out));
                 match written {
@@ -318,6 +323,13 @@ impl ReadModels {
                         progress(*total);
                     }
                     Applied::Restart => return Ok(Flow::Restart),
+                }
+            }
+            // Every folded batch was written: the folder's states are those
+            // of the read models at `expected`.
+            if let Ok(cache) = folder.join() {
+                if cache.is_valid_at(expected) {
+                    self.inner().cache = cache;
                 }
             }
             Ok(Flow::Finished)

@@ -588,6 +588,11 @@ impl StateCache {
         }
     }
 
+    /// True when the cache describes the read models at `checkpoint`.
+    pub fn is_valid_at(&self, checkpoint: Position) -> bool {
+        self.valid_at == Some(checkpoint)
+    }
+
     /// Forget everything.
     pub fn clear(&mut self) {
         self.states.clear();

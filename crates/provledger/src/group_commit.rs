@@ -524,6 +524,7 @@ struct Job {
 /// once; each call blocks until its command's transaction is durable (or
 /// has failed) and returns that command's own result.
 pub struct GroupCommitter {
+    ledger: Arc<Ledger>,
     sender: Option<mpsc::Sender<Job>>,
     worker: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
@@ -544,7 +545,9 @@ impl GroupCommitter {
         let (sender, receiver) = mpsc::channel::<Job>();
         let counters = Arc::new(Counters::default());
         let worker_counters = Arc::clone(&counters);
+        let committer_ledger = Arc::clone(&ledger);
         let worker = std::thread::spawn(move || {
+            let ledger = committer_ledger;
             let projector = (options.projection == Projection::Background).then(|| {
                 Projector::start_with_pause(Arc::clone(&ledger), options.projection_pause)
             });
@@ -595,6 +598,7 @@ impl GroupCommitter {
             }
         });
         GroupCommitter {
+            ledger,
             sender: Some(sender),
             worker: Some(worker),
             counters,
@@ -607,6 +611,11 @@ impl GroupCommitter {
         let stopped = || AppError::BatchFailed {
             reason: "the group committer has stopped".into(),
         };
+        // Load the order on this thread, in parallel with the committer
+        // (the store reads on its own connection): the committer then
+        // decides from the cache. A state that turns out stale only costs a
+        // conflict and a re-decision there.
+        self.ledger.warm(&command.order_id);
         let (reply, result) = mpsc::sync_channel(1);
         self.sender
             .as_ref()

@@ -148,6 +148,17 @@ impl Ledger {
         self.load(order_id)
     }
 
+    /// Load `order_id` into the state cache if it is not there, so that a
+    /// later decision (e.g. on a group committer's thread) needs no read.
+    /// Errors are left for that decision to report.
+    pub(crate) fn warm(&self, order_id: &OrderId) {
+        if self.states.get(order_id).is_none() {
+            if let Ok(state) = self.load(order_id) {
+                self.states.put_if_absent(order_id.clone(), state);
+            }
+        }
+    }
+
     /// The event store.
     pub fn store(&self) -> &dyn EventStore {
         self.store.as_ref()

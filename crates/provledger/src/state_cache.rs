@@ -78,6 +78,22 @@ impl OrderCache {
         states.insert(order_id, state);
     }
 
+    /// Remember `state` unless the order is cached already (whatever is
+    /// there was put by a writer and is at least as new).
+    pub fn put_if_absent(&self, order_id: OrderId, state: OrderState) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut states = self.lock();
+        if states.contains_key(&order_id) {
+            return;
+        }
+        if states.len() >= self.capacity {
+            states.clear();
+        }
+        states.insert(order_id, state);
+    }
+
     /// Forget `order_id` (its stream moved, or may have).
     pub fn evict(&self, order_id: &OrderId) {
         self.lock().remove(order_id);
