@@ -515,6 +515,10 @@ pub(crate) struct DirtyOrder {
     /// The line rows (with their index in the order) that differ from the
     /// stored ones and must be written.
     pub changed_lines: Vec<(usize, LineRow)>,
+    /// How many line rows of the order are stored already (`None`: the
+    /// order itself is not stored yet), so that a backend can update rows
+    /// in place rather than try an insert first.
+    pub stored_lines: Option<usize>,
 }
 
 /// The rows of `after`'s lines that differ from those of `before` (the
@@ -693,10 +697,14 @@ pub(crate) fn fold_batch(
     }
     let mut orders: Vec<DirtyOrder> = working
         .into_iter()
-        .map(|(order_id, after)| DirtyOrder {
-            changed_lines: changed_lines(stored(order_id), &after),
-            order_id: order_id.clone(),
-            after,
+        .map(|(order_id, after)| {
+            let before = stored(order_id);
+            DirtyOrder {
+                changed_lines: changed_lines(before, &after),
+                stored_lines: before.map(|b| b.order.as_ref().map_or(0, |o| o.lines.len())),
+                order_id: order_id.clone(),
+                after,
+            }
         })
         .collect();
     orders.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));

@@ -323,53 +323,64 @@ fn write_batch(tx: &Transaction<'_>, out: &BatchOutput) -> Result<(), Projection
         ])?;
     }
 
-    let mut upsert_state = tx.prepare_cached(
-        "INSERT INTO rm_order_state (order_id, version, next_due_at) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (order_id) DO UPDATE SET version = excluded.version, \
-         next_due_at = excluded.next_due_at",
+    // Rows known to be stored are updated in place (one B-tree seek); the
+    // others are inserted. An update that finds no row falls back to an
+    // insert, so a wrong guess costs time, never a row.
+    let mut insert_state = tx.prepare_cached(
+        "INSERT INTO rm_order_state (order_id, version, next_due_at) VALUES (?1, ?2, ?3)",
     )?;
-    let mut upsert_line = tx.prepare_cached(&format!(
+    let mut update_state = tx.prepare_cached(
+        "UPDATE rm_order_state SET version = ?2, next_due_at = ?3 WHERE order_id = ?1",
+    )?;
+    let mut insert_line = tx.prepare_cached(&format!(
         "INSERT INTO rm_lines (line_index, {LINE_COLUMNS}) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
-         ON CONFLICT (order_id, line_index) DO UPDATE SET \
-         line_id = excluded.line_id, subscription_id = excluded.subscription_id, \
-         offer = excluded.offer, rsd = excluded.rsd, \
-         provisioning_contact = excluded.provisioning_contact, status = excluded.status, \
-         status_label = excluded.status_label, \
-         provisioning_pending = excluded.provisioning_pending, \
-         initial_email_sent_at = excluded.initial_email_sent_at, \
-         closes_at = excluded.closes_at, billing_started = excluded.billing_started, \
-         org_id = excluded.org_id, escalated_at = excluded.escalated_at, \
-         resend_count = excluded.resend_count, partner = excluded.partner, \
-         end_customer = excluded.end_customer"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
     ))?;
+    let mut update_line = tx.prepare_cached(
+        "UPDATE rm_lines SET line_id = ?3, subscription_id = ?4, offer = ?5, rsd = ?6, \
+         provisioning_contact = ?7, status = ?8, status_label = ?9, provisioning_pending = ?10, \
+         initial_email_sent_at = ?11, closes_at = ?12, billing_started = ?13, org_id = ?14, \
+         escalated_at = ?15, resend_count = ?16, partner = ?17, end_customer = ?18 \
+         WHERE order_id = ?2 AND line_index = ?1",
+    )?;
     for order in &out.orders {
-        upsert_state.execute(params![
+        let state = params![
             order.order_id.as_str(),
             to_i64(order.after.version)?,
             provledger_domain::next_due(&order.after).map(|t| fmt_time(&t)),
-        ])?;
+        ];
+        if order.stored_lines.is_none() || update_state.execute(state)? == 0 {
+            insert_state.execute(state)?;
+        }
+        let stored_lines = order.stored_lines.unwrap_or(0);
         for (index, l) in &order.changed_lines {
-            upsert_line.execute(params![
+            let rsd = fmt_date(&l.rsd);
+            let initial_email_sent_at = l.initial_email_sent_at.map(|t| fmt_time(&t));
+            let closes_at = l.closes_at.map(|t| fmt_time(&t));
+            let escalated_at = l.escalated_at.map(|t| fmt_time(&t));
+            let row = params![
                 to_i64(*index as u64)?,
                 l.order_id,
                 l.line_id,
                 l.subscription_id,
                 l.offer,
-                fmt_date(&l.rsd),
+                rsd,
                 l.provisioning_contact,
                 l.status,
                 l.status_label,
                 l.provisioning_pending,
-                l.initial_email_sent_at.map(|t| fmt_time(&t)),
-                l.closes_at.map(|t| fmt_time(&t)),
+                initial_email_sent_at,
+                closes_at,
                 l.billing_started,
                 l.org_id,
-                l.escalated_at.map(|t| fmt_time(&t)),
+                escalated_at,
                 l.resend_count,
                 l.partner,
                 l.end_customer,
-            ])?;
+            ];
+            if *index >= stored_lines || update_line.execute(row)? == 0 {
+                insert_line.execute(row)?;
+            }
         }
     }
     Ok(())
