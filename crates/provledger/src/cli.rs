@@ -977,8 +977,12 @@ pub fn export(ledger: &Ledger, out: &Path, io: &mut Io<'_>) -> Result<u64, AppEr
 pub const IMPORT_BATCH: usize = 10_000;
 
 /// Append a JSON Lines export, checking every hash. Returns how many events.
+///
+/// A helper thread reads and parses the next batch of lines while the store
+/// checks and writes the current one. Batches before a bad line are kept
+/// (each is one transaction); the error names the line.
 pub fn import(ledger: &Ledger, file: &Path) -> Result<u64, AppError> {
-    let reader: Box<dyn BufRead> = if file == Path::new("-") {
+    let reader: Box<dyn BufRead + Send> = if file == Path::new("-") {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
         Box::new(std::io::BufReader::new(std::fs::File::open(file).map_err(
@@ -986,46 +990,76 @@ pub fn import(ledger: &Ledger, file: &Path) -> Result<u64, AppError> {
         )?))
     };
     let bar = progress("importing");
-    let mut batch: Vec<RecordedEvent> = Vec::with_capacity(IMPORT_BATCH);
     let mut n = 0u64;
-    for (index, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| AppError::io("cannot read the import file", e))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let event: RecordedEvent = serde_json::from_str(&line).map_err(|e| {
-            AppError::BadInput(format!(
-                "import line {}: {e}; each line must be one event as written by `provledger export`",
-                index + 1
-            ))
-        })?;
-        if n == 0 && batch.is_empty() {
-            let head = ledger.store().head()?.map_or(0, |h| h.position);
-            if event.position != head + 1 {
-                return Err(AppError::BadInput(format!(
-                    "the file starts at position {} but the store holds {head} events, so it would continue at position {}; import a full export into an empty store (a new --db path), or a file that continues this ledger",
-                    event.position,
-                    head + 1
-                )));
+    std::thread::scope(|scope| -> Result<(), AppError> {
+        let (batches, parsed) = std::sync::mpsc::sync_channel(1);
+        scope.spawn(move || {
+            let mut batch: Vec<RecordedEvent> = Vec::with_capacity(IMPORT_BATCH);
+            for (index, line) in reader.lines().enumerate() {
+                let event = line
+                    .map_err(|e| AppError::io("cannot read the import file", e))
+                    .and_then(|line| parse_import_line(index, &line));
+                match event {
+                    Ok(None) => {}
+                    Ok(Some(event)) => {
+                        batch.push(event);
+                        if batch.len() == IMPORT_BATCH {
+                            let full =
+                                std::mem::replace(&mut batch, Vec::with_capacity(IMPORT_BATCH));
+                            if batches.send(Ok(full)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        if !batch.is_empty() && batches.send(Ok(batch)).is_err() {
+                            return;
+                        }
+                        let _ = batches.send(Err(e));
+                        return;
+                    }
+                }
             }
-        }
-        batch.push(event);
-        if batch.len() == IMPORT_BATCH {
+            if !batch.is_empty() {
+                let _ = batches.send(Ok(batch));
+            }
+        });
+        for batch in parsed {
+            let batch = batch?;
+            if n == 0 {
+                let head = ledger.store().head()?.map_or(0, |h| h.position);
+                let first = batch.first().map_or(head + 1, |e| e.position);
+                if first != head + 1 {
+                    return Err(AppError::BadInput(format!(
+                        "the file starts at position {first} but the store holds {head} events, so it would continue at position {}; import a full export into an empty store (a new --db path), or a file that continues this ledger",
+                        head + 1
+                    )));
+                }
+            }
             ledger.store().import_batch(&batch)?;
             n += batch.len() as u64;
             bar.set_position(n);
-            batch.clear();
         }
-    }
-    if !batch.is_empty() {
-        ledger.store().import_batch(&batch)?;
-        n += batch.len() as u64;
-    }
+        Ok(())
+    })?;
     bar.finish_and_clear();
     let bar = progress("projecting");
     ledger.catch_up_bulk(&mut |done| bar.set_position(done))?;
     bar.finish_and_clear();
     Ok(n)
+}
+
+/// One line of an import file: `None` for a blank line.
+fn parse_import_line(index: usize, line: &str) -> Result<Option<RecordedEvent>, AppError> {
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(line).map(Some).map_err(|e| {
+        AppError::BadInput(format!(
+            "import line {}: {e}; each line must be one event as written by `provledger export`",
+            index + 1
+        ))
+    })
 }
 
 /// What `migrate` did.
