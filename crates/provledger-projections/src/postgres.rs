@@ -390,6 +390,41 @@ fn load_states(
     Ok(out)
 }
 
+/// Open a batch's transaction: exclude every other worker first, only then
+/// read the checkpoint (READ COMMITTED: each statement sees the latest
+/// commit). Returns the transaction and the stored checkpoint.
+fn begin_batch<'c>(
+    client: &'c mut Client,
+    statements: &Statements,
+    lock_key: i32,
+) -> Result<(postgres::Transaction<'c>, Position), ProjectionError> {
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()?;
+    tx.execute(&statements.lock, &[&BATCH_LOCK_CLASS, &lock_key])?;
+    let found = read_checkpoint(&mut tx, statements)?;
+    Ok((tx, found))
+}
+
+/// Write every row of `out` and its checkpoint, and commit.
+fn commit_batch(
+    mut tx: postgres::Transaction<'_>,
+    statements: &Statements,
+    out: &BatchOutput,
+) -> Result<Applied, ProjectionError> {
+    write_batch(&mut tx, statements, out)?;
+    tx.execute(
+        &statements.set_checkpoint,
+        &[&CHECKPOINT, &to_i64(out.last_position)?],
+    )?;
+    tx.commit()?;
+    Ok(Applied::Done {
+        events: out.events,
+        checkpoint: out.last_position,
+    })
+}
+
 fn opt_time(t: &Option<DateTime<Utc>>) -> Option<String> {
     t.as_ref().map(fmt_time)
 }
@@ -582,31 +617,14 @@ impl Backend for PostgresModels {
     ) -> Result<Applied, ProjectionError> {
         self.ensure_open()?;
         let statements = &self.statements;
-        let mut tx = self
-            .client
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()?;
-        // Exclude every other worker first; only then read the checkpoint
-        // (READ COMMITTED: each statement sees the latest commit).
-        tx.execute(&statements.lock, &[&BATCH_LOCK_CLASS, &self.lock_key])?;
-        let found = read_checkpoint(&mut tx, statements)?;
+        let (mut tx, found) = begin_batch(&mut self.client, statements, self.lock_key)?;
         let events = match plan(found, expected, events)? {
             Plan::Apply(events) => events,
             Plan::Restart => return Ok(Applied::Restart),
         };
         cache.validate(found);
         let out = fold_batch(events, cache, |ids| load_states(&mut tx, statements, ids))?;
-        write_batch(&mut tx, statements, &out)?;
-        tx.execute(
-            &statements.set_checkpoint,
-            &[&CHECKPOINT, &to_i64(out.last_position)?],
-        )?;
-        tx.commit()?;
-        let applied = Applied::Done {
-            events: out.events,
-            checkpoint: out.last_position,
-        };
+        let applied = commit_batch(tx, statements, &out)?;
         cache.committed(out);
         Ok(applied)
     }
@@ -614,25 +632,11 @@ impl Backend for PostgresModels {
     fn write(&mut self, expected: Position, out: &BatchOutput) -> Result<Applied, ProjectionError> {
         self.ensure_open()?;
         let statements = &self.statements;
-        let mut tx = self
-            .client
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()?;
-        tx.execute(&statements.lock, &[&BATCH_LOCK_CLASS, &self.lock_key])?;
-        if read_checkpoint(&mut tx, statements)? != expected {
+        let (tx, found) = begin_batch(&mut self.client, statements, self.lock_key)?;
+        if found != expected {
             return Ok(Applied::Restart);
         }
-        write_batch(&mut tx, statements, out)?;
-        tx.execute(
-            &statements.set_checkpoint,
-            &[&CHECKPOINT, &to_i64(out.last_position)?],
-        )?;
-        tx.commit()?;
-        Ok(Applied::Done {
-            events: out.events,
-            checkpoint: out.last_position,
-        })
+        commit_batch(tx, statements, out)
     }
 
     fn reset(&mut self) -> Result<(), ProjectionError> {

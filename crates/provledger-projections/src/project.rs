@@ -624,28 +624,33 @@ impl StateCache {
     /// Record a batch that will be committed (a copy of its states), for a
     /// fold running ahead of the writes: see `ReadModels::run_from`.
     pub fn remember(&mut self, batch: &BatchOutput) {
-        self.make_room(batch.orders.len());
-        for order in &batch.orders {
-            let cached = Cached {
-                state: order.after.clone(),
-                touched: batch.last_position,
-            };
-            self.states.insert(order.order_id.clone(), cached);
-        }
-        self.valid_at = Some(batch.last_position);
+        let states = batch
+            .orders
+            .iter()
+            .map(|o| (o.order_id.clone(), o.after.clone()));
+        self.insert_all(states, batch.orders.len(), batch.last_position);
     }
 
     /// Record a committed batch.
     pub fn committed(&mut self, batch: BatchOutput) {
-        self.make_room(batch.orders.len());
-        for order in batch.orders {
-            let cached = Cached {
-                state: order.after,
-                touched: batch.last_position,
-            };
-            self.states.insert(order.order_id, cached);
+        let count = batch.orders.len();
+        let states = batch.orders.into_iter().map(|o| (o.order_id, o.after));
+        self.insert_all(states, count, batch.last_position);
+    }
+
+    /// Cache `count` states touched by the batch ending at `last_position`.
+    fn insert_all(
+        &mut self,
+        states: impl Iterator<Item = (OrderId, OrderState)>,
+        count: usize,
+        last_position: Position,
+    ) {
+        self.make_room(count);
+        for (order_id, state) in states {
+            let touched = last_position;
+            self.states.insert(order_id, Cached { state, touched });
         }
-        self.valid_at = Some(batch.last_position);
+        self.valid_at = Some(last_position);
     }
 }
 

@@ -296,6 +296,17 @@ fn load_states(
     Ok(out)
 }
 
+/// Write every row of `out` and its checkpoint, and commit.
+fn commit_batch(tx: Transaction<'_>, out: &BatchOutput) -> Result<Applied, ProjectionError> {
+    write_batch(&tx, out)?;
+    write_checkpoint(&tx, out.last_position)?;
+    tx.commit()?;
+    Ok(Applied::Done {
+        events: out.events,
+        checkpoint: out.last_position,
+    })
+}
+
 fn write_batch(tx: &Transaction<'_>, out: &BatchOutput) -> Result<(), ProjectionError> {
     let ids = transaction_ids(&out.transactions)?;
     let mut insert_tx = tx.prepare_cached(&format!(
@@ -482,13 +493,7 @@ impl Backend for SqliteModels {
         };
         cache.validate(found);
         let out = fold_batch(events, cache, |ids| load_states(&tx, ids))?;
-        write_batch(&tx, &out)?;
-        write_checkpoint(&tx, out.last_position)?;
-        tx.commit()?;
-        let applied = Applied::Done {
-            events: out.events,
-            checkpoint: out.last_position,
-        };
+        let applied = commit_batch(tx, &out)?;
         cache.committed(out);
         Ok(applied)
     }
@@ -500,13 +505,7 @@ impl Backend for SqliteModels {
         if read_checkpoint(&tx)? != expected {
             return Ok(Applied::Restart);
         }
-        write_batch(&tx, out)?;
-        write_checkpoint(&tx, out.last_position)?;
-        tx.commit()?;
-        Ok(Applied::Done {
-            events: out.events,
-            checkpoint: out.last_position,
-        })
+        commit_batch(tx, out)
     }
 
     fn reset(&mut self) -> Result<(), ProjectionError> {
