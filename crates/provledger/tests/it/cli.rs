@@ -742,6 +742,40 @@ fn rebuild_export_import_round_trip() {
 }
 
 #[test]
+fn import_stops_at_a_bad_line_keeping_what_came_before_and_the_rest_continues() {
+    let ledger = Ledger::placed();
+    ledger
+        .run(&["tick", "--now", "2026-12-10T00:00:00Z"])
+        .success();
+    let export = ledger.dir.path().join("export.jsonl");
+    ledger
+        .run(&["export", "--out", export.to_str().unwrap()])
+        .success();
+    let text = std::fs::read_to_string(&export).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 4, "{lines:?}");
+    // Line 3 is damaged.
+    let mut damaged: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    damaged[2] = "{\"position\": 3, \"oops\"".to_string();
+    let copy = Ledger::new();
+    let bad = copy.file("bad.jsonl", &(damaged.join("\n") + "\n"));
+    copy.run(&["import", "--file", bad.to_str().unwrap()])
+        .code(2)
+        .stderr(predicate::str::contains("import line 3"));
+    assert_eq!(copy.event_count(), 2, "the two lines before the bad one");
+    copy.run(&["verify"]).success();
+    // The rest of the file continues the ledger.
+    let rest = copy.file("rest.jsonl", &(lines[2..].join("\n") + "\n"));
+    copy.run(&["import", "--file", rest.to_str().unwrap()])
+        .success();
+    let again = copy.dir.path().join("again.jsonl");
+    copy.run(&["export", "--out", again.to_str().unwrap()])
+        .success();
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), text);
+    assert_eq!(copy.json(&["lines"]), ledger.json(&["lines"]));
+}
+
+#[test]
 fn idempotency_key_returns_the_first_result() {
     let ledger = Ledger::placed();
     let args = [
