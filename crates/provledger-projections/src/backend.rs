@@ -229,6 +229,89 @@ pub(crate) fn to_i64(value: u64) -> Result<i64, ProjectionError> {
     })
 }
 
+/// A row of a read-model query, whatever the database client: the typed
+/// getters that [`line_row`] and [`transaction_row`] need, so that both
+/// backends decode their rows with one piece of code.
+pub(crate) trait StoredRow {
+    /// A `TEXT` column.
+    fn text(&self, i: usize) -> Result<String, ProjectionError>;
+    /// A nullable `TEXT` column.
+    fn opt_text(&self, i: usize) -> Result<Option<String>, ProjectionError>;
+    /// An integer column.
+    fn int(&self, i: usize) -> Result<i64, ProjectionError>;
+    /// A boolean column.
+    fn flag(&self, i: usize) -> Result<bool, ProjectionError>;
+}
+
+/// The `rm_lines` columns a [`line_row`] is read from, in order.
+pub(crate) const LINE_COLUMNS: &str = "order_id, line_id, subscription_id, offer, rsd, \
+     provisioning_contact, status, status_label, provisioning_pending, initial_email_sent_at, \
+     closes_at, billing_started, org_id, escalated_at, resend_count, partner, end_customer";
+
+/// The `rm_transactions` columns a [`transaction_row`] is read from, in order.
+pub(crate) const TX_COLUMNS: &str = "transaction_id, tx_type, order_id, line_id, \
+     subscription_id, submitted_by, submitted_at, status, reason, reason_code, old_email, \
+     new_email, applied_to_all_lines, detail, position";
+
+/// Read one `rm_lines` row selected with [`LINE_COLUMNS`].
+pub(crate) fn line_row(r: &impl StoredRow) -> Result<LineRow, ProjectionError> {
+    const T: &str = "rm_lines";
+    let order_id = r.text(0)?;
+    let line_id = r.text(1)?;
+    let key = || format!("order {order_id} line {line_id}");
+    let resend_count = r.int(14)?;
+    Ok(LineRow {
+        subscription_id: r.text(2)?,
+        offer: r.text(3)?,
+        rsd: parse_date(T, &key, &r.text(4)?)?,
+        provisioning_contact: r.text(5)?,
+        status: r.text(6)?,
+        status_label: r.text(7)?,
+        provisioning_pending: r.flag(8)?,
+        initial_email_sent_at: parse_opt_time(T, &key, r.opt_text(9)?)?,
+        closes_at: parse_opt_time(T, &key, r.opt_text(10)?)?,
+        billing_started: r.flag(11)?,
+        org_id: r.opt_text(12)?,
+        escalated_at: parse_opt_time(T, &key, r.opt_text(13)?)?,
+        resend_count: u32::try_from(resend_count).map_err(|_| ProjectionError::Corrupt {
+            table: T,
+            key: key(),
+            reason: format!("resend_count {resend_count} is out of range"),
+        })?,
+        partner: r.text(15)?,
+        end_customer: r.text(16)?,
+        order_id,
+        line_id,
+    })
+}
+
+/// Read one `rm_transactions` row selected with [`TX_COLUMNS`].
+pub(crate) fn transaction_row(r: &impl StoredRow) -> Result<TransactionRow, ProjectionError> {
+    const T: &str = "rm_transactions";
+    let position = r.int(14)?;
+    let line_id = r.text(3)?;
+    let key = || format!("position {position} line {line_id}");
+    let tx_type: crate::TransactionType = parse_name(T, &key, &r.text(1)?)?;
+    Ok(TransactionRow {
+        transaction_id: r.text(0)?,
+        tx_type,
+        type_label: tx_type.label().to_string(),
+        order_id: r.text(2)?,
+        subscription_id: r.text(4)?,
+        submitted_by: r.text(5)?,
+        submitted_at: parse_time(T, &key, &r.text(6)?)?,
+        status: parse_name(T, &key, &r.text(7)?)?,
+        reason: r.opt_text(8)?,
+        reason_code: r.opt_text(9)?,
+        old_email: r.opt_text(10)?,
+        new_email: r.opt_text(11)?,
+        applied_to_all_lines: r.flag(12)?,
+        detail: r.opt_text(13)?,
+        position: to_u64(T, &key, position)?,
+        line_id,
+    })
+}
+
 /// The row ids of Transaction Manager rows given in position order: the
 /// position × [`ROWS_PER_EVENT`] plus the rank of the row's line id among
 /// its event's rows, so that id order is (position, line id) order.

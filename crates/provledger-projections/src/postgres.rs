@@ -21,9 +21,9 @@ use provledger_domain::{OrderId, OrderState};
 use provledger_store::{Position, StreamVersion};
 
 use crate::backend::{
-    fmt_date, fmt_lower_bound, fmt_time, fmt_upper_bound, parse_date, parse_name, parse_opt_time,
-    parse_time, plan, to_i64, to_u64, transaction_ids, Applied, Backend, Plan, StoredState,
-    CHECKPOINT,
+    fmt_date, fmt_lower_bound, fmt_time, fmt_upper_bound, line_row, plan, to_i64, to_u64,
+    transaction_ids, transaction_row, Applied, Backend, Plan, StoredRow, StoredState, CHECKPOINT,
+    LINE_COLUMNS, TX_COLUMNS,
 };
 use crate::project::{check_applied, fold_batch, fold_stored, BatchOutput, Decoded, StateCache};
 use crate::{LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow};
@@ -146,14 +146,6 @@ CREATE INDEX rm_history_subscription ON rm_history (subscription_id, position) W
         sql: "ALTER TABLE rm_order_state DROP COLUMN state_json;",
     },
 ];
-
-const LINE_COLUMNS: &str = "order_id, line_id, subscription_id, offer, rsd, provisioning_contact, \
-     status, status_label, provisioning_pending, initial_email_sent_at, closes_at, \
-     billing_started, org_id, escalated_at, resend_count, partner, end_customer";
-
-const TX_COLUMNS: &str = "transaction_id, tx_type, order_id, line_id, subscription_id, \
-     submitted_by, submitted_at, status, reason, reason_code, old_email, new_email, \
-     applied_to_all_lines, detail, position";
 
 /// Statements prepared once per connection.
 struct Statements {
@@ -533,67 +525,20 @@ fn write_batch(
     Ok(())
 }
 
-/// Read one `rm_lines` row selected with [`LINE_COLUMNS`].
-fn line_row(r: &Row) -> Result<LineRow, ProjectionError> {
-    const T: &str = "rm_lines";
-    let order_id: String = r.try_get(0)?;
-    let line_id: String = r.try_get(1)?;
-    let key = || format!("order {order_id} line {line_id}");
-    let rsd: String = r.try_get(4)?;
-    let resend_count: i64 = r.try_get(14)?;
-    Ok(LineRow {
-        subscription_id: r.try_get(2)?,
-        offer: r.try_get(3)?,
-        rsd: parse_date(T, &key, &rsd)?,
-        provisioning_contact: r.try_get(5)?,
-        status: r.try_get(6)?,
-        status_label: r.try_get(7)?,
-        provisioning_pending: r.try_get(8)?,
-        initial_email_sent_at: parse_opt_time(T, &key, r.try_get(9)?)?,
-        closes_at: parse_opt_time(T, &key, r.try_get(10)?)?,
-        billing_started: r.try_get(11)?,
-        org_id: r.try_get(12)?,
-        escalated_at: parse_opt_time(T, &key, r.try_get(13)?)?,
-        resend_count: u32::try_from(resend_count).map_err(|_| ProjectionError::Corrupt {
-            table: T,
-            key: key(),
-            reason: format!("resend_count {resend_count} is out of range"),
-        })?,
-        partner: r.try_get(15)?,
-        end_customer: r.try_get(16)?,
-        order_id,
-        line_id,
-    })
-}
-
-/// Read one `rm_transactions` row selected with [`TX_COLUMNS`].
-fn transaction_row(r: &Row) -> Result<TransactionRow, ProjectionError> {
-    const T: &str = "rm_transactions";
-    let position: i64 = r.try_get(14)?;
-    let line_id: String = r.try_get(3)?;
-    let key = || format!("position {position} line {line_id}");
-    let tx_type: String = r.try_get(1)?;
-    let tx_type: crate::TransactionType = parse_name(T, &key, &tx_type)?;
-    let status: String = r.try_get(7)?;
-    let submitted_at: String = r.try_get(6)?;
-    Ok(TransactionRow {
-        transaction_id: r.try_get(0)?,
-        tx_type,
-        type_label: tx_type.label().to_string(),
-        order_id: r.try_get(2)?,
-        subscription_id: r.try_get(4)?,
-        submitted_by: r.try_get(5)?,
-        submitted_at: parse_time(T, &key, &submitted_at)?,
-        status: parse_name(T, &key, &status)?,
-        reason: r.try_get(8)?,
-        reason_code: r.try_get(9)?,
-        old_email: r.try_get(10)?,
-        new_email: r.try_get(11)?,
-        applied_to_all_lines: r.try_get(12)?,
-        detail: r.try_get(13)?,
-        position: to_u64(T, &key, position)?,
-        line_id,
-    })
+/// The getters the shared row decoders need (see [`StoredRow`]).
+impl StoredRow for Row {
+    fn text(&self, i: usize) -> Result<String, ProjectionError> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, ProjectionError> {
+        Ok(self.try_get(i)?)
+    }
+    fn int(&self, i: usize) -> Result<i64, ProjectionError> {
+        Ok(self.try_get(i)?)
+    }
+    fn flag(&self, i: usize) -> Result<bool, ProjectionError> {
+        Ok(self.try_get(i)?)
+    }
 }
 
 fn decode_all<T>(

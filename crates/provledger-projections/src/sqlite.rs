@@ -20,9 +20,9 @@ use rusqlite::types::ToSql;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use crate::backend::{
-    fmt_date, fmt_lower_bound, fmt_time, fmt_upper_bound, parse_date, parse_name, parse_opt_time,
-    parse_time, plan, to_i64, to_u64, transaction_ids, Applied, Backend, Plan, StoredState,
-    CHECKPOINT,
+    fmt_date, fmt_lower_bound, fmt_time, fmt_upper_bound, line_row, plan, to_i64, to_u64,
+    transaction_ids, transaction_row, Applied, Backend, Plan, StoredRow, StoredState, CHECKPOINT,
+    LINE_COLUMNS, TX_COLUMNS,
 };
 use crate::project::{check_applied, fold_batch, fold_stored, BatchOutput, Decoded, StateCache};
 use crate::{LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow};
@@ -181,14 +181,6 @@ fn ensure_indexes(conn: &Connection) -> Result<(), ProjectionError> {
 
 /// Every read-model table whose content a rebuild drops.
 const CONTENT_TABLES: &[&str] = &["rm_order_state", "rm_lines", "rm_transactions"];
-
-const LINE_COLUMNS: &str = "order_id, line_id, subscription_id, offer, rsd, provisioning_contact, \
-     status, status_label, provisioning_pending, initial_email_sent_at, closes_at, \
-     billing_started, org_id, escalated_at, resend_count, partner, end_customer";
-
-const TX_COLUMNS: &str = "transaction_id, tx_type, order_id, line_id, subscription_id, \
-     submitted_by, submitted_at, status, reason, reason_code, old_email, new_email, \
-     applied_to_all_lines, detail, position";
 
 /// The read models in an SQLite file.
 pub(crate) struct SqliteModels {
@@ -397,62 +389,20 @@ fn write_batch(tx: &Transaction<'_>, out: &BatchOutput) -> Result<(), Projection
     Ok(())
 }
 
-/// Read one `rm_lines` row selected with [`LINE_COLUMNS`].
-fn line_row(r: &Row<'_>) -> Result<LineRow, ProjectionError> {
-    let order_id: String = r.get(0)?;
-    let line_id: String = r.get(1)?;
-    let key = || format!("order {order_id} line {line_id}");
-    const T: &str = "rm_lines";
-    let rsd: String = r.get(4)?;
-    Ok(LineRow {
-        subscription_id: r.get(2)?,
-        offer: r.get(3)?,
-        rsd: parse_date(T, &key, &rsd)?,
-        provisioning_contact: r.get(5)?,
-        status: r.get(6)?,
-        status_label: r.get(7)?,
-        provisioning_pending: r.get(8)?,
-        initial_email_sent_at: parse_opt_time(T, &key, r.get(9)?)?,
-        closes_at: parse_opt_time(T, &key, r.get(10)?)?,
-        billing_started: r.get(11)?,
-        org_id: r.get(12)?,
-        escalated_at: parse_opt_time(T, &key, r.get(13)?)?,
-        resend_count: r.get(14)?,
-        partner: r.get(15)?,
-        end_customer: r.get(16)?,
-        order_id,
-        line_id,
-    })
-}
-
-/// Read one `rm_transactions` row selected with [`TX_COLUMNS`].
-fn transaction_row(r: &Row<'_>) -> Result<TransactionRow, ProjectionError> {
-    const T: &str = "rm_transactions";
-    let position: i64 = r.get(14)?;
-    let line_id: String = r.get(3)?;
-    let key = || format!("position {position} line {line_id}");
-    let tx_type: String = r.get(1)?;
-    let tx_type: crate::TransactionType = parse_name(T, &key, &tx_type)?;
-    let status: String = r.get(7)?;
-    let submitted_at: String = r.get(6)?;
-    Ok(TransactionRow {
-        transaction_id: r.get(0)?,
-        tx_type,
-        type_label: tx_type.label().to_string(),
-        order_id: r.get(2)?,
-        subscription_id: r.get(4)?,
-        submitted_by: r.get(5)?,
-        submitted_at: parse_time(T, &key, &submitted_at)?,
-        status: parse_name(T, &key, &status)?,
-        reason: r.get(8)?,
-        reason_code: r.get(9)?,
-        old_email: r.get(10)?,
-        new_email: r.get(11)?,
-        applied_to_all_lines: r.get(12)?,
-        detail: r.get(13)?,
-        position: to_u64(T, &key, position)?,
-        line_id,
-    })
+/// The getters the shared row decoders need (see [`StoredRow`]).
+impl StoredRow for Row<'_> {
+    fn text(&self, i: usize) -> Result<String, ProjectionError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, ProjectionError> {
+        Ok(self.get(i)?)
+    }
+    fn int(&self, i: usize) -> Result<i64, ProjectionError> {
+        Ok(self.get(i)?)
+    }
+    fn flag(&self, i: usize) -> Result<bool, ProjectionError> {
+        Ok(self.get(i)?)
+    }
 }
 
 /// Run a query built at run time (its text is one of few shapes, so the
@@ -551,7 +501,7 @@ impl Backend for SqliteModels {
             sql.push_str(&conditions.join(" AND "));
         }
         sql.push_str(" ORDER BY order_id, line_index");
-        query(&self.conn, &sql, &params, line_row)
+        query(&self.conn, &sql, &params, |r| line_row(r))
     }
 
     fn transactions(
@@ -594,7 +544,7 @@ impl Backend for SqliteModels {
             params.push(limit);
             sql.push_str(&format!(" LIMIT ?{}", params.len()));
         }
-        query(&self.conn, &sql, &params, transaction_row)
+        query(&self.conn, &sql, &params, |r| transaction_row(r))
     }
 
     fn orders_due(&mut self, now: DateTime<Utc>) -> Result<Vec<OrderId>, ProjectionError> {
