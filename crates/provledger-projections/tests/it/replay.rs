@@ -14,9 +14,7 @@ use crate::support::*;
 #[test]
 fn lines_as_of_the_last_event_equal_the_read_model() {
     let mut ledger = Ledger::new();
-    ledger
-        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
-        .unwrap();
+    place_wo1001_now(&mut ledger);
     ledger
         .exec(
             "WO-1001",
@@ -131,9 +129,7 @@ fn read_models_as_of_reads_few_streams_and_agrees_with_the_full_replay() {
 #[test]
 fn as_of_in_the_past_shows_the_earlier_contact() {
     let mut ledger = Ledger::new();
-    ledger
-        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
-        .unwrap();
+    place_wo1001_now(&mut ledger);
     ledger
         .exec(
             "WO-1001",
@@ -177,18 +173,9 @@ fn as_of_in_the_past_shows_the_earlier_contact() {
 fn rebuild_reports_progress_and_equals_incremental() {
     let mut ledger = Ledger::new();
     let models = ledger.models().with_batch_size(3);
-    ledger
-        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
-        .unwrap();
+    place_wo1001_now(&mut ledger);
     models.catch_up(&ledger.store).unwrap();
-    ledger
-        .exec(
-            "WO-1001",
-            PAT,
-            "2026-11-21T09:00:00Z",
-            change("1.1", "new@customer.example", true),
-        )
-        .unwrap();
+    change_all_lines(&mut ledger);
     ledger
         .exec("WO-1001", OLIVIA, "2026-12-03T09:00:00Z", resend("1.1"))
         .unwrap();

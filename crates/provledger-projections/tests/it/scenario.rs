@@ -12,9 +12,7 @@ use crate::support::*;
 /// (refused), a resend after the RSD, a refused change by an outsider, the
 /// A-Flex line closing, onboarding, a refused change after PONR, a case.
 fn life_of_wo1001(ledger: &mut Ledger) {
-    ledger
-        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
-        .unwrap();
+    place_wo1001_now(ledger);
     life_after_placement(ledger);
 }
 
@@ -32,14 +30,7 @@ fn life_after_placement(ledger: &mut Ledger) {
         )
         .unwrap();
     // R4 apply to all lines, before the RSD.
-    ledger
-        .exec(
-            "WO-1001",
-            PAT,
-            "2026-11-21T09:00:00Z",
-            change("1.1", "new@customer.example", true),
-        )
-        .unwrap();
+    change_all_lines(ledger);
     // R3 (decided): nothing to resend before the RSD.
     ledger
         .exec("WO-1001", PAT, "2026-11-22T09:00:00Z", resend("1.2"))
@@ -81,9 +72,7 @@ fn life_after_placement(ledger: &mut Ledger) {
 fn r1_to_r8_lines_show_the_folded_state() {
     let mut ledger = Ledger::new();
     let models = ledger.models();
-    ledger
-        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
-        .unwrap();
+    place_wo1001_now(&mut ledger);
     models.catch_up(&ledger.store).unwrap();
     let lines = models.lines(&LineQuery::default()).unwrap();
     assert_eq!(lines.len(), 2);
@@ -159,9 +148,7 @@ fn r1_to_r8_lines_show_the_folded_state() {
 fn r7_closure_shows_closed_with_billing_started_before_ponr() {
     let mut ledger = Ledger::new();
     let models = ledger.models();
-    ledger
-        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
-        .unwrap();
+    place_wo1001_now(&mut ledger);
     let due = ledger.tick("WO-1001", "2026-12-09T00:00:00Z");
     assert!(
         due.iter().any(|e| e.event_type() == "LineClosed"),
@@ -460,9 +447,7 @@ fn history_by_subscription_has_its_line_and_its_orders_order_level_events() {
 fn orders_due_follows_the_domains_next_due() {
     let mut ledger = Ledger::new();
     let models = ledger.models();
-    ledger
-        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
-        .unwrap();
+    place_wo1001_now(&mut ledger);
     ledger
         .exec(
             "WO-1002",

@@ -84,9 +84,7 @@ fn bad_urls_are_refused() {
 #[test]
 fn other_streams_are_skipped_but_the_checkpoint_moves() {
     let mut ledger = Ledger::new();
-    ledger
-        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
-        .unwrap();
+    place_wo1001_now(&mut ledger);
     ledger.append_raw(
         "org-77",
         "OrgCreated",
@@ -115,19 +113,10 @@ fn other_streams_are_skipped_but_the_checkpoint_moves() {
 #[test]
 fn an_undecodable_event_stops_the_batch_atomically_and_names_its_position() {
     let mut ledger = Ledger::new();
-    ledger
-        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
-        .unwrap();
+    place_wo1001_now(&mut ledger);
     let models = ledger.models();
     models.catch_up(&ledger.store).unwrap();
-    ledger
-        .exec(
-            "WO-1001",
-            PAT,
-            "2026-11-21T09:00:00Z",
-            change("1.1", "new@customer.example", true),
-        )
-        .unwrap();
+    change_all_lines(&mut ledger);
     // Position 4: a type this build does not know, in the same batch as 2 and 3.
     ledger.append_raw(
         "order-WO-1001",
@@ -175,17 +164,8 @@ fn a_crash_mid_batch_leaves_the_previous_checkpoint() {
     // A batch that fails half-way (here: a Transaction Manager row already
     // present, as if a buggy writer had applied it) rolls back entirely.
     let mut ledger = Ledger::new();
-    ledger
-        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
-        .unwrap();
-    ledger
-        .exec(
-            "WO-1001",
-            PAT,
-            "2026-11-21T09:00:00Z",
-            change("1.1", "new@customer.example", true),
-        )
-        .unwrap();
+    place_wo1001_now(&mut ledger);
+    change_all_lines(&mut ledger);
     let models = ledger.models();
     let before = models.dump().unwrap();
     sqlite(&ledger)
@@ -214,9 +194,7 @@ fn a_crash_mid_batch_leaves_the_previous_checkpoint() {
 #[test]
 fn read_models_ahead_of_their_store_ask_for_a_rebuild() {
     let mut ledger = Ledger::new();
-    ledger
-        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
-        .unwrap();
+    place_wo1001_now(&mut ledger);
     let models = ledger.models();
     models.catch_up(&ledger.store).unwrap();
     // Another, empty ledger behind the same read models.
@@ -243,19 +221,10 @@ fn a_new_handle_folds_the_states_it_lacks_again_from_the_log() {
     // not folded an order (here: a new one, after another applied the
     // placement) folds the stream up to the stored version and goes on.
     let mut ledger = Ledger::new();
-    ledger
-        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
-        .unwrap();
+    place_wo1001_now(&mut ledger);
     let first = ledger.models();
     first.catch_up(&ledger.store).unwrap();
-    ledger
-        .exec(
-            "WO-1001",
-            PAT,
-            "2026-11-21T09:00:00Z",
-            change("1.1", "new@customer.example", true),
-        )
-        .unwrap();
+    change_all_lines(&mut ledger);
     let second = ledger.models();
     assert_eq!(second.catch_up(&ledger.store).unwrap(), 2);
     // Capture first: both handles read the same tables.
@@ -273,18 +242,9 @@ fn a_new_handle_folds_the_states_it_lacks_again_from_the_log() {
 #[test]
 fn a_stored_version_the_log_cannot_back_is_reported_with_advice() {
     let mut ledger = Ledger::new();
-    ledger
-        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
-        .unwrap();
+    place_wo1001_now(&mut ledger);
     ledger.models().catch_up(&ledger.store).unwrap();
-    ledger
-        .exec(
-            "WO-1001",
-            PAT,
-            "2026-11-21T09:00:00Z",
-            change("1.1", "new@customer.example", true),
-        )
-        .unwrap();
+    change_all_lines(&mut ledger);
     sqlite(&ledger)
         .execute_batch("UPDATE rm_order_state SET version = 5 WHERE order_id = 'WO-1001'")
         .unwrap();
@@ -319,9 +279,7 @@ fn rm_indexes(ledger: &Ledger) -> Vec<String> {
 #[test]
 fn a_rebuild_puts_back_every_index_it_dropped_even_when_it_fails() {
     let mut ledger = Ledger::new();
-    ledger
-        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
-        .unwrap();
+    place_wo1001_now(&mut ledger);
     let models = ledger.models();
     let indexes = rm_indexes(&ledger);
     assert!(indexes.len() >= 8, "{indexes:?}");
@@ -351,9 +309,7 @@ fn states_folded_in_the_pipeline_carry_over_to_the_next_catch_up() {
     // Batches of two events: the backlog runs through the pipeline, whose
     // folded states the handle keeps for the next catch-up.
     let mut ledger = Ledger::new();
-    ledger
-        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
-        .unwrap();
+    place_wo1001_now(&mut ledger);
     let at = |minute: u32| format!("2026-11-21T09:{minute:02}:00Z");
     for minute in 0..5 {
         let to = format!("c{minute}@customer.example");

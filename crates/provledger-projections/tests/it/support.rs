@@ -285,3 +285,23 @@ pub fn place_wo1001() -> Command {
         ],
     )
 }
+
+/// WO-1001 placed by Olivia on 2026-11-20.
+pub fn place_wo1001_now(ledger: &mut Ledger) {
+    ledger
+        .exec("WO-1001", OLIVIA, "2026-11-20T10:00:00Z", place_wo1001())
+        .unwrap();
+}
+
+/// Pat changes line 1.1's contact to new@customer.example on every line of
+/// WO-1001 (R4, apply to all lines) on 2026-11-21.
+pub fn change_all_lines(ledger: &mut Ledger) {
+    ledger
+        .exec(
+            "WO-1001",
+            PAT,
+            "2026-11-21T09:00:00Z",
+            change("1.1", "new@customer.example", true),
+        )
+        .unwrap();
+}
