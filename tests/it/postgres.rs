@@ -4,8 +4,8 @@
 //! a note) unless PROVLEDGER_TEST_POSTGRES_URL is set; CI requires them.
 
 use proptest::prelude::*;
-use provledger::cli::{export, migrate, Io};
 use provledger::script::{parse_script, run_script};
+use provledger::transfer::{export, migrate};
 use provledger::Ledger;
 use provledger_projections::{HistoryQuery, LineQuery, TransactionQuery};
 use provledger_tests::pg::TestSchema;
@@ -14,12 +14,7 @@ use serde_json::Value;
 
 fn export_text(ledger: &Ledger) -> String {
     let mut out = Vec::new();
-    let mut err = Vec::new();
-    let mut io = Io {
-        out: &mut out,
-        err: &mut err,
-    };
-    export(ledger, std::path::Path::new("-"), &mut io).expect("export");
+    export(ledger, std::path::Path::new("-"), &mut out).expect("export");
     String::from_utf8(out).expect("utf-8")
 }
 

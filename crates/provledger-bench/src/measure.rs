@@ -39,7 +39,7 @@ use crate::synth::{SynthStats, Synthesizer};
 use crate::workload::{Workload, WorkloadSpec};
 
 /// Events per transaction of `import` (and of the raw bulk baseline).
-pub const IMPORT_BATCH: usize = provledger::cli::IMPORT_BATCH;
+pub const IMPORT_BATCH: usize = provledger::transfer::IMPORT_BATCH;
 
 /// What to measure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +136,7 @@ pub fn peak_rss_kib() -> u64 {
 pub fn child_import(url: &str, file: &Path) -> anyhow::Result<ChildResult> {
     let ledger = Ledger::open(url)?;
     let started = Instant::now();
-    let events = provledger::cli::import(&ledger, file)?;
+    let events = provledger::transfer::import(&ledger, file)?;
     Ok(ChildResult {
         seconds: started.elapsed().as_secs_f64(),
         events,

@@ -17,6 +17,7 @@ pub mod output;
 pub mod script;
 pub mod setup;
 pub mod state_cache;
+pub mod transfer;
 
 pub use error::{AppError, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, EXIT_REFUSED};
 pub use ledger::{

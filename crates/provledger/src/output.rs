@@ -6,6 +6,8 @@
 //! stdout, and CSV cells that a spreadsheet would run as a formula are
 //! neutralised with a leading `'`.
 
+use std::io::IsTerminal;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -394,6 +396,21 @@ pub fn history_kind() -> RowKind {
                 field(r, "transaction_id")
             ))
         }),
+    }
+}
+
+/// A progress reporter on stderr, shown only when stderr is a terminal.
+pub fn progress(label: &str) -> indicatif::ProgressBar {
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} {pos} events ({per_sec})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.set_message(label.to_string());
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
     }
 }
 
