@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+mod access;
 mod command;
 mod decide;
 mod email;
@@ -25,6 +26,7 @@ mod setup_decide;
 mod state;
 mod subdomain;
 
+pub use access::{named_on, Principal, Role, WriteKind};
 pub use command::{Actor, Command, Context, LineRequest, OrderRequest, ValidOrder};
 pub use decide::decide;
 pub use email::Email;

@@ -12,11 +12,13 @@ pub mod cli;
 pub mod demo;
 mod error;
 pub mod group_commit;
+pub mod http;
 mod ledger;
 pub mod output;
 pub mod script;
 pub mod setup;
 pub mod state_cache;
+pub mod tokens;
 pub mod transfer;
 
 pub use error::{AppError, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, EXIT_REFUSED};

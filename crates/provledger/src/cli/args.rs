@@ -197,6 +197,11 @@ pub enum TopCommand {
     },
     /// Build a ledger from fixtures/ in a fresh store and show the views.
     Demo,
+    /// Serve the HTTP API and the web Transaction Manager (docs/http.md).
+    Serve(crate::http::ServeArgs),
+    /// Bearer tokens for the HTTP API: create, list, revoke.
+    #[command(subcommand)]
+    Token(crate::http::TokenCmd),
 }
 
 /// `order …`

@@ -190,6 +190,8 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
             }
             return Ok(EXIT_OK);
         }
+        TopCommand::Serve(args) => return crate::http::run_serve(&url, &args),
+        TopCommand::Token(cmd) => return crate::http::run_token(&url, format, &cmd, io),
         TopCommand::Init => {
             let ledger = Ledger::open(&url)?;
             ledger.catch_up()?;
@@ -212,7 +214,11 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
         report_outcome(io, format, &outcome)
     };
     match cli.command {
-        TopCommand::Init | TopCommand::Demo | TopCommand::Migrate { .. } => Ok(EXIT_OK),
+        TopCommand::Init
+        | TopCommand::Demo
+        | TopCommand::Migrate { .. }
+        | TopCommand::Serve(_)
+        | TopCommand::Token(_) => Ok(EXIT_OK),
         TopCommand::Order(OrderCmd::Place { file, write: w }) => {
             let text = read_input(&file)?;
             let request: OrderRequest = serde_json::from_str(&text).map_err(|e| {
