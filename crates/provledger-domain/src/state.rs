@@ -163,10 +163,9 @@ impl Order {
 
     /// R6: users with access are the ordering contact and the partner and
     /// distributor contacts listed on the order.
+    /// Emails are compared case-insensitively (DESIGN.md §2).
     pub fn has_access(&self, user: &Email) -> bool {
-        &self.ordering_contact == user
-            || self.partner_contacts.contains(user)
-            || self.distributor_contacts.contains(user)
+        crate::access::named_on(self, user)
     }
 
     /// Whether `user` is the provisioning contact of any line.

@@ -136,6 +136,14 @@ fn visible<'a>(
     Ok(seen)
 }
 
+/// A write on an existing order, and what to record if the role may not.
+struct OrderWrite {
+    kind: WriteKind,
+    action: RefusedAction,
+    line_id: Option<LineId>,
+    write: Write,
+}
+
 /// What an order write came to.
 enum Written {
     Done(CommandOutcome),
@@ -152,12 +160,15 @@ async fn order_write(
     state: &AppState,
     caller: Caller,
     order_raw: &str,
-    kind: WriteKind,
-    action: RefusedAction,
-    line_id: Option<LineId>,
-    write: Write,
+    request: OrderWrite,
     key: Option<String>,
 ) -> ApiResult<Response> {
+    let OrderWrite {
+        kind,
+        action,
+        line_id,
+        write,
+    } = request;
     let order_id = parse_order(order_raw)?;
     let oid = order_id.clone();
     let written = state
@@ -266,9 +277,9 @@ pub async fn place_order(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
+    caller.require(&[Role::User, Role::Operator], "place orders")?;
     let key = idempotency_key(&headers)?;
     let request: OrderRequest = json_body(body)?;
-    caller.require(&[Role::User, Role::Operator], "place orders")?;
     let order = request
         .validate()
         .map_err(|e| Problem::invalid(e.to_string()))?;
@@ -326,10 +337,12 @@ pub async fn change_contact(
         &state,
         caller,
         &o,
-        WriteKind::LineAction,
-        RefusedAction::ChangeContact,
-        Some(line_id),
-        Write::Order(command),
+        OrderWrite {
+            kind: WriteKind::LineAction,
+            action: RefusedAction::ChangeContact,
+            line_id: Some(line_id),
+            write: Write::Order(command),
+        },
         key,
     )
     .await
@@ -353,10 +366,12 @@ pub async fn resend_email(
         &state,
         caller,
         &o,
-        WriteKind::LineAction,
-        RefusedAction::ResendEmail,
-        Some(line_id.clone()),
-        Write::Order(Command::ResendEmail { line_id }),
+        OrderWrite {
+            kind: WriteKind::LineAction,
+            action: RefusedAction::ResendEmail,
+            line_id: Some(line_id.clone()),
+            write: Write::Order(Command::ResendEmail { line_id }),
+        },
         key,
     )
     .await
@@ -408,10 +423,12 @@ pub async fn open_case(
         &state,
         caller,
         &o,
-        WriteKind::SupportCase,
-        RefusedAction::OpenSupportCase,
-        Some(line_id),
-        Write::Order(command),
+        OrderWrite {
+            kind: WriteKind::SupportCase,
+            action: RefusedAction::OpenSupportCase,
+            line_id: Some(line_id),
+            write: Write::Order(command),
+        },
         key,
     )
     .await
@@ -478,10 +495,12 @@ pub async fn complete_setup(
         &state,
         caller,
         &o,
-        WriteKind::Setup,
-        RefusedAction::CompleteSetup,
-        None,
-        Write::Setup(SetupCommand::Setup(setup)),
+        OrderWrite {
+            kind: WriteKind::Setup,
+            action: RefusedAction::CompleteSetup,
+            line_id: None,
+            write: Write::Setup(SetupCommand::Setup(setup)),
+        },
         key,
     )
     .await
@@ -510,10 +529,12 @@ pub async fn configure_services(
         &state,
         caller,
         &o,
-        WriteKind::Setup,
-        RefusedAction::ConfigureServices,
-        None,
-        Write::Setup(SetupCommand::ConfigureServices(services)),
+        OrderWrite {
+            kind: WriteKind::Setup,
+            action: RefusedAction::ConfigureServices,
+            line_id: None,
+            write: Write::Setup(SetupCommand::ConfigureServices(services)),
+        },
         key,
     )
     .await
@@ -536,10 +557,12 @@ pub async fn provision(
         &state,
         caller,
         &o,
-        WriteKind::Setup,
-        RefusedAction::Provision,
-        None,
-        Write::Setup(SetupCommand::Provision),
+        OrderWrite {
+            kind: WriteKind::Setup,
+            action: RefusedAction::Provision,
+            line_id: None,
+            write: Write::Setup(SetupCommand::Provision),
+        },
         key,
     )
     .await

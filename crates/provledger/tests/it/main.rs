@@ -4,6 +4,7 @@
 mod cli;
 mod faults;
 mod group_commit;
+mod http;
 mod progress;
 mod setup;
 mod workers;
