@@ -157,6 +157,7 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{o}/setup", post(routes::complete_setup))
         .route("/orders/{o}/services", post(routes::configure_services))
         .route("/orders/{o}/provision", post(routes::provision))
+        .route("/me", get(routes::me))
         .route("/lines", get(routes::lines))
         .route("/transactions", get(routes::transactions))
         .route("/orders/{o}/history", get(routes::order_history))

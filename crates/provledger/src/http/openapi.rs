@@ -26,6 +26,7 @@ use super::routes;
         routes::complete_setup,
         routes::configure_services,
         routes::provision,
+        routes::me,
         routes::lines,
         routes::transactions,
         routes::order_history,

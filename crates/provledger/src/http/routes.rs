@@ -570,6 +570,18 @@ pub async fn provision(
 
 // ---------------------------------------------------------------- reads
 
+/// Who the token belongs to (the page uses it to show the right actions).
+#[utoipa::path(get, path = "/api/v1/me", tag = "reads",
+    responses((status = 200, description = "{user, role, token_id}"),
+              (status = 401, description = "No valid token")))]
+pub async fn me(caller: Caller) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "user": caller.principal.user.to_string(),
+        "role": caller.principal.role,
+        "token_id": caller.token_id,
+    }))
+}
+
 /// Filters of `GET /api/v1/lines`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

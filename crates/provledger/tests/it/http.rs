@@ -120,6 +120,19 @@ pub fn seed(ledger: &Ledger) {
             None,
         )
         .expect("onboarded");
+    // A successful change on WO-1001 line 1.1.
+    ledger
+        .execute(
+            &OrderId::parse("WO-1001").expect("id"),
+            Command::ChangeContact {
+                line_id: LineId::parse("1.1").expect("line"),
+                new_email: Email::parse("first@customer.example").expect("email"),
+                apply_to_all_lines: false,
+            },
+            &as_user("olivia@partner.example", t(2026, 11, 3)),
+            None,
+        )
+        .expect("changed");
     // A refused change (after PONR): a failed row with its reason.
     ledger
         .execute(
@@ -449,6 +462,7 @@ async fn openapi_describes_exactly_the_routes_the_router_serves() {
         ("POST", "/api/v1/orders/{o}/setup"),
         ("POST", "/api/v1/orders/{o}/services"),
         ("POST", "/api/v1/orders/{o}/provision"),
+        ("GET", "/api/v1/me"),
         ("GET", "/api/v1/lines"),
         ("GET", "/api/v1/transactions"),
         ("GET", "/api/v1/orders/{o}/history"),

@@ -1,6 +1,7 @@
 //! Integration tests of the `provledger` binary: every command, every exit
 //! status, the JSON contract of DESIGN.md §3.
 
+mod browser;
 mod cli;
 mod faults;
 mod group_commit;
