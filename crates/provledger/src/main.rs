@@ -2,6 +2,8 @@
 //! error, exit with the documented status (0 done, 2 bad input, 3 refused,
 //! 4 conflict/storage/verification failure).
 
+use std::io::Write;
+
 use clap::Parser;
 use provledger::cli::{run, Cli, Io};
 
@@ -13,10 +15,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let cli = Cli::parse();
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    let mut out = stdout.lock();
-    let mut err = stderr.lock();
+    // Unlocked handles: each write takes the lock, so that other threads
+    // (the server's request logs) can write too.
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
     let mut io = Io {
         out: &mut out,
         err: &mut err,
@@ -28,7 +30,7 @@ fn main() {
             e.exit_code()
         }
     };
-    drop(out);
-    drop(err);
+    let _ = out.flush();
+    let _ = err.flush();
     std::process::exit(code);
 }

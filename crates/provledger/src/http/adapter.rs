@@ -11,8 +11,8 @@
 
 use chrono::{DateTime, Utc};
 use provledger_domain::{
-    due_events, Actor, Command, Context, Event, LineId, OrderId, RefusalCode, RefusedAction,
-    SetupCommand,
+    due_events, Actor, Command, Context, DomainError, Event, LineId, OrderId, RefusalCode,
+    RefusedAction, SetupCommand,
 };
 use provledger_store::{to_stored_precision, AppendRequest, ExpectedVersion};
 
@@ -42,15 +42,33 @@ pub fn submit(
     write: Write,
     idempotency_key: Option<&str>,
 ) -> Result<CommandOutcome, AppError> {
-    let ctx = Context::new(
-        Actor::User(caller.principal.user.clone()),
-        to_stored_precision(Utc::now()),
-    );
+    let actor = Actor::User(caller.principal.user.clone());
     let key = scoped_key(caller, idempotency_key);
-    match write {
-        Write::Order(command) => ledger.execute(order_id, command, &ctx, key.as_deref()),
-        Write::Setup(command) => ledger.execute_setup(order_id, command, &ctx, key.as_deref()),
+    let mut at = to_stored_precision(Utc::now());
+    // The server's clock is the business time; when it reads earlier than
+    // the order's latest event (another server won the race, a clock step),
+    // the command is dated at that event instead of being refused.
+    for _ in 0..crate::MAX_ATTEMPTS {
+        let ctx = Context::new(actor.clone(), at);
+        let result = match write.clone() {
+            Write::Order(command) => ledger.execute(order_id, command, &ctx, key.as_deref()),
+            Write::Setup(command) => ledger.execute_setup(order_id, command, &ctx, key.as_deref()),
+        };
+        match result {
+            Err(AppError::Domain(
+                DomainError::OutOfOrder { latest, .. }
+                | DomainError::StreamOutOfOrder { latest, .. },
+            )) if latest > at => {
+                ledger.states().evict(order_id);
+                at = latest.max(to_stored_precision(Utc::now()));
+            }
+            other => return other,
+        }
     }
+    Err(AppError::ConflictRetriesExhausted {
+        order_id: order_id.to_string(),
+        attempts: crate::MAX_ATTEMPTS,
+    })
 }
 
 /// Resolve support case `case_id`. The ledger on this branch has no

@@ -93,8 +93,14 @@ pub struct AppState {
 impl AppState {
     /// State over an opened ledger.
     pub fn new(ledger: Ledger) -> AppState {
+        AppState::shared(Arc::new(ledger))
+    }
+
+    /// State over a shared ledger. Keep a clone to drop the ledger outside
+    /// the runtime: the PostgreSQL client may not be dropped on its threads.
+    pub fn shared(ledger: Arc<Ledger>) -> AppState {
         AppState {
-            ledger: Arc::new(ledger),
+            ledger,
             writes: Arc::new(Mutex::new(())),
             metrics: Arc::new(Metrics::default()),
         }
@@ -275,13 +281,14 @@ pub fn run_serve(url: &str, args: &ServeArgs) -> Result<i32, AppError> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .try_init();
-    let ledger = Ledger::open(url)?;
+    let ledger = Arc::new(Ledger::open(url)?);
     ledger.catch_up()?;
+    let state = AppState::shared(Arc::clone(&ledger));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| AppError::io("cannot start the server's runtime", e))?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
             .map_err(|e| AppError::io(format!("cannot listen on {}", args.addr), e))?;
@@ -291,10 +298,16 @@ pub fn run_serve(url: &str, args: &ServeArgs) -> Result<i32, AppError> {
         // One line on stdout that scripts (and tests) can wait for.
         println!("listening on http://{local}");
         tracing::info!(addr = %local, "listening");
-        serve_on(listener, AppState::new(ledger), shutdown_signal())
+        serve_on(listener, state, shutdown_signal())
             .await
             .map_err(|e| AppError::io("the server stopped", e))
-    })?;
+    });
+    // The runtime goes first (its tasks drop their handles), then the
+    // ledger, on this thread, outside any runtime.
+    drop(runtime);
+    drop(ledger);
+    served?;
+    tracing::info!("stopped");
     Ok(EXIT_OK)
 }
 

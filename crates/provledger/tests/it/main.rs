@@ -7,5 +7,6 @@ mod faults;
 mod group_commit;
 mod http;
 mod progress;
+mod scale_out;
 mod setup;
 mod workers;
