@@ -16,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+pub mod http_load;
 pub mod measure;
 pub mod queries;
 pub mod raw;

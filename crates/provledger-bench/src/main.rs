@@ -88,6 +88,29 @@ enum Top {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Load check of `provledger serve`: concurrent clients on loopback
+    /// mixing reads and writes; SQLite with one server, or PostgreSQL with
+    /// two servers on one ledger (docs/performance.md).
+    ServeLoad {
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 200)]
+        clients: usize,
+        /// Seconds the clients run.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Orders seeded (two lines each).
+        #[arg(long, default_value_t = 200)]
+        orders: usize,
+        /// Percentage of requests that are writes.
+        #[arg(long, default_value_t = 20)]
+        write_percent: u32,
+        /// Run on PostgreSQL at this URL (two servers) instead of SQLite.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Internal: one measured phase in a fresh process (for peak RSS).
     #[command(hide = true, subcommand)]
     Child(Child),
@@ -191,6 +214,37 @@ fn real_main() -> anyhow::Result<()> {
             let report = measure::run(&opts, &mut stderr)?;
             let mut stdout = std::io::stdout();
             writeln!(stdout, "\n{}\n{}", report.header(), report.table())?;
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Ok(())
+        }
+        Top::ServeLoad {
+            clients,
+            seconds,
+            orders,
+            write_percent,
+            postgres,
+            json,
+        } => {
+            let opts = provledger_bench::http_load::LoadOptions {
+                clients: clients.max(1),
+                duration: std::time::Duration::from_secs(seconds.max(1)),
+                orders: orders.max(1),
+                write_percent: write_percent.min(100),
+                postgres,
+            };
+            let report = provledger_bench::http_load::run(&opts, &mut std::io::stderr())?;
+            println!(
+                "{}\n{}",
+                provledger_bench::http_load::LoadReport::header(),
+                report.row()
+            );
+            println!(
+                "statuses: {:?}; transport errors: {}",
+                report.statuses, report.transport_errors
+            );
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&report)?)
                     .with_context(|| format!("cannot write {}", path.display()))?;
