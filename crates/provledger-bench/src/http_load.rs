@@ -252,13 +252,17 @@ pub fn run(opts: &LoadOptions, log: &mut dyn std::io::Write) -> anyhow::Result<L
                         i += 1;
                         let base = &bases[(rng() as usize + c) % bases.len()];
                         let order = 10_000 + (rng() as usize % orders);
-                        let line = if rng() % 2 == 0 { "1.1" } else { "1.2" };
+                        let line = if rng().is_multiple_of(2) {
+                            "1.1"
+                        } else {
+                            "1.2"
+                        };
                         let sub = 500_000 + 2 * (order - 10_000) + usize::from(line == "1.2");
                         let dice = (rng() % 100) as u32;
                         let write = dice < write_percent;
                         let request = if write {
                             let key = format!("load-{c}-{i}");
-                            if dice % 4 == 0 {
+                            if dice.is_multiple_of(4) {
                                 client
                                     .post(format!(
                                         "{base}/api/v1/orders/WO-{order}/lines/{line}/resend"
