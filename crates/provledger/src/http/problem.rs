@@ -266,3 +266,34 @@ impl IntoResponse for Problem {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_failures_are_503_and_conflicts_409_without_internals() {
+        let down = Problem::from(AppError::Store(StoreError::Io(std::io::Error::other(
+            "connection reset at 10.0.0.7:5432",
+        ))));
+        assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(down.kind, types::STORAGE);
+        assert!(!down.detail.contains("10.0.0.7"), "{}", down.detail);
+        let conflict = Problem::from(AppError::ConflictRetriesExhausted {
+            order_id: "WO-1".into(),
+            attempts: 5,
+        });
+        assert_eq!(conflict.status, StatusCode::CONFLICT);
+        assert_eq!(conflict.kind, types::CONFLICT);
+        let missing = Problem::from(AppError::UnknownOrder {
+            order_id: "WO-1".into(),
+        });
+        assert_eq!(missing.detail, Problem::order_not_found("WO-1").detail);
+        let internal = Problem::from(AppError::VerificationFailed {
+            position: 3,
+            reason: "secret".into(),
+        });
+        assert_eq!(internal.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!internal.detail.contains("secret"));
+    }
+}
