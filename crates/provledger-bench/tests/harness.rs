@@ -161,3 +161,22 @@ fn the_harness_runs_on_a_tiny_workload() {
         assert!(ours.is_finite() && ours > 0.0, "{f}");
     }
 }
+
+/// The HTTP load check runs end to end on a tiny load: every acknowledged
+/// write is in the ledger, no 5xx, the chain verifies (no timing asserted).
+#[test]
+fn serve_load_runs_end_to_end_on_a_tiny_load() {
+    let opts = provledger_bench::http_load::LoadOptions {
+        clients: 4,
+        duration: std::time::Duration::from_millis(500),
+        orders: 3,
+        write_percent: 50,
+        postgres: None,
+    };
+    let report = provledger_bench::http_load::run(&opts, &mut std::io::sink()).expect("load ran");
+    assert!(report.requests > 0, "{report:?}");
+    assert_eq!(report.server_errors, 0, "{report:?}");
+    assert_eq!(report.transport_errors, 0, "{report:?}");
+    assert_eq!(report.events_lost, 0, "{report:?}");
+    assert!(report.chain_intact, "{report:?}");
+}
