@@ -96,9 +96,32 @@ async fn sign_in(client: &Client, token: &str) {
         .await
         .expect("sign in");
     wait_xpath(client, "//p[@id='who' and not(@hidden)]").await;
+    // The first list is shown.
+    wait_counter(client, "searches", 0).await;
 }
 
+/// The page's counter `name` (finished searches, opened subscriptions).
+async fn counter(client: &Client, name: &str) -> i64 {
+    client
+        .execute(
+            &format!("return Number(document.body.dataset.{name} || 0);"),
+            vec![],
+        )
+        .await
+        .ok()
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0)
+}
+
+/// Wait until the page's counter `name` passes `before`.
+async fn wait_counter(client: &Client, name: &str, before: i64) {
+    let xpath = format!("//body[number(@data-{name}) > {before}]");
+    wait_xpath(client, &xpath).await;
+}
+
+/// Search, and wait until the page has shown the result.
 async fn search_subscription(client: &Client, subscription: &str) {
+    let before = counter(client, "searches").await;
     let field = client
         .find(Locator::Id("f-subscription"))
         .await
@@ -112,6 +135,7 @@ async fn search_subscription(client: &Client, subscription: &str) {
         .click()
         .await
         .expect("click");
+    wait_counter(client, "searches", before).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,13 +288,12 @@ async fn run(client: &Client, server: &Server) -> Result<(), String> {
     std::fs::write(dir.join("transaction-manager.png"), png).map_err(|e| e.to_string())?;
 
     // An auditor: verify and evidence, and no action buttons.
+    // Sign out: a fresh page without the token.
     client
-        .find(Locator::Id("signout"))
-        .await
-        .map_err(|e| e.to_string())?
-        .click()
+        .execute("sessionStorage.clear();", vec![])
         .await
         .map_err(|e| e.to_string())?;
+    client.goto(&server.base).await.map_err(|e| e.to_string())?;
     sign_in(client, &tk.auditor).await;
     search_subscription(client, "Sub100042").await;
     let row = wait_xpath(

@@ -79,6 +79,8 @@ async function loadTransactions(cursor) {
     body.appendChild(tr);
   }
   state.cursor = r.data.next_cursor;
+  // A counter of finished searches, for scripts (and the browser test) to wait on.
+  document.body.dataset.searches = String(Number(document.body.dataset.searches || 0) + 1);
   $("next-page").disabled = !r.data.next_cursor;
   $("first-page").disabled = !cursor;
   say(r.data.items.length ? r.data.items.length + " transaction(s) shown." : "No transactions match.");
@@ -129,6 +131,7 @@ async function openSubscription(sub, order, line, tr) {
     hb.appendChild(tr3);
   }
   $("detail").hidden = false;
+  document.body.dataset.opened = String(Number(document.body.dataset.opened || 0) + 1);
   $("detail").focus();
 }
 
