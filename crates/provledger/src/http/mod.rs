@@ -183,7 +183,6 @@ pub fn router(state: AppState) -> Router {
         .route("/app.js", get(page::script))
         .route("/app.css", get(page::style))
         .fallback(routes::no_route)
-        .layer(middleware::map_response(problem_for_bare_errors))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(CompressionLayer::new())
@@ -191,6 +190,8 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        // Outside the timeout, so that a 408 is a problem document too.
+        .layer(middleware::map_response(problem_for_bare_errors))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
