@@ -366,7 +366,7 @@ pub fn run_token(
                             "{:<17} {:<29} {:<9} {:<26} {:<26} {}\n",
                             t.id,
                             t.user,
-                            t.role,
+                            t.role.as_str(),
                             show(Some(t.created_at)),
                             show(t.expires_at),
                             show(t.revoked_at)
