@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashMap};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use provledger::script::Step;
-use provledger::{to_new_events, AppError};
+use provledger::{to_new_events, AppError, Envelope, Origin};
 use provledger_domain::{
     decide, due_events, evolve, next_due, Actor, Command, Event, OrderId, OrderState, RefusedAction,
 };
@@ -220,7 +220,13 @@ impl<'w> Synthesizer<'w> {
         sink: &mut dyn FnMut(RecordedEvent) -> anyhow::Result<()>,
     ) -> anyhow::Result<OrderState> {
         let stream_id = order_id.stream_id();
-        let new_events = to_new_events(order_id, state.version, events, actor);
+        let origin = Origin::cli();
+        let envelope = Envelope {
+            actor,
+            origin: &origin,
+            fingerprint: None,
+        };
+        let new_events = to_new_events(order_id, state.version, events, &envelope);
         let recorded_at = to_stored_precision(recorded_at);
         for (event, new) in events.iter().zip(new_events) {
             self.stats.transaction_rows += transaction_rows(&state, event);

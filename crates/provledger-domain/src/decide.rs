@@ -50,6 +50,7 @@ pub fn decide(
         }
         let mut seen = std::collections::HashSet::new();
         for (i, line) in order.lines.iter().enumerate() {
+            crate::command::check_rsd(&format!("lines[{i}].rsd"), line.rsd)?;
             if !seen.insert(&line.line_id) {
                 return Err(DomainError::InvalidField {
                     field: format!("lines[{i}].line_id"),
@@ -319,6 +320,12 @@ fn decide_on_order(
                 ));
             }
             if let Some(note) = &note {
+                if let Some(reason) = crate::spoofing_reason(note) {
+                    return Err(DomainError::InvalidField {
+                        field: "note".into(),
+                        reason,
+                    });
+                }
                 if note.chars().count() > 4000 {
                     return Err(DomainError::InvalidField {
                         field: "note".into(),
@@ -339,6 +346,55 @@ fn decide_on_order(
                 request_type,
                 note,
                 attachments,
+            }])
+        }
+        Command::ResolveSupportCase {
+            case_id,
+            outcome,
+            note,
+        } => {
+            let Some(case) = order.cases.iter().find(|c| c.case_id == case_id.trim()) else {
+                return Err(DomainError::UnknownCase {
+                    order_id: order.order_id.to_string(),
+                    case_id,
+                    known: if order.cases.is_empty() {
+                        "none".to_string()
+                    } else {
+                        order
+                            .cases
+                            .iter()
+                            .map(|c| c.case_id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                });
+            };
+            if let Some(done) = case.outcome {
+                return Err(DomainError::CaseAlreadyResolved {
+                    case_id: case.case_id.clone(),
+                    outcome: done.as_str().to_string(),
+                });
+            }
+            if let Some(note) = &note {
+                if let Some(reason) = crate::spoofing_reason(note) {
+                    return Err(DomainError::InvalidField {
+                        field: "note".into(),
+                        reason,
+                    });
+                }
+                if note.chars().count() > 4000 {
+                    return Err(DomainError::InvalidField {
+                        field: "note".into(),
+                        reason: "a note may have at most 4000 characters".into(),
+                    });
+                }
+            }
+            Ok(vec![Event::SupportCaseResolved {
+                at: ctx.at,
+                case_id: case.case_id.clone(),
+                line_id: case.line_id.clone(),
+                outcome,
+                note,
             }])
         }
         Command::StartSetup => {

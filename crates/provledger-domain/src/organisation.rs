@@ -169,7 +169,7 @@ impl OrgEvent {
         event_type: &str,
         schema_version: u32,
         payload: &serde_json::Value,
-    ) -> Result<OrgEvent, DomainError> {
+    ) -> Result<OrgEvent, crate::DecodeError> {
         decode_stored(ORG_EVENT_TYPES, event_type, schema_version, payload)
     }
 }

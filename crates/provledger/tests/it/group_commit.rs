@@ -333,7 +333,7 @@ fn a_batch_appends_what_sequential_execution_appends() {
     let sequential = Ledger::open(&url(dir.path(), "seq.db")).unwrap();
     let mut expected = Vec::new();
     for c in script() {
-        let r = sequential.execute(&c.order_id, c.command, &c.context, None);
+        let r = sequential.submit(c.submission);
         expected.push(
             r.map(|o| (o.status, o.message, o.positions))
                 .map_err(|e| e.exit_code()),
@@ -369,7 +369,7 @@ fn idempotency_keys_replay_within_and_across_batches() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(&url(dir.path(), "l.db")).unwrap();
     let keyed = |mut c: BatchCommand, key: &str| {
-        c.idempotency_key = Some(key.into());
+        c.submission.idempotency_key = Some(key.into());
         c
     };
     let first = ledger.execute_batch(vec![
@@ -451,9 +451,7 @@ fn a_stale_cached_state_conflicts_and_is_decided_again() {
         ORDERER,
         "2026-11-20T10:00:00Z",
     );
-    other_process
-        .execute(&c.order_id, c.command, &c.context, None)
-        .unwrap();
+    other_process.submit(c.submission).unwrap();
     // The cached state is stale: the append conflicts, the order is
     // reloaded and the command decided again on what the stream holds.
     // The other command of the request, on another order, goes through too.
@@ -492,8 +490,7 @@ fn execute_decides_again_when_its_cached_state_is_stale() {
     let path = url(dir.path(), "l.db");
     let a = Ledger::open(&path).unwrap();
     let b = Ledger::open(&path).unwrap();
-    let run =
-        |ledger: &Ledger, c: BatchCommand| ledger.execute(&c.order_id, c.command, &c.context, None);
+    let run = |ledger: &Ledger, c: BatchCommand| ledger.submit(c.submission);
     run(&a, place("WO-1", 1, "2026-11-20T09:00:00Z")).unwrap();
     run(
         &a,
@@ -551,9 +548,7 @@ fn deferred_projections_are_caught_up_by_the_next_read() {
     let ledger = Ledger::open(&url(dir.path(), "l.db")).unwrap();
     ledger.set_deferred_projections(true);
     let c = place("WO-1", 2, "2026-11-20T09:00:00Z");
-    ledger
-        .execute(&c.order_id, c.command, &c.context, None)
-        .unwrap();
+    ledger.submit(c.submission).unwrap();
     let results = ledger.execute_batch(vec![change(
         "WO-1",
         "1.1",
@@ -578,8 +573,7 @@ fn a_lagging_read_model_snapshot_is_completed_from_the_stream() {
     let dir = tempfile::tempdir().unwrap();
     let path = url(dir.path(), "l.db");
     let writer = Ledger::open(&path).unwrap();
-    let run =
-        |ledger: &Ledger, c: BatchCommand| ledger.execute(&c.order_id, c.command, &c.context, None);
+    let run = |ledger: &Ledger, c: BatchCommand| ledger.submit(c.submission);
     run(&writer, place("WO-1", 2, "2026-11-20T09:00:00Z")).unwrap();
     // The read models hold the order at version 1 from here on.
     writer.set_deferred_projections(true);
