@@ -182,15 +182,36 @@ mod tests {
     }
 
     #[test]
-    fn domain_is_case_insensitive() {
+    fn emails_compare_case_insensitively_and_keep_their_spelling() {
         assert_eq!(
             Email::parse("Pat@Partner.EXAMPLE").unwrap(),
             Email::parse("Pat@partner.example").unwrap()
         );
-        assert_ne!(
-            Email::parse("Pat@partner.example").unwrap(),
-            Email::parse("pat@partner.example").unwrap()
-        );
+        // DESIGN.md §2: the same user whatever the case, shown as entered.
+        let a = Email::parse("Pat@partner.example").unwrap();
+        let b = Email::parse("pat@partner.example").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.as_str(), "Pat@partner.example");
+        let hash = |e: &Email| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            e.hash(&mut h);
+            h.finish()
+        };
+        assert_eq!(hash(&a), hash(&b));
+        assert_eq!(a.cmp(&b), std::cmp::Ordering::Equal);
+    }
+
+    #[test]
+    fn refuses_spoofing_characters() {
+        for bad in [
+            "ma\u{202E}llory@x.example",
+            "it\u{200B}@x.example",
+            "a@x\u{2066}.example",
+        ] {
+            let err = Email::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("U+"), "{bad:?}: {err}");
+        }
     }
 
     #[test]

@@ -524,7 +524,7 @@ pub(crate) fn payload_of<T: Serialize>(event: &T) -> serde_json::Value {
 /// Decode a stored payload of one of `types` (the variants of a
 /// `#[serde(tag = "type")]` enum), checking the type and schema version first.
 /// Every stream's event enum (orders, organisations, reservations) reads its
-/// events through this one function, so they all follow docs/events.md §8.
+/// events through this one function, so they all follow docs/events.md §9.
 pub(crate) fn decode_stored<T: serde::de::DeserializeOwned>(
     types: &[&str],
     event_type: &str,

@@ -117,6 +117,11 @@ pub fn decide_command(
                     ),
                 });
             }
+            if view.order.order.is_some() {
+                return Err(DomainError::OrderAlreadyPlaced {
+                    order_id: order_id.to_string(),
+                });
+            }
             let key = ReservationKey::order_id(order_id);
             if let Some(holder) = view.reservation(&key).holder {
                 return Err(DomainError::OrderIdTaken {

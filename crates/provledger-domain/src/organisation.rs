@@ -164,7 +164,7 @@ impl OrgEvent {
         payload_of(self)
     }
 
-    /// Decode a stored organisation event (docs/events.md §8).
+    /// Decode a stored organisation event (docs/events.md §9).
     pub fn from_stored(
         event_type: &str,
         schema_version: u32,

@@ -176,7 +176,7 @@ impl ReservationEvent {
         payload_of(self)
     }
 
-    /// Decode a stored reservation event (docs/events.md §8).
+    /// Decode a stored reservation event (docs/events.md §9).
     pub fn from_stored(
         event_type: &str,
         schema_version: u32,

@@ -28,7 +28,18 @@ use crate::state_cache::OrderCache;
 use crate::AppError;
 
 /// How many times a command is re-decided after a version conflict.
-pub const MAX_ATTEMPTS: u32 = 5;
+pub const MAX_ATTEMPTS: u32 = 10;
+
+/// Wait a little before re-deciding after the `attempt`-th conflict: a
+/// random time up to 2^attempt ms (at most 64 ms), so that writers racing
+/// for one stream stop colliding in lock-step (without it, four processes
+/// writing one order lose to each other often enough to exhaust the retries).
+pub(crate) fn backoff(attempt: u32) {
+    let ceiling_ms = 1u64 << attempt.min(6);
+    let random = (uuid::Uuid::new_v4().as_u128() & 0xffff_ffff) as u64;
+    let micros = random % (ceiling_ms * 1000);
+    std::thread::sleep(std::time::Duration::from_micros(micros));
+}
 
 /// Actor name recorded for scheduled events.
 pub const SYSTEM_ACTOR: &str = "system";
@@ -234,7 +245,10 @@ impl Ledger {
                         report.positions.extend(appended.positions());
                         break;
                     }
-                    Err(e) if e.is_conflict() && attempt < MAX_ATTEMPTS => continue,
+                    Err(e) if e.is_conflict() && attempt < MAX_ATTEMPTS => {
+                        backoff(attempt);
+                        continue;
+                    }
                     Err(e) if e.is_conflict() => {
                         return Err(AppError::ConflictRetriesExhausted {
                             order_id: order_id.to_string(),

@@ -660,7 +660,7 @@ impl Ledger {
             origin: &submission.origin,
             fingerprint: Some(&fingerprint),
         };
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 1..=MAX_ATTEMPTS {
             let view = self.load_view(order_id, &submission.command, &actor, None)?;
             let decided =
                 self.decide_appends(order_id, &view, submission.command.clone(), now, &envelope)?;
@@ -689,6 +689,9 @@ impl Ledger {
                 Err(e) if e.is_conflict() => {
                     // A stream moved: decide again on what it holds.
                     self.states().evict(order_id);
+                    if attempt < MAX_ATTEMPTS {
+                        crate::ledger::backoff(attempt);
+                    }
                     continue;
                 }
                 Err(e) => {

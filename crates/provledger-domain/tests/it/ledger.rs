@@ -3,10 +3,10 @@
 
 use chrono::Duration;
 use provledger_domain::{
-    Attachment, CallingSettings, Command, DecodeError, DomainError, Email, Event, LineSpec,
-    MeetingSettings, Offer, OrderId, OrderState, OrgEvent, OrgId, OrgKind, RefusalCode,
-    RefusedAction, ReservationEvent, Subdomain, SupportRequestType, WhoSetsUp, EVENT_TYPES,
-    ORG_EVENT_TYPES, RESERVATION_EVENT_TYPES, SCHEMA_VERSION,
+    Attachment, CallingSettings, CaseOutcome, Command, DecodeError, DomainError, Email, Event,
+    LineSpec, MeetingSettings, Offer, OrderId, OrderState, OrgEvent, OrgId, OrgKind, RefusalCode,
+    RefusedAction, ReservationEvent, Subdomain, SubscriptionId, SupportRequestType, WhoSetsUp,
+    EVENT_TYPES, ORG_EVENT_TYPES, RESERVATION_EVENT_TYPES, SCHEMA_VERSION,
 };
 
 use crate::harness::*;
@@ -46,6 +46,13 @@ pub fn one_of_each() -> Vec<Event> {
                 size_bytes: u64::MAX,
                 sha256: "ab".repeat(32),
             }],
+        },
+        Event::SupportCaseResolved {
+            at: t,
+            case_id: "WO-1001-C1".into(),
+            line_id: line("1.1"),
+            outcome: CaseOutcome::ContactChanged,
+            note: None,
         },
         setup_started(t + Duration::nanoseconds(123_456_789)),
         Event::CommandRefused {
@@ -178,7 +185,17 @@ fn org_and_reservation_events() -> (Vec<OrgEvent>, Vec<ReservationEvent>) {
                 at: t,
                 subdomain: Subdomain::parse("contoso").unwrap(),
                 org_id: org,
+                order_id: order_id.clone(),
+            },
+            ReservationEvent::OrderIdReserved {
+                at: t,
+                order_id: order_id.clone(),
+            },
+            ReservationEvent::SubscriptionReserved {
+                at: t,
+                subscription_id: SubscriptionId::parse("Sub100042").unwrap(),
                 order_id,
+                line_id: line("1.1"),
             },
         ],
     )

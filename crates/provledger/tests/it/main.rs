@@ -6,4 +6,5 @@ mod faults;
 mod group_commit;
 mod progress;
 mod setup;
+mod trust;
 mod workers;
