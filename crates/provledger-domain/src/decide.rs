@@ -107,6 +107,24 @@ fn check_line_exists(order: &Order, command: &Command) -> Result<(), DomainError
     }
 }
 
+/// A support case's note: at most 4000 characters, none that disguise text.
+fn check_note(note: Option<&str>) -> Result<(), DomainError> {
+    let Some(note) = note else {
+        return Ok(());
+    };
+    let reason = if let Some(reason) = crate::spoofing_reason(note) {
+        reason
+    } else if note.chars().count() > 4000 {
+        "a note may have at most 4000 characters".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(DomainError::InvalidField {
+        field: "note".into(),
+        reason,
+    })
+}
+
 /// A refusal in the making.
 struct Refusal {
     code: RefusalCode,
@@ -319,20 +337,7 @@ fn decide_on_order(
                     false,
                 ));
             }
-            if let Some(note) = &note {
-                if let Some(reason) = crate::spoofing_reason(note) {
-                    return Err(DomainError::InvalidField {
-                        field: "note".into(),
-                        reason,
-                    });
-                }
-                if note.chars().count() > 4000 {
-                    return Err(DomainError::InvalidField {
-                        field: "note".into(),
-                        reason: "a note may have at most 4000 characters".into(),
-                    });
-                }
-            }
+            check_note(note.as_deref())?;
             if attachments.len() > 20 {
                 return Err(DomainError::InvalidField {
                     field: "attach".into(),
@@ -375,20 +380,7 @@ fn decide_on_order(
                     outcome: done.as_str().to_string(),
                 });
             }
-            if let Some(note) = &note {
-                if let Some(reason) = crate::spoofing_reason(note) {
-                    return Err(DomainError::InvalidField {
-                        field: "note".into(),
-                        reason,
-                    });
-                }
-                if note.chars().count() > 4000 {
-                    return Err(DomainError::InvalidField {
-                        field: "note".into(),
-                        reason: "a note may have at most 4000 characters".into(),
-                    });
-                }
-            }
+            check_note(note.as_deref())?;
             Ok(vec![Event::SupportCaseResolved {
                 at: ctx.at,
                 case_id: case.case_id.clone(),

@@ -341,18 +341,7 @@ pub fn outcome_of(events: &[RecordedEvent], replayed: bool) -> Result<CommandOut
         .into_iter()
         .filter(|e| e.metadata.transaction_id == transaction_id)
     {
-        decoded.push(
-            Event::from_stored(
-                &recorded.event_type,
-                recorded.schema_version,
-                &recorded.payload,
-            )
-            .map_err(|source| AppError::UndecodableEvent {
-                position: recorded.position,
-                stream_id: recorded.stream_id.clone(),
-                source,
-            })?,
-        );
+        decoded.push(crate::shell::decode::<OrderState>(recorded)?);
     }
     let (status, message) = describe(&decoded);
     Ok(CommandOutcome {

@@ -19,7 +19,6 @@ use provledger_domain::{
 };
 use serde::Serialize;
 
-use crate::shell::fold;
 use crate::{AppError, CommandOutcome, Ledger};
 
 /// The answer of `subdomain check` (R18's "Check availability").
@@ -61,12 +60,12 @@ impl SubdomainStatus {
 impl Ledger {
     /// Fold one organisation stream.
     pub fn load_org(&self, org_id: &OrgId) -> Result<OrgState, AppError> {
-        fold(&self.store().read_stream(&org_id.stream_id(), 0)?)
+        self.load_stream(&org_id.stream_id())
     }
 
     /// Fold one reservation stream.
     pub fn load_reservation(&self, key: &ReservationKey) -> Result<ReservationState, AppError> {
-        fold(&self.store().read_stream(&key.stream_id(), 0)?)
+        self.load_stream(&key.stream_id())
     }
 
     /// Carry out a setup command (R13–R18) dated by the caller: see

@@ -410,24 +410,31 @@ pub fn decision_appends(
         expected: expected(base),
         events: order_events,
     }];
-    for (org_id, events) in &decision.orgs {
+    let orgs = decision.orgs.iter().map(|(org_id, events)| {
+        let events = events
+            .iter()
+            .map(|e| new_event(e.event_type(), e.to_payload(), e.at()));
+        (
+            org_id.stream_id(),
+            view.org(org_id).version,
+            events.collect(),
+        )
+    });
+    let reservations = decision.reservations.iter().map(|(key, events)| {
+        let events = events
+            .iter()
+            .map(|e| new_event(e.event_type(), e.to_payload(), e.at()));
+        (
+            key.stream_id(),
+            view.reservation(key).version,
+            events.collect(),
+        )
+    });
+    for (stream_id, version, events) in orgs.chain(reservations) {
         appends.push(StreamAppend {
-            stream_id: org_id.stream_id(),
-            expected: expected(view.org(org_id).version),
-            events: events
-                .iter()
-                .map(|e| new_event(e.event_type(), e.to_payload(), e.at()))
-                .collect(),
-        });
-    }
-    for (key, events) in &decision.reservations {
-        appends.push(StreamAppend {
-            stream_id: key.stream_id(),
-            expected: expected(view.reservation(key).version),
-            events: events
-                .iter()
-                .map(|e| new_event(e.event_type(), e.to_payload(), e.at()))
-                .collect(),
+            stream_id,
+            expected: expected(version),
+            events,
         });
     }
     appends
@@ -438,19 +445,24 @@ pub fn decision_appends(
 pub fn fold<S: StreamState>(events: &[RecordedEvent]) -> Result<S, AppError> {
     let mut state = S::default();
     for recorded in events {
-        let event = S::decode(
-            &recorded.event_type,
-            recorded.schema_version,
-            &recorded.payload,
-        )
-        .map_err(|source| AppError::UndecodableEvent {
-            position: recorded.position,
-            stream_id: recorded.stream_id.clone(),
-            source,
-        })?;
-        state = state.apply(&event);
+        state = state.apply(&decode::<S>(recorded)?);
     }
     Ok(state)
+}
+
+/// Decode one recorded event of a stream of kind `S`; one that cannot be
+/// decoded is an integrity failure naming its position.
+pub fn decode<S: StreamState>(recorded: &RecordedEvent) -> Result<S::Event, AppError> {
+    S::decode(
+        &recorded.event_type,
+        recorded.schema_version,
+        &recorded.payload,
+    )
+    .map_err(|source| AppError::UndecodableEvent {
+        position: recorded.position,
+        stream_id: recorded.stream_id.clone(),
+        source,
+    })
 }
 
 /// A command decided against fresh state, ready to append.
@@ -571,6 +583,11 @@ impl Ledger {
         Ok(to_stored_precision(at))
     }
 
+    /// Fold one stream of kind `S` from the store.
+    pub fn load_stream<S: StreamState>(&self, stream_id: &str) -> Result<S, AppError> {
+        fold(&self.store().read_stream(stream_id, 0)?)
+    }
+
     /// Load the order (from the state cache when it holds it) and every
     /// other stream `command` needs.
     pub(crate) fn load_view(
@@ -590,11 +607,11 @@ impl Ledger {
             ..SetupView::default()
         };
         for org_id in needs.orgs {
-            let state: OrgState = fold(&self.store().read_stream(&org_id.stream_id(), 0)?)?;
+            let state = self.load_stream::<OrgState>(&org_id.stream_id())?;
             view.orgs.insert(org_id, state);
         }
         for key in needs.reservations {
-            let state: ReservationState = fold(&self.store().read_stream(&key.stream_id(), 0)?)?;
+            let state = self.load_stream::<ReservationState>(&key.stream_id())?;
             view.reservations.insert(key, state);
         }
         Ok(view)
