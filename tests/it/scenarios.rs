@@ -15,6 +15,7 @@ use provledger::cli::{print_step_results, Io};
 use provledger::output::{self, Format};
 use provledger::script::{parse_script, run_script};
 use provledger::Ledger;
+use provledger_domain::ClockMode;
 use provledger_projections::{AsOf, LineQuery, TransactionQuery};
 use provledger_tests::{repo_root, sqlite_url};
 
@@ -33,6 +34,9 @@ fn scenario_files() -> Vec<PathBuf> {
 fn run_scenario(script: &Path) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let ledger = Ledger::open(&sqlite_url(dir.path())).expect("open ledger");
+    let clock = ledger
+        .initialise(ClockMode::Simulated)
+        .expect("a simulated ledger");
     let text = std::fs::read_to_string(script).expect("readable script");
     let steps = parse_script(&text).expect("valid script");
     let results = run_script(&ledger, &steps).expect("script runs");
@@ -51,15 +55,23 @@ fn run_scenario(script: &Path) -> String {
 
     let lines = ledger.lines(&LineQuery::default(), None).expect("lines");
     report.push_str("\n== lines ==\n");
-    report.push_str(&output::render(&lines, &output::lines_kind(), Format::Table).expect("render"));
+    report.push_str(
+        &output::render_view(&lines, &output::lines_kind(), Format::Table, Some(clock))
+            .expect("render"),
+    );
 
     let transactions = ledger
         .transactions(&TransactionQuery::default())
         .expect("transactions");
     report.push_str("\n== transactions ==\n");
     report.push_str(
-        &output::render(&transactions, &output::transactions_kind(), Format::Table)
-            .expect("render"),
+        &output::render_view(
+            &transactions,
+            &output::transactions_kind(),
+            Format::Table,
+            Some(clock),
+        )
+        .expect("render"),
     );
 
     let verified = ledger.verify(&mut |_| {}).expect("verify");

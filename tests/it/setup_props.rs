@@ -247,14 +247,18 @@ fn assert_uniqueness(ledger: &Ledger) {
                 .load_reservation(&ReservationKey::email(admin))
                 .expect("readable")
                 .holder;
-            assert_eq!(holder.map(|h| h.org_id), Some(org_id.clone()), "{admin}");
+            assert_eq!(
+                holder.and_then(|h| h.org_id),
+                Some(org_id.clone()),
+                "{admin}"
+            );
         }
         if let Some(sd) = org.subdomain {
             let holder = ledger
                 .load_reservation(&ReservationKey::Subdomain(sd.clone()))
                 .expect("readable")
                 .holder;
-            assert_eq!(holder.map(|h| h.org_id), Some(org_id.clone()), "{sd}");
+            assert_eq!(holder.and_then(|h| h.org_id), Some(org_id.clone()), "{sd}");
             subdomains.entry(sd).or_default().insert(org_id);
         }
     }

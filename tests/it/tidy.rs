@@ -132,3 +132,45 @@ fn nothing_depends_on_the_application_crate() {
         );
     }
 }
+
+#[test]
+fn the_bench_drives_the_application_not_its_command_line() {
+    let mut files = Vec::new();
+    rust_files(&repo_root().join("crates/provledger-bench"), &mut files);
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read");
+        assert!(
+            !text.contains("provledger::cli"),
+            "{} imports the CLI module; use the application's API (Ledger, transfer, script)",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn every_command_is_decided_in_the_one_write_path() {
+    let mut files = Vec::new();
+    rust_files(&repo_root().join("crates/provledger/src"), &mut files);
+    for file in files {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(&file).expect("read");
+        for decider in ["decide(", "decide_setup(", "decide_command("] {
+            let calls = text
+                .match_indices(decider)
+                .filter(|(i, _)| {
+                    // `fn decide(`, `::decide(` in docs and `.decide(` are not calls of the domain's deciders.
+                    let before = &text[..*i];
+                    !before.ends_with("fn ") && !before.ends_with('_') && !before.ends_with('`')
+                })
+                .count();
+            assert!(
+                calls == 0 || name == "shell.rs",
+                "{} calls the domain's {decider}…) itself; every command goes through Ledger::submit (shell.rs)",
+                file.display()
+            );
+        }
+    }
+}

@@ -392,7 +392,7 @@ fn p1(
         let mut groups = Vec::new();
         for (_, c) in chunk {
             let one = Instant::now();
-            let result = ledger.execute(&c.order_id, c.command.clone(), &c.context, None);
+            let result = ledger.submit(c.submission.clone());
             if let Some(projector) = &projector {
                 projector.poke();
             }

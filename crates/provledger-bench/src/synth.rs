@@ -18,12 +18,16 @@ use std::collections::{BTreeSet, HashMap};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use provledger::script::Step;
-use provledger::{to_new_events, AppError};
+use provledger::shell::{decision_appends, request_fingerprint};
+use provledger::{to_new_events, AppError, Envelope, Origin};
 use provledger_domain::{
-    decide, due_events, evolve, next_due, Actor, Command, Event, OrderId, OrderState, RefusedAction,
+    decide_command, due_events, evolve, next_due, Actor, Command, Event, LedgerCommand, OrderId,
+    OrderState, RefusedAction, SetupView,
 };
 use provledger_store::hash::{event_hash, GENESIS_HASH};
-use provledger_store::{to_stored_precision, NewEvent, RecordedEvent};
+use provledger_store::{
+    to_stored_precision, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend,
+};
 
 use crate::workload::{Action, Workload};
 
@@ -124,20 +128,35 @@ impl<'w> Synthesizer<'w> {
             to_stored_precision(prepared.context.at),
         );
         let is_place = matches!(prepared.command, Command::PlaceOrder(_));
+        let command = LedgerCommand::Order(prepared.command);
+        let fingerprint = request_fingerprint(&prepared.order_id, &command, &ctx.actor);
+        // The workload's ids are unique: every reservation a placement
+        // claims is new, as the shell would find it.
+        let view = SetupView {
+            order: state.clone(),
+            ..SetupView::default()
+        };
         let decided = if state.order.is_none() && !is_place {
             Err(AppError::UnknownOrder {
                 order_id: prepared.order_id.to_string(),
             })
         } else {
-            decide(&state, prepared.command, &ctx).map_err(AppError::from)
+            decide_command(&prepared.order_id, &view, command, &ctx).map_err(AppError::from)
         };
         let state = match decided {
-            Ok(events) => {
+            Ok(decision) => {
                 self.stats.commands += 1;
-                if events.iter().any(Event::is_refusal) {
+                if decision.order.iter().any(Event::is_refusal) {
                     self.stats.refusals += 1;
                 }
-                self.record(&prepared.order_id, state, &events, &ctx.actor, ctx.at, sink)?
+                let origin = Origin::cli();
+                let envelope = Envelope {
+                    actor: &ctx.actor,
+                    origin: &origin,
+                    fingerprint: Some(&fingerprint),
+                };
+                let appends = decision_appends(&prepared.order_id, &view, &decision, &envelope);
+                self.record_appends(state, &decision.order, appends, ctx.at, sink)?
             }
             Err(_) => {
                 self.stats.errors += 1;
@@ -209,6 +228,51 @@ impl<'w> Synthesizer<'w> {
         }
     }
 
+    /// Record a decision's appends (the order stream first, then new
+    /// reservation streams) the way the store would.
+    fn record_appends(
+        &mut self,
+        mut state: OrderState,
+        order_events: &[Event],
+        appends: Vec<StreamAppend>,
+        recorded_at: DateTime<Utc>,
+        sink: &mut dyn FnMut(RecordedEvent) -> anyhow::Result<()>,
+    ) -> anyhow::Result<OrderState> {
+        let recorded_at = to_stored_precision(recorded_at);
+        for (i, append) in appends.into_iter().enumerate() {
+            let base = match append.expected {
+                ExpectedVersion::Exact(v) => v,
+                _ => 0,
+            };
+            for (k, new) in append.events.into_iter().enumerate() {
+                if i == 0 {
+                    self.stats.transaction_rows += transaction_rows(&state, &order_events[k]);
+                    state = evolve(state, &order_events[k]);
+                }
+                self.position += 1;
+                let version = base + 1 + k as u64;
+                let mut recorded = RecordedEvent {
+                    position: self.position,
+                    stream_id: append.stream_id.clone(),
+                    stream_version: version,
+                    event_type: new.event_type,
+                    schema_version: new.schema_version,
+                    payload: new.payload,
+                    metadata: new.metadata,
+                    occurred_at: to_stored_precision(new.occurred_at),
+                    recorded_at,
+                    prev_hash: std::mem::take(&mut self.last_hash),
+                    hash: String::new(),
+                };
+                recorded.hash = event_hash(&recorded);
+                self.last_hash = recorded.hash.clone();
+                self.stats.events += 1;
+                sink(recorded)?;
+            }
+        }
+        Ok(state)
+    }
+
     /// Record `events` on the order's stream the way the store would.
     fn record(
         &mut self,
@@ -220,7 +284,13 @@ impl<'w> Synthesizer<'w> {
         sink: &mut dyn FnMut(RecordedEvent) -> anyhow::Result<()>,
     ) -> anyhow::Result<OrderState> {
         let stream_id = order_id.stream_id();
-        let new_events = to_new_events(order_id, state.version, events, actor);
+        let origin = Origin::cli();
+        let envelope = Envelope {
+            actor,
+            origin: &origin,
+            fingerprint: None,
+        };
+        let new_events = to_new_events(order_id, state.version, events, &envelope);
         let recorded_at = to_stored_precision(recorded_at);
         for (event, new) in events.iter().zip(new_events) {
             self.stats.transaction_rows += transaction_rows(&state, event);

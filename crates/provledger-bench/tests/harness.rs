@@ -82,7 +82,7 @@ fn a_generated_workload_in_batches_equals_sequential_execution() {
         .iter()
         .map(|c| {
             sequential
-                .execute(&c.order_id, c.command.clone(), &c.context, None)
+                .submit(c.submission.clone())
                 .map(|o| (o.status, o.message, o.positions))
                 .map_err(|e| e.to_string())
         })

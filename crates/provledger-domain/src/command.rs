@@ -11,8 +11,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Attachment, DomainError, Email, LineId, LineSpec, Offer, OrderId, OrgId, SubscriptionId,
-    SupportRequestType,
+    Attachment, CaseOutcome, DomainError, Email, LineId, LineSpec, Offer, OrderId, OrgId,
+    SubscriptionId, SupportRequestType,
 };
 
 /// Who acts.
@@ -117,8 +117,34 @@ pub enum Command {
         /// Attached files (identity only).
         attachments: Vec<Attachment>,
     },
+    /// R10: support resolves a case.
+    ResolveSupportCase {
+        /// The case, `<order>-C<n>`.
+        case_id: String,
+        /// What support did.
+        outcome: CaseOutcome,
+        /// Free text.
+        note: Option<String>,
+    },
     /// R13: the setup wizard was opened (stops the R11 escalation).
     StartSetup,
+}
+
+/// The order a support case id belongs to: `WO-1001-C2` → `WO-1001`.
+pub fn case_order_id(case_id: &str) -> Result<OrderId, DomainError> {
+    let fail = || {
+        DomainError::InvalidField {
+        field: "case".into(),
+        reason: format!(
+            "{case_id:?} is not a support case id; case ids look like WO-1001-C1 (see `provledger transactions --type support_case`)"
+        ),
+    }
+    };
+    let (order, number) = case_id.trim().rsplit_once("-C").ok_or_else(fail)?;
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(fail());
+    }
+    OrderId::parse(order).map_err(|_| fail())
 }
 
 impl Command {
@@ -130,6 +156,7 @@ impl Command {
             Command::ResendEmail { .. } => "resend email",
             Command::OnboardOrg { .. } => "onboard org",
             Command::OpenSupportCase { .. } => "open support case",
+            Command::ResolveSupportCase { .. } => "resolve support case",
             Command::StartSetup => "start setup",
         }
     }
@@ -204,10 +231,10 @@ fn in_field<T>(field: &str, result: Result<T, DomainError>) -> Result<T, DomainE
 
 fn name_field(field: &str, raw: &str) -> Result<String, DomainError> {
     let value = raw.trim();
-    if value.chars().count() > 200 || value.chars().any(char::is_control) {
+    if value.chars().count() > 200 || value.chars().any(crate::is_spoofing_char) {
         return Err(DomainError::InvalidField {
             field: field.into(),
-            reason: "must be at most 200 characters with no control characters".into(),
+            reason: "must be at most 200 characters with no control, bidirectional-override or invisible characters".into(),
         });
     }
     Ok(value.to_string())
@@ -227,6 +254,34 @@ fn parse_rsd(raw: &str) -> Option<NaiveDate> {
         return None;
     }
     NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()
+}
+
+/// The earliest requested start date an order may give (DESIGN.md §2).
+pub const RSD_MIN: NaiveDate = match NaiveDate::from_ymd_opt(2000, 1, 1) {
+    Some(d) => d,
+    None => NaiveDate::MIN,
+};
+
+/// The latest requested start date an order may give (DESIGN.md §2): far
+/// enough for any real order, near enough that every schedule derived from
+/// it (R2, R7, R11) stays a four-digit year.
+pub const RSD_MAX: NaiveDate = match NaiveDate::from_ymd_opt(2100, 12, 31) {
+    Some(d) => d,
+    None => NaiveDate::MAX,
+};
+
+/// Check that a requested start date lies within [`RSD_MIN`]..=[`RSD_MAX`].
+pub fn check_rsd(field: &str, rsd: NaiveDate) -> Result<NaiveDate, DomainError> {
+    if (RSD_MIN..=RSD_MAX).contains(&rsd) {
+        Ok(rsd)
+    } else {
+        Err(DomainError::InvalidField {
+            field: field.to_string(),
+            reason: format!(
+                "{rsd} is outside the dates an order may ask for ({RSD_MIN} to {RSD_MAX}); give the real requested start date"
+            ),
+        })
+    }
 }
 
 impl OrderRequest {
@@ -275,6 +330,7 @@ impl OrderRequest {
                 field: f("rsd"),
                 reason: format!("{:?} is not a date; write YYYY-MM-DD", raw.rsd),
             })?;
+            let rsd = check_rsd(&f("rsd"), rsd)?;
             let provisioning_contact = in_field(
                 &f("provisioning_contact"),
                 Email::parse(&raw.provisioning_contact),
@@ -308,5 +364,11 @@ impl OrderRequest {
             distributor_contacts,
             lines,
         })
+    }
+}
+
+impl From<Email> for Actor {
+    fn from(email: Email) -> Self {
+        Actor::User(email)
     }
 }

@@ -50,6 +50,7 @@ pub fn decide(
         }
         let mut seen = std::collections::HashSet::new();
         for (i, line) in order.lines.iter().enumerate() {
+            crate::command::check_rsd(&format!("lines[{i}].rsd"), line.rsd)?;
             if !seen.insert(&line.line_id) {
                 return Err(DomainError::InvalidField {
                     field: format!("lines[{i}].line_id"),
@@ -104,6 +105,24 @@ fn check_line_exists(order: &Order, command: &Command) -> Result<(), DomainError
                 .join(", "),
         })
     }
+}
+
+/// A support case's note: at most 4000 characters, none that disguise text.
+fn check_note(note: Option<&str>) -> Result<(), DomainError> {
+    let Some(note) = note else {
+        return Ok(());
+    };
+    let reason = if let Some(reason) = crate::spoofing_reason(note) {
+        reason
+    } else if note.chars().count() > 4000 {
+        "a note may have at most 4000 characters".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(DomainError::InvalidField {
+        field: "note".into(),
+        reason,
+    })
 }
 
 /// A refusal in the making.
@@ -318,14 +337,7 @@ fn decide_on_order(
                     false,
                 ));
             }
-            if let Some(note) = &note {
-                if note.chars().count() > 4000 {
-                    return Err(DomainError::InvalidField {
-                        field: "note".into(),
-                        reason: "a note may have at most 4000 characters".into(),
-                    });
-                }
-            }
+            check_note(note.as_deref())?;
             if attachments.len() > 20 {
                 return Err(DomainError::InvalidField {
                     field: "attach".into(),
@@ -339,6 +351,42 @@ fn decide_on_order(
                 request_type,
                 note,
                 attachments,
+            }])
+        }
+        Command::ResolveSupportCase {
+            case_id,
+            outcome,
+            note,
+        } => {
+            let Some(case) = order.cases.iter().find(|c| c.case_id == case_id.trim()) else {
+                return Err(DomainError::UnknownCase {
+                    order_id: order.order_id.to_string(),
+                    case_id,
+                    known: if order.cases.is_empty() {
+                        "none".to_string()
+                    } else {
+                        order
+                            .cases
+                            .iter()
+                            .map(|c| c.case_id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                });
+            };
+            if let Some(done) = case.outcome {
+                return Err(DomainError::CaseAlreadyResolved {
+                    case_id: case.case_id.clone(),
+                    outcome: done.as_str().to_string(),
+                });
+            }
+            check_note(note.as_deref())?;
+            Ok(vec![Event::SupportCaseResolved {
+                at: ctx.at,
+                case_id: case.case_id.clone(),
+                line_id: case.line_id.clone(),
+                outcome,
+                note,
             }])
         }
         Command::StartSetup => {

@@ -14,9 +14,40 @@ use serde::{Deserialize, Serialize};
 use crate::DomainError;
 
 /// A syntactically valid email address; the domain part is lowercased.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Two emails are equal when they name the same user: comparison, ordering
+/// and hashing go by [`Email::identity`] (the whole address lowercased), so
+/// access checks, "nothing to change" and uniqueness all agree (DESIGN.md
+/// §2). The address is kept and shown as entered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Email(String);
+
+impl PartialEq for Email {
+    fn eq(&self, other: &Email) -> bool {
+        self.0 == other.0 || self.identity() == other.identity()
+    }
+}
+
+impl Eq for Email {}
+
+impl std::hash::Hash for Email {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
+    }
+}
+
+impl PartialOrd for Email {
+    fn partial_cmp(&self, other: &Email) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Email {
+    fn cmp(&self, other: &Email) -> std::cmp::Ordering {
+        self.identity().cmp(&other.identity())
+    }
+}
 
 impl Email {
     /// Validate and normalise an email address.
@@ -31,6 +62,9 @@ impl Email {
         }
         if value.chars().count() > 254 {
             return Err(fail("it is longer than 254 characters"));
+        }
+        if let Some(reason) = crate::text::spoofing_reason(value) {
+            return Err(fail(&reason));
         }
         if value
             .chars()
@@ -148,15 +182,36 @@ mod tests {
     }
 
     #[test]
-    fn domain_is_case_insensitive() {
+    fn emails_compare_case_insensitively_and_keep_their_spelling() {
         assert_eq!(
             Email::parse("Pat@Partner.EXAMPLE").unwrap(),
             Email::parse("Pat@partner.example").unwrap()
         );
-        assert_ne!(
-            Email::parse("Pat@partner.example").unwrap(),
-            Email::parse("pat@partner.example").unwrap()
-        );
+        // DESIGN.md §2: the same user whatever the case, shown as entered.
+        let a = Email::parse("Pat@partner.example").unwrap();
+        let b = Email::parse("pat@partner.example").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.as_str(), "Pat@partner.example");
+        let hash = |e: &Email| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            e.hash(&mut h);
+            h.finish()
+        };
+        assert_eq!(hash(&a), hash(&b));
+        assert_eq!(a.cmp(&b), std::cmp::Ordering::Equal);
+    }
+
+    #[test]
+    fn refuses_spoofing_characters() {
+        for bad in [
+            "ma\u{202E}llory@x.example",
+            "it\u{200B}@x.example",
+            "a@x\u{2066}.example",
+        ] {
+            let err = Email::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("U+"), "{bad:?}: {err}");
+        }
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! The domain's one error type: bad input, never a rule refusal.
+//! The domain's error types: bad input ([`DomainError`]) and stored events
+//! this build cannot read ([`DecodeError`]) — never a rule refusal.
 //!
 //! A refusal by a rule (no access, after PONR, …) is not an error: it is a
 //! [`crate::Event::CommandRefused`] that gets recorded (R12). A `DomainError`
 //! means the request itself was wrong and nothing may be written; the CLI
-//! exits 2 and HTTP answers 400/404.
+//! exits 2 and HTTP answers 400/404/422. A `DecodeError` is about what is
+//! already stored, not about the request: callers report it as an integrity
+//! failure (exit 4) naming the event's position.
 
 use chrono::{DateTime, Utc};
 
@@ -119,6 +122,42 @@ pub enum DomainError {
         /// The organisation's kind.
         actual: &'static str,
     },
+    /// An order id is taken, case-insensitively, by another order.
+    #[error("order id {order_id} is already used by order {existing} (order ids are compared without regard to case); use another order id")]
+    OrderIdTaken {
+        /// The id asked for.
+        order_id: String,
+        /// The order holding it.
+        existing: String,
+    },
+    /// A subscription id already belongs to a line of another order.
+    #[error("subscription {subscription_id} already belongs to line {line_id} of order {order_id}; a subscription id names one line in the whole ledger — check the subscription id")]
+    SubscriptionTaken {
+        /// The subscription asked for.
+        subscription_id: String,
+        /// The order holding it.
+        order_id: String,
+        /// The line holding it.
+        line_id: String,
+    },
+    /// No such support case on the order.
+    #[error("order {order_id} has no support case {case_id}; its cases are: {known}")]
+    UnknownCase {
+        /// The order.
+        order_id: String,
+        /// The case asked for.
+        case_id: String,
+        /// The order's cases, comma-separated.
+        known: String,
+    },
+    /// The support case was resolved before.
+    #[error("support case {case_id} was already resolved ({outcome}); a case is resolved once — open a new case if the problem remains")]
+    CaseAlreadyResolved {
+        /// The case.
+        case_id: String,
+        /// Its outcome.
+        outcome: String,
+    },
     /// A new organisation's derived id is already taken by a stream.
     #[error(
         "organisation {org_id} already exists; choose it as an existing organisation instead (R15)"
@@ -127,6 +166,13 @@ pub enum DomainError {
         /// The organisation.
         org_id: String,
     },
+}
+
+/// A stored event that this build cannot decode: an integrity or version
+/// problem of the ledger, not bad input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
     /// A stored event has a type this build does not know.
     #[error("unknown event type {event_type:?}; upgrade provledger")]
     UnknownEventType {

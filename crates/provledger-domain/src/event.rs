@@ -11,8 +11,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    CallingSettings, DomainError, Email, LineId, MeetingSettings, Offer, OrderId, OrgId, Subdomain,
-    SubscriptionId, WhoSetsUp,
+    CallingSettings, DecodeError, DomainError, Email, LineId, MeetingSettings, Offer, OrderId,
+    OrgId, Subdomain, SubscriptionId, WhoSetsUp,
 };
 
 /// Sender of every provisioning email (R2).
@@ -79,6 +79,49 @@ pub struct Attachment {
     pub size_bytes: u64,
     /// SHA-256 of the content, lowercase hex.
     pub sha256: String,
+}
+
+/// How a support case ended (R10): what support did about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseOutcome {
+    /// Support resent the provisioning email.
+    Resent,
+    /// Support changed the provisioning contact.
+    ContactChanged,
+    /// Support rejected the request.
+    Rejected,
+}
+
+impl CaseOutcome {
+    /// Parse the CLI spelling (`resent`, `contact-changed`, `rejected`; `_` also accepted).
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        match raw.trim().replace('_', "-").as_str() {
+            "resent" => Ok(Self::Resent),
+            "contact-changed" => Ok(Self::ContactChanged),
+            "rejected" => Ok(Self::Rejected),
+            _ => Err(DomainError::InvalidField {
+                field: "outcome".into(),
+                reason: format!(
+                    "{raw:?} is not a case outcome; use resent, contact-changed or rejected"
+                ),
+            }),
+        }
+    }
+
+    /// The stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Resent => "resent",
+            Self::ContactChanged => "contact_changed",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    /// Whether the case ended with what was asked for done.
+    pub fn is_success(self) -> bool {
+        !matches!(self, Self::Rejected)
+    }
 }
 
 /// The action a refusal refused.
@@ -264,6 +307,19 @@ pub enum Event {
         /// Attached files.
         attachments: Vec<Attachment>,
     },
+    /// R10: support resolved a case.
+    SupportCaseResolved {
+        /// When.
+        at: DateTime<Utc>,
+        /// The case, `<order>-C<n>`.
+        case_id: String,
+        /// The line the case was opened for.
+        line_id: LineId,
+        /// What support did.
+        outcome: CaseOutcome,
+        /// Free text.
+        note: Option<String>,
+    },
     /// R13: the setup wizard was started from the "Set up now" link.
     SetupStarted {
         /// When.
@@ -353,6 +409,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "LineClosed",
     "EscalationRaised",
     "SupportCaseOpened",
+    "SupportCaseResolved",
     "SetupStarted",
     "SetupHandedOver",
     "SetupCompleted",
@@ -373,6 +430,7 @@ impl Event {
             Event::LineClosed { .. } => "LineClosed",
             Event::EscalationRaised { .. } => "EscalationRaised",
             Event::SupportCaseOpened { .. } => "SupportCaseOpened",
+            Event::SupportCaseResolved { .. } => "SupportCaseResolved",
             Event::SetupStarted { .. } => "SetupStarted",
             Event::SetupHandedOver { .. } => "SetupHandedOver",
             Event::SetupCompleted { .. } => "SetupCompleted",
@@ -398,6 +456,7 @@ impl Event {
             | Event::LineClosed { at, .. }
             | Event::EscalationRaised { at, .. }
             | Event::SupportCaseOpened { at, .. }
+            | Event::SupportCaseResolved { at, .. }
             | Event::SetupStarted { at }
             | Event::SetupHandedOver { at, .. }
             | Event::SetupCompleted { at, .. }
@@ -416,6 +475,7 @@ impl Event {
             | Event::LineClosed { line_id, .. }
             | Event::EscalationRaised { line_id, .. }
             | Event::SupportCaseOpened { line_id, .. }
+            | Event::SupportCaseResolved { line_id, .. }
             | Event::LineProvisioned { line_id, .. } => Some(line_id),
             Event::CommandRefused { line_id, .. } => line_id.as_ref(),
             _ => None,
@@ -447,7 +507,7 @@ impl Event {
         event_type: &str,
         schema_version: u32,
         payload: &serde_json::Value,
-    ) -> Result<Event, DomainError> {
+    ) -> Result<Event, DecodeError> {
         decode_stored(EVENT_TYPES, event_type, schema_version, payload)
     }
 }
@@ -464,20 +524,20 @@ pub(crate) fn payload_of<T: Serialize>(event: &T) -> serde_json::Value {
 /// Decode a stored payload of one of `types` (the variants of a
 /// `#[serde(tag = "type")]` enum), checking the type and schema version first.
 /// Every stream's event enum (orders, organisations, reservations) reads its
-/// events through this one function, so they all follow docs/events.md §8.
+/// events through this one function, so they all follow docs/events.md §9.
 pub(crate) fn decode_stored<T: serde::de::DeserializeOwned>(
     types: &[&str],
     event_type: &str,
     schema_version: u32,
     payload: &serde_json::Value,
-) -> Result<T, DomainError> {
+) -> Result<T, DecodeError> {
     if !types.contains(&event_type) {
-        return Err(DomainError::UnknownEventType {
+        return Err(DecodeError::UnknownEventType {
             event_type: event_type.to_string(),
         });
     }
     if schema_version == 0 || schema_version > SCHEMA_VERSION {
-        return Err(DomainError::UnsupportedSchemaVersion {
+        return Err(DecodeError::UnsupportedSchemaVersion {
             event_type: event_type.to_string(),
             schema_version,
         });
@@ -485,7 +545,7 @@ pub(crate) fn decode_stored<T: serde::de::DeserializeOwned>(
     let mut object = match payload {
         serde_json::Value::Object(map) => map.clone(),
         _ => {
-            return Err(DomainError::InvalidPayload {
+            return Err(DecodeError::InvalidPayload {
                 event_type: event_type.to_string(),
                 reason: "the payload is not a JSON object".into(),
             })
@@ -493,7 +553,7 @@ pub(crate) fn decode_stored<T: serde::de::DeserializeOwned>(
     };
     object.insert("type".into(), serde_json::Value::String(event_type.into()));
     serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| {
-        DomainError::InvalidPayload {
+        DecodeError::InvalidPayload {
             event_type: event_type.to_string(),
             reason: e.to_string(),
         }

@@ -11,12 +11,14 @@
 #![warn(missing_docs)]
 
 mod access;
+mod clock;
 mod command;
 mod decide;
 mod email;
 mod error;
 mod event;
 mod ids;
+mod ledger_command;
 mod offer;
 mod organisation;
 mod reservation;
@@ -24,18 +26,25 @@ mod schedule;
 mod setup;
 mod setup_decide;
 mod state;
+mod stream;
 mod subdomain;
+mod text;
 
 pub use access::{named_on, Principal, Role, WriteKind};
-pub use command::{Actor, Command, Context, LineRequest, OrderRequest, ValidOrder};
+pub use clock::{ClockMode, LedgerEvent, LEDGER_EVENT_TYPES, LEDGER_STREAM};
+pub use command::{
+    case_order_id, check_rsd, Actor, Command, Context, LineRequest, OrderRequest, ValidOrder,
+    RSD_MAX, RSD_MIN,
+};
 pub use decide::decide;
 pub use email::Email;
-pub use error::DomainError;
+pub use error::{DecodeError, DomainError};
 pub use event::{
-    Attachment, Event, LineSpec, RefusalCode, RefusedAction, SupportRequestType, EVENT_TYPES,
-    PROVISIONING_SENDER, SCHEMA_VERSION,
+    Attachment, CaseOutcome, Event, LineSpec, RefusalCode, RefusedAction, SupportRequestType,
+    EVENT_TYPES, PROVISIONING_SENDER, SCHEMA_VERSION,
 };
 pub use ids::{LineId, OrderId, OrgId, SubscriptionId, ORDER_STREAM_PREFIX};
+pub use ledger_command::{command_needs, decide_command, latest_event_at, LedgerCommand};
 pub use offer::Offer;
 pub use organisation::{
     evolve_org, OrgEvent, OrgKind, OrgState, Organisation, ORG_EVENT_TYPES, ORG_STREAM_PREFIX,
@@ -53,5 +62,9 @@ pub use setup::{
 pub use setup_decide::{
     decide_setup, describe_services, setup_needs, SetupDecision, SetupNeeds, SetupView,
 };
-pub use state::{evolve, Line, LineStatus, Order, OrderState, ServicesRecord, SetupRecord};
+pub use state::{
+    evolve, Line, LineStatus, Order, OrderState, ServicesRecord, SetupRecord, SupportCase,
+};
+pub use stream::StreamState;
 pub use subdomain::{Subdomain, SUBDOMAIN_MAX_LEN, SUBDOMAIN_MIN_LEN};
+pub use text::{find_spoofing_char, is_spoofing_char, spoofing_reason};

@@ -164,12 +164,12 @@ impl OrgEvent {
         payload_of(self)
     }
 
-    /// Decode a stored organisation event (docs/events.md §8).
+    /// Decode a stored organisation event (docs/events.md §9).
     pub fn from_stored(
         event_type: &str,
         schema_version: u32,
         payload: &serde_json::Value,
-    ) -> Result<OrgEvent, DomainError> {
+    ) -> Result<OrgEvent, crate::DecodeError> {
         decode_stored(ORG_EVENT_TYPES, event_type, schema_version, payload)
     }
 }

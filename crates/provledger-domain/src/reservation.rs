@@ -16,7 +16,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{decode_stored, payload_of};
-use crate::{DomainError, Email, OrderId, OrgId, Subdomain, SCHEMA_VERSION};
+use crate::{
+    DecodeError, Email, LineId, OrderId, OrgId, Subdomain, SubscriptionId, SCHEMA_VERSION,
+};
 
 /// Prefix of every reservation stream id.
 pub const RESERVATION_STREAM_PREFIX: &str = "reservation-";
@@ -28,6 +30,10 @@ pub enum ReservationKey {
     Email(String),
     /// R18: an enterprise subdomain.
     Subdomain(Subdomain),
+    /// An order id, lowercased: order ids are unique without regard to case.
+    OrderId(String),
+    /// A subscription id, lowercased: it names one line in the whole ledger.
+    Subscription(String),
 }
 
 impl ReservationKey {
@@ -36,10 +42,25 @@ impl ReservationKey {
         ReservationKey::Email(email.identity())
     }
 
-    /// The reservation stream: `reservation-email-<identity>` or
-    /// `reservation-subdomain-<name>`.
+    /// The reservation of an order id.
+    pub fn order_id(order_id: &OrderId) -> ReservationKey {
+        ReservationKey::OrderId(order_id.as_str().to_lowercase())
+    }
+
+    /// The reservation of a subscription id.
+    pub fn subscription(subscription_id: &SubscriptionId) -> ReservationKey {
+        ReservationKey::Subscription(subscription_id.as_str().to_lowercase())
+    }
+
+    /// The reservation stream: `reservation-email-<identity>`,
+    /// `reservation-subdomain-<name>`, `reservation-order-<id>` or
+    /// `reservation-subscription-<id>` (ids lowercased).
     pub fn stream_id(&self) -> String {
         match self {
+            ReservationKey::OrderId(id) => format!("{RESERVATION_STREAM_PREFIX}order-{id}"),
+            ReservationKey::Subscription(id) => {
+                format!("{RESERVATION_STREAM_PREFIX}subscription-{id}")
+            }
             ReservationKey::Email(identity) => {
                 format!("{RESERVATION_STREAM_PREFIX}email-{identity}")
             }
@@ -76,10 +97,33 @@ pub enum ReservationEvent {
         /// The order whose service setup claimed it.
         order_id: OrderId,
     },
+    /// An order id is taken (by the order placed with it).
+    OrderIdReserved {
+        /// When.
+        at: DateTime<Utc>,
+        /// The order, its id as placed.
+        order_id: OrderId,
+    },
+    /// A subscription id belongs to one line of one order.
+    SubscriptionReserved {
+        /// When.
+        at: DateTime<Utc>,
+        /// The subscription, as placed.
+        subscription_id: SubscriptionId,
+        /// The order holding it.
+        order_id: OrderId,
+        /// The line holding it.
+        line_id: LineId,
+    },
 }
 
 /// The type names of every reservation event, in catalogue order.
-pub const RESERVATION_EVENT_TYPES: &[&str] = &["EmailReserved", "SubdomainReserved"];
+pub const RESERVATION_EVENT_TYPES: &[&str] = &[
+    "EmailReserved",
+    "SubdomainReserved",
+    "OrderIdReserved",
+    "SubscriptionReserved",
+];
 
 impl ReservationEvent {
     /// The event's type name, as stored.
@@ -87,6 +131,8 @@ impl ReservationEvent {
         match self {
             ReservationEvent::EmailReserved { .. } => "EmailReserved",
             ReservationEvent::SubdomainReserved { .. } => "SubdomainReserved",
+            ReservationEvent::OrderIdReserved { .. } => "OrderIdReserved",
+            ReservationEvent::SubscriptionReserved { .. } => "SubscriptionReserved",
         }
     }
 
@@ -99,15 +145,29 @@ impl ReservationEvent {
     pub fn at(&self) -> DateTime<Utc> {
         match self {
             ReservationEvent::EmailReserved { at, .. }
-            | ReservationEvent::SubdomainReserved { at, .. } => *at,
+            | ReservationEvent::SubdomainReserved { at, .. }
+            | ReservationEvent::OrderIdReserved { at, .. }
+            | ReservationEvent::SubscriptionReserved { at, .. } => *at,
         }
     }
 
-    /// The organisation the value is reserved to.
-    pub fn org_id(&self) -> &OrgId {
+    /// The organisation the value is reserved to (emails and subdomains).
+    pub fn org_id(&self) -> Option<&OrgId> {
         match self {
             ReservationEvent::EmailReserved { org_id, .. }
-            | ReservationEvent::SubdomainReserved { org_id, .. } => org_id,
+            | ReservationEvent::SubdomainReserved { org_id, .. } => Some(org_id),
+            ReservationEvent::OrderIdReserved { .. }
+            | ReservationEvent::SubscriptionReserved { .. } => None,
+        }
+    }
+
+    /// The order whose command claimed the value.
+    pub fn order_id(&self) -> &OrderId {
+        match self {
+            ReservationEvent::EmailReserved { order_id, .. }
+            | ReservationEvent::SubdomainReserved { order_id, .. }
+            | ReservationEvent::OrderIdReserved { order_id, .. }
+            | ReservationEvent::SubscriptionReserved { order_id, .. } => order_id,
         }
     }
 
@@ -116,12 +176,12 @@ impl ReservationEvent {
         payload_of(self)
     }
 
-    /// Decode a stored reservation event (docs/events.md §8).
+    /// Decode a stored reservation event (docs/events.md §9).
     pub fn from_stored(
         event_type: &str,
         schema_version: u32,
         payload: &serde_json::Value,
-    ) -> Result<ReservationEvent, DomainError> {
+    ) -> Result<ReservationEvent, DecodeError> {
         decode_stored(RESERVATION_EVENT_TYPES, event_type, schema_version, payload)
     }
 }
@@ -129,12 +189,23 @@ impl ReservationEvent {
 /// Who holds a reservation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
-    /// The organisation.
-    pub org_id: OrgId,
-    /// The order whose setup claimed it.
+    /// The organisation (emails and subdomains; none for ids).
+    pub org_id: Option<OrgId>,
+    /// The order whose command claimed it.
     pub order_id: OrderId,
+    /// The line (subscription reservations).
+    pub line_id: Option<LineId>,
     /// Since when.
     pub since: DateTime<Utc>,
+}
+
+impl Holder {
+    /// The holding organisation's id, or `-` for an id reservation.
+    pub fn org_label(&self) -> String {
+        self.org_id
+            .as_ref()
+            .map_or_else(|| "-".to_string(), |o| o.to_string())
+    }
 }
 
 /// The state of one reservation stream.
@@ -160,7 +231,7 @@ impl ReservationState {
 
     /// Whether the value is free for `org_id`: unreserved, or reserved to it.
     pub fn free_for(&self, org_id: &OrgId) -> bool {
-        !matches!(&self.holder, Some(h) if &h.org_id != org_id)
+        !matches!(&self.holder, Some(h) if h.org_id.as_ref() != Some(org_id))
     }
 }
 
@@ -174,13 +245,13 @@ pub fn evolve_reservation(
     let at = event.at();
     state.last_event_at = Some(state.last_event_at.map_or(at, |t| t.max(at)));
     if state.holder.is_none() {
-        let order_id = match event {
-            ReservationEvent::EmailReserved { order_id, .. }
-            | ReservationEvent::SubdomainReserved { order_id, .. } => order_id.clone(),
-        };
         state.holder = Some(Holder {
-            org_id: event.org_id().clone(),
-            order_id,
+            org_id: event.org_id().cloned(),
+            order_id: event.order_id().clone(),
+            line_id: match event {
+                ReservationEvent::SubscriptionReserved { line_id, .. } => Some(line_id.clone()),
+                _ => None,
+            },
             since: at,
         });
     }

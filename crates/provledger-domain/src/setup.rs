@@ -193,10 +193,10 @@ fn org_name(field: &str, raw: &str) -> Result<String, DomainError> {
     if value.is_empty() {
         return Err(invalid(field, "the name is empty; give the organisation's name or leave the field out to use the name on the order"));
     }
-    if value.chars().count() > 200 || value.chars().any(char::is_control) {
+    if value.chars().count() > 200 || value.chars().any(crate::is_spoofing_char) {
         return Err(invalid(
             field,
-            "must be at most 200 characters with no control characters",
+            "must be at most 200 characters with no control, bidirectional-override or invisible characters",
         ));
     }
     Ok(value.to_string())
@@ -474,7 +474,7 @@ impl ServicesRequest {
                 let location = c.location.trim();
                 if location.is_empty()
                     || location.chars().count() > 80
-                    || location.chars().any(char::is_control)
+                    || location.chars().any(crate::is_spoofing_char)
                 {
                     return Err(invalid(
                         "calling.location",

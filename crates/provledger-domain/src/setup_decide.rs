@@ -474,17 +474,17 @@ impl Decider<'_> {
                         order_id: order.order_id.clone(),
                     }],
                 )),
-                Some(holder) if &holder.org_id == org_id => {}
+                Some(holder) if holder.org_id.as_ref() == Some(org_id) => {}
                 Some(holder) => {
                     return self.refuse(
                         action,
                         RefusalCode::EmailTaken,
                         format!(
                             "{email} already belongs to organisation {} (since order {}); a user belongs to one Webex organisation at a time (R16). Give another administrator email{}",
-                            holder.org_id,
+                            holder.org_label(),
                             holder.order_id,
                             if org_id == plan.partner.org_id() {
-                                format!(", or choose the existing partner organisation {} (R15)", holder.org_id)
+                                format!(", or choose the existing partner organisation {} (R15)", holder.org_label())
                             } else {
                                 String::new()
                             }
@@ -697,13 +697,13 @@ impl Decider<'_> {
                     let key = ReservationKey::Subdomain(subdomain.clone());
                     let reservation = self.view.reservation(&key);
                     match &reservation.holder {
-                        Some(holder) if holder.org_id != customer.org_id => {
+                        Some(holder) if holder.org_id.as_ref() != Some(&customer.org_id) => {
                             return Ok(self.refuse(
                                 action,
                                 RefusalCode::SubdomainTaken,
                                 format!(
                                     "the subdomain {subdomain} is already taken by organisation {} (since order {}); a subdomain is unique across organisations (R18). Check another with `provledger subdomain check NAME`",
-                                    holder.org_id, holder.order_id
+                                    holder.org_label(), holder.order_id
                                 ),
                                 None,
                             ))

@@ -7,7 +7,9 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Email, Event, LineId, Offer, OrderId, OrgId, Subdomain, SubscriptionId, WhoSetsUp};
+use crate::{
+    CaseOutcome, Email, Event, LineId, Offer, OrderId, OrgId, Subdomain, SubscriptionId, WhoSetsUp,
+};
 
 /// A line's status as shown in the ordering tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -106,6 +108,9 @@ pub struct Order {
     pub setup_started_at: Option<DateTime<Utc>>,
     /// Support cases opened so far.
     pub support_cases: u32,
+    /// R10: each support case and, once resolved, its outcome.
+    #[serde(default)]
+    pub cases: Vec<SupportCase>,
     /// R14: the people the setup was handed to ("someone else in my company").
     #[serde(default)]
     pub delegates: Vec<Email>,
@@ -118,6 +123,17 @@ pub struct Order {
     /// R18: when the order was provisioned and billing started.
     #[serde(default)]
     pub provisioned_at: Option<DateTime<Utc>>,
+}
+
+/// A support case of the order (R10).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupportCase {
+    /// Case id, `<order>-C<n>`.
+    pub case_id: String,
+    /// The line it was opened for.
+    pub line_id: LineId,
+    /// What support did, once resolved; `None` while pending.
+    pub outcome: Option<CaseOutcome>,
 }
 
 /// What the completed setup wizard decided (R14–R17).
@@ -252,6 +268,7 @@ pub fn evolve(mut state: OrderState, event: &Event) -> OrderState {
                 onboarded_at: None,
                 setup_started_at: None,
                 support_cases: 0,
+                cases: Vec::new(),
                 delegates: Vec::new(),
                 setup: None,
                 services: None,
@@ -316,8 +333,22 @@ pub fn evolve(mut state: OrderState, event: &Event) -> OrderState {
                 line.escalated_at = Some(*at);
             }
         }
-        Event::SupportCaseOpened { .. } => {
+        Event::SupportCaseOpened {
+            case_id, line_id, ..
+        } => {
             order.support_cases += 1;
+            order.cases.push(SupportCase {
+                case_id: case_id.clone(),
+                line_id: line_id.clone(),
+                outcome: None,
+            });
+        }
+        Event::SupportCaseResolved {
+            case_id, outcome, ..
+        } => {
+            if let Some(case) = order.cases.iter_mut().find(|c| &c.case_id == case_id) {
+                case.outcome.get_or_insert(*outcome);
+            }
         }
         Event::SetupStarted { at } => {
             order.setup_started_at.get_or_insert(*at);

@@ -4,7 +4,7 @@
 //! database) from an event this build cannot read (upgrade) and from a bad
 //! query (fix the input), and so that every message says what to do.
 
-use provledger_domain::DomainError;
+use provledger_domain::DecodeError;
 use provledger_store::{Position, StoreError};
 
 /// Everything that can go wrong while maintaining or querying read models.
@@ -19,7 +19,7 @@ pub enum ProjectionError {
     Store(#[from] StoreError),
     /// A stored event cannot be decoded by this build (no position known).
     #[error("a stored event cannot be decoded: {0}")]
-    Domain(#[from] DomainError),
+    Decode(#[from] DecodeError),
     /// The stored event at `position` cannot be decoded by this build.
     #[error("the event at position {position} (stream {stream_id}) cannot be decoded: {source}; the read models stop before it")]
     UndecodableEvent {
@@ -29,7 +29,7 @@ pub enum ProjectionError {
         stream_id: String,
         /// What is wrong.
         #[source]
-        source: DomainError,
+        source: DecodeError,
     },
     /// SQLite failed.
     #[error("SQLite error in the read models: {0}; check that the database file is readable and writable, then retry")]

@@ -461,6 +461,15 @@ fn write_batch(
         )?;
     }
 
+    for r in &out.case_resolutions {
+        client.execute(
+            "UPDATE rm_transactions SET status = $1, reason = $2 \
+             WHERE order_id = $3 AND tx_type = 'support_case' \
+             AND substr(detail, 1, length($4)) = $4",
+            &[&r.status.as_str(), &r.reason, &r.order_id, &r.detail_prefix],
+        )?;
+    }
+
     let mut lines: Vec<(i64, &LineRow)> = Vec::new();
     for chunk in out.orders.chunks(CHUNK) {
         let mut order_id = Vec::with_capacity(chunk.len());

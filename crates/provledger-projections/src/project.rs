@@ -282,6 +282,7 @@ pub(crate) fn transaction_rows(e: &OrderEvent<'_>, before: &OrderState) -> Vec<T
     };
     let (lines, tx, old_email_from_event) = match e.event {
         Event::OrderPlaced { .. }
+        | Event::SupportCaseResolved { .. }
         | Event::InitialEmailSent { .. }
         | Event::LineClosed { .. }
         | Event::EscalationRaised { .. } => return Vec::new(),
@@ -327,6 +328,7 @@ pub(crate) fn transaction_rows(e: &OrderEvent<'_>, before: &OrderState) -> Vec<T
             Lines::One(line_id),
             Tx {
                 detail: Some(case_detail(case_id, *request_type)),
+                status: TransactionStatus::Pending,
                 ..Tx::success(TransactionType::SupportCase)
             },
             None,
@@ -488,7 +490,38 @@ pub(crate) fn transaction_rows(e: &OrderEvent<'_>, before: &OrderState) -> Vec<T
 }
 
 fn case_detail(case_id: &str, request_type: SupportRequestType) -> String {
-    format!("case {case_id}: {}", request_type.label())
+    format!("{} {}", case_detail_prefix(case_id), request_type.label())
+}
+
+/// What a resolved case's row says, if `event` resolves one.
+pub(crate) fn case_resolution(order_id: &OrderId, event: &Event) -> Option<CaseResolution> {
+    let Event::SupportCaseResolved {
+        case_id,
+        outcome,
+        note,
+        ..
+    } = event
+    else {
+        return None;
+    };
+    let mut reason = format!(
+        "resolved by support: {}",
+        outcome.as_str().replace('_', " ")
+    );
+    if let Some(note) = note {
+        reason.push_str(" — ");
+        reason.push_str(note);
+    }
+    Some(CaseResolution {
+        order_id: order_id.to_string(),
+        detail_prefix: case_detail_prefix(case_id),
+        status: if outcome.is_success() {
+            TransactionStatus::Success
+        } else {
+            TransactionStatus::Failed
+        },
+        reason,
+    })
 }
 
 /// What one order event does to an order's replayed history.
@@ -549,12 +582,33 @@ pub(crate) fn changed_lines(
         .collect()
 }
 
+/// A support case's outcome, applied to the Transaction Manager row its
+/// opening wrote (R10: pending until resolved, then success or failed).
+pub(crate) struct CaseResolution {
+    /// The order.
+    pub order_id: String,
+    /// The start of the opening row's `detail`: `case <id>:`.
+    pub detail_prefix: String,
+    /// `success` or `failed`.
+    pub status: TransactionStatus,
+    /// What support did, and its note.
+    pub reason: String,
+}
+
+/// The `detail` prefix of a support case's row.
+fn case_detail_prefix(case_id: &str) -> String {
+    format!("case {case_id}:")
+}
+
 /// Everything a batch of events writes, in the order it must be written.
 pub(crate) struct BatchOutput {
     /// Transaction Manager rows, in position order.
     pub transactions: Vec<TransactionRow>,
     /// Orders whose state changed, sorted by order id.
     pub orders: Vec<DirtyOrder>,
+    /// Support cases resolved in the batch: their rows (written before, or
+    /// earlier in this batch) change from `pending` to the outcome.
+    pub case_resolutions: Vec<CaseResolution>,
     /// Position of the batch's last event (the new checkpoint).
     pub last_position: Position,
     /// Events consumed (order events and skipped ones).
@@ -689,6 +743,7 @@ pub(crate) fn fold_batch(
     let stored = |id: &OrderId| cache.get(id).or_else(|| loaded.get(id));
     let mut working: HashMap<&OrderId, OrderState> = HashMap::new();
     let mut transactions = Vec::new();
+    let mut case_resolutions = Vec::new();
     for decoded in events {
         let Some(e) = decoded.as_order_event() else {
             continue;
@@ -698,6 +753,7 @@ pub(crate) fn fold_batch(
             .or_insert_with(|| stored(e.order_id).cloned().unwrap_or_default());
         let before = std::mem::take(state);
         transactions.extend(transaction_rows(&e, &before));
+        case_resolutions.extend(case_resolution(e.order_id, e.event));
         *state = evolve(before, e.event);
     }
     let mut orders: Vec<DirtyOrder> = working
@@ -716,6 +772,7 @@ pub(crate) fn fold_batch(
     Ok(BatchOutput {
         transactions,
         orders,
+        case_resolutions,
         last_position,
         events: events.len() as u64,
     })

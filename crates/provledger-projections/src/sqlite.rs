@@ -326,6 +326,20 @@ fn write_batch(tx: &Transaction<'_>, out: &BatchOutput) -> Result<(), Projection
         ])?;
     }
 
+    let mut resolve_case = tx.prepare_cached(
+        "UPDATE rm_transactions SET status = ?1, reason = ?2 \
+         WHERE order_id = ?3 AND tx_type = 'support_case' \
+         AND substr(detail, 1, length(?4)) = ?4",
+    )?;
+    for r in &out.case_resolutions {
+        resolve_case.execute(params![
+            r.status.as_str(),
+            r.reason,
+            r.order_id,
+            r.detail_prefix
+        ])?;
+    }
+
     // Rows known to be stored are updated in place (one B-tree seek); the
     // others are inserted. An update that finds no row falls back to an
     // insert, so a wrong guess costs time, never a row.

@@ -558,6 +558,10 @@ pub fn append_and_read_back(b: &dyn Backend) {
         correlation_id: Some("corr-1".into()),
         causation_id: Some("cmd-7".into()),
         idempotency_key: None,
+        request_fingerprint: Some("ab".repeat(32)),
+        via: Some("cli".into()),
+        os_user: Some("operator".into()),
+        token_id: None,
     };
     let first = NewEvent {
         event_type: "ContactChanged".into(),

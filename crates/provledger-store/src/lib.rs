@@ -54,6 +54,20 @@ pub struct Metadata {
     /// The idempotency key of the request that appended this event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// SHA-256 of the canonical request that appended this event: a retry
+    /// with the same key must carry the same request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_fingerprint: Option<String>,
+    /// The channel the request came through: `cli`, `http`, `import` or
+    /// `scheduler`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// For the command line: the operating-system user who ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_user: Option<String>,
+    /// For HTTP: the id of the bearer token (never the token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
 }
 
 /// An event to append; the store assigns position, version, times and hashes.

@@ -40,6 +40,9 @@ pub fn run_demo(
             head.position
         )));
     }
+    // The demo's script gives its own times: a simulated ledger, as every
+    // view of it says.
+    ledger.initialise(provledger_domain::ClockMode::Simulated)?;
     let steps = parse_script(DEMO_SCRIPT)?;
     let results = run_script(&ledger, &steps)?;
     let lines = ledger.lines(&LineQuery::default(), None)?;

@@ -33,6 +33,27 @@ pub enum AppError {
     /// An input file or argument is unusable. Exit 2, HTTP 400.
     #[error("{0}")]
     BadInput(String),
+    /// An idempotency key was used before with another request. Exit 2,
+    /// HTTP 422.
+    #[error("idempotency key {key:?} was already used for another request (transaction {transaction_id}); a key names one request — use a new key for a new request")]
+    IdempotencyKeyReused {
+        /// The key as given.
+        key: String,
+        /// The transaction the first request made.
+        transaction_id: String,
+    },
+    /// A stored event cannot be decoded: the ledger holds something this
+    /// build cannot read (integrity or version). Exit 4, HTTP 500.
+    #[error("the event at position {position} (stream {stream_id}) cannot be decoded: {source}; run `provledger verify`, and restore from a verified export if it fails")]
+    UndecodableEvent {
+        /// Its position.
+        position: u64,
+        /// Its stream.
+        stream_id: String,
+        /// What is wrong.
+        #[source]
+        source: provledger_domain::DecodeError,
+    },
     /// The stream kept changing under us. Exit 4, HTTP 409.
     #[error("order {order_id} kept changing while the command was decided ({attempts} attempts); retry the command")]
     ConflictRetriesExhausted {
@@ -63,6 +84,10 @@ pub enum AppError {
         /// What went wrong with the batch.
         reason: String,
     },
+    /// Something inside provledger failed that no input caused. Exit 4,
+    /// HTTP 500.
+    #[error("internal error: {0}; please report it")]
+    Internal(String),
     /// Reading or writing a file failed. Exit 2 for a missing input, else 4.
     #[error("{context}: {source}")]
     Io {
@@ -77,9 +102,10 @@ impl AppError {
     /// The CLI exit status for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            AppError::Domain(_) | AppError::UnknownOrder { .. } | AppError::BadInput(_) => {
-                EXIT_BAD_INPUT
-            }
+            AppError::Domain(_)
+            | AppError::UnknownOrder { .. }
+            | AppError::BadInput(_)
+            | AppError::IdempotencyKeyReused { .. } => EXIT_BAD_INPUT,
             AppError::Store(StoreError::InvalidUrl { .. })
             | AppError::Projection(
                 ProjectionError::InvalidUrl { .. } | ProjectionError::InvalidQuery { .. },
@@ -105,6 +131,7 @@ impl AppError {
     pub fn http_status(&self) -> u16 {
         match self {
             AppError::UnknownOrder { .. } => 404,
+            AppError::IdempotencyKeyReused { .. } => 422,
             AppError::Domain(_) | AppError::BadInput(_) => 400,
             AppError::Store(StoreError::Conflict { .. })
             | AppError::ConflictRetriesExhausted { .. } => 409,
@@ -115,6 +142,11 @@ impl AppError {
             AppError::BatchFailed { .. } => 503,
             _ => 500,
         }
+    }
+
+    /// An internal failure (not the caller's input).
+    pub fn internal(message: impl Into<String>) -> AppError {
+        AppError::Internal(message.into())
     }
 
     /// Wrap an I/O error with what was being done.

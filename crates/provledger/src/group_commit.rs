@@ -54,37 +54,43 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use provledger_domain::{decide, evolve, Command, Context, OrderId, OrderState};
-use provledger_store::{
-    to_stored_precision, AppendOutcome, AppendRequest, ExpectedVersion, NewEvent, StoreError,
-    StreamAppend,
-};
+use provledger_domain::{Context, LedgerCommand, OrderId, OrderState};
+use provledger_store::{AppendOutcome, AppendRequest, StoreError};
 
-use crate::ledger::{outcome_of, to_new_events, MAX_ATTEMPTS};
+use crate::ledger::{outcome_of, MAX_ATTEMPTS};
+use crate::shell::{replay_of as replay_of_first, Envelope, Origin, Submission};
 use crate::{AppError, CommandOutcome, Ledger};
 
-/// One command of a batch: the same arguments as [`Ledger::execute`].
+/// One command of a batch: a [`Submission`], as [`Ledger::submit`] takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchCommand {
-    /// The order the command targets.
-    pub order_id: OrderId,
-    /// The command.
-    pub command: Command,
-    /// Who and when.
-    pub context: Context,
-    /// A key that makes a retry return the first result.
-    pub idempotency_key: Option<String>,
+    /// The command and everything the trust rules need.
+    pub submission: Submission,
 }
 
 impl BatchCommand {
-    /// A command without an idempotency key.
-    pub fn new(order_id: OrderId, command: Command, context: Context) -> BatchCommand {
+    /// A command dated by the caller (simulated ledgers), without an
+    /// idempotency key, as [`Ledger::execute`] takes it.
+    pub fn new(
+        order_id: OrderId,
+        command: impl Into<LedgerCommand>,
+        context: Context,
+    ) -> BatchCommand {
         BatchCommand {
-            order_id,
-            command,
-            context,
-            idempotency_key: None,
+            submission: Submission::new(order_id, command, context.actor, Origin::cli())
+                .at(context.at, "--at"),
         }
+    }
+
+    /// The order the command targets.
+    pub fn order_id(&self) -> &OrderId {
+        &self.submission.order_id
+    }
+}
+
+impl From<Submission> for BatchCommand {
+    fn from(submission: Submission) -> Self {
+        BatchCommand { submission }
     }
 }
 
@@ -166,16 +172,35 @@ fn run_batch(
     // twice in this batch replays the first use in the batch.
     let mut pending: Vec<usize> = Vec::with_capacity(commands.len());
     let mut replay_of: Vec<(usize, usize)> = Vec::new();
-    let mut first_use: HashMap<&str, usize> = HashMap::new();
+    let mut first_use: HashMap<String, usize> = HashMap::new();
     for (i, command) in commands.iter().enumerate() {
-        if let Some(key) = command.idempotency_key.as_deref() {
-            if let Some(&first) = first_use.get(key) {
-                replay_of.push((i, first));
+        let submission = &command.submission;
+        let scoped = match submission.scoped_key() {
+            Ok(scoped) => scoped,
+            Err(e) => {
+                results[i] = Some(Err(e));
                 continue;
             }
-            match store.find_idempotent(key) {
+        };
+        if let Some(key) = scoped {
+            if let Some(&first) = first_use.get(&key) {
+                if commands[first].submission.fingerprint() == submission.fingerprint() {
+                    replay_of.push((i, first));
+                } else {
+                    results[i] = Some(Err(AppError::IdempotencyKeyReused {
+                        key: submission.idempotency_key.clone().unwrap_or_default(),
+                        transaction_id: "an earlier command of this batch".into(),
+                    }));
+                }
+                continue;
+            }
+            match store.find_idempotent(&key) {
                 Ok(Some(events)) => {
-                    results[i] = Some(outcome_of(&events, true));
+                    results[i] = Some(replay_of_first(
+                        &events,
+                        &submission.fingerprint(),
+                        submission.idempotency_key.as_deref().unwrap_or_default(),
+                    ));
                     continue;
                 }
                 Ok(None) => {}
@@ -247,7 +272,7 @@ fn run_batch(
                         None => unit.orders.iter().for_each(|o| cache.evict(o)),
                     }
                     for c in unit.commands {
-                        let order_id = &commands[c.index].order_id;
+                        let order_id = commands[c.index].order_id();
                         // (A conflict naming no order of the unit cannot
                         // happen; if it did, everyone counts, so that the
                         // retries stay bounded.)
@@ -325,9 +350,9 @@ fn decide_round(
     let mut deferred = Vec::new();
 
     for &i in pending {
-        let command = &commands[i];
-        let order_id = &command.order_id;
-        let keyed = command.idempotency_key.is_some();
+        let submission = &commands[i].submission;
+        let order_id = &submission.order_id;
+        let keyed = submission.idempotency_key.is_some();
         let placed_elsewhere = unit_of
             .get(order_id)
             .is_some_and(|u| keyed || Some(*u) != open);
@@ -336,54 +361,17 @@ fn decide_round(
             deferred.push(i);
             continue;
         }
-        let state = match states.get(order_id) {
-            Some(state) => state.clone(),
-            None => match ledger.current_state(order_id) {
-                Ok(state) => state,
-                Err(e) => {
-                    results[i] = Some(Err(e));
-                    continue;
-                }
-            },
-        };
-        let ctx = Context::new(
-            command.context.actor.clone(),
-            to_stored_precision(command.context.at),
-        );
-        let decided = if state.order.is_none() && !matches!(command.command, Command::PlaceOrder(_))
-        {
-            Err(AppError::UnknownOrder {
-                order_id: order_id.to_string(),
-            })
-        } else {
-            decide(&state, command.command.clone(), &ctx).map_err(AppError::from)
-        };
-        let events = match decided {
-            // As `execute`: the store refuses an empty append.
-            Ok(events) if events.is_empty() => Err(StoreError::EmptyAppend.into()),
-            other => other,
-        };
-        let events = match events {
-            Ok(events) => events,
+        let decided = decide_one(ledger, submission, states.get(order_id).cloned());
+        let decided = match decided {
+            Ok(decided) => decided,
             Err(e) => {
                 results[i] = Some(Err(e));
-                states.insert(order_id.clone(), state);
                 continue;
             }
         };
-        let new_events: Vec<NewEvent> = to_new_events(order_id, state.version, &events, &ctx.actor);
-        let append = StreamAppend {
-            stream_id: order_id.stream_id(),
-            expected: if state.version == 0 {
-                ExpectedVersion::NoStream
-            } else {
-                ExpectedVersion::Exact(state.version)
-            },
-            events: new_events,
-        };
-        let decided = Decided {
+        let decided_command = Decided {
             index: i,
-            events: append.events.len(),
+            events: decided.appends.iter().map(|a| a.events.len()).sum(),
         };
         let u = match open {
             Some(u) if !keyed => u,
@@ -391,7 +379,7 @@ fn decide_round(
                 units.push(Unit {
                     request: AppendRequest {
                         appends: Vec::new(),
-                        idempotency_key: command.idempotency_key.clone(),
+                        idempotency_key: submission.scoped_key().ok().flatten(),
                     },
                     commands: Vec::new(),
                     orders: Vec::new(),
@@ -402,18 +390,48 @@ fn decide_round(
             }
         };
         let unit = &mut units[u];
-        unit.request.appends.push(append);
-        unit.commands.push(decided);
+        unit.request.appends.extend(decided.appends);
+        unit.commands.push(decided_command);
         if unit_of.insert(order_id, u).is_none() {
             unit.orders.push(order_id.clone());
         }
-        states.insert(order_id.clone(), events.iter().fold(state, evolve));
+        states.insert(order_id.clone(), decided.order_after);
     }
     Round {
         units,
         deferred,
         states,
     }
+}
+
+/// Decide one submission of a round through the shell's own steps: its
+/// time, the streams it needs (the order from this round's or the cache's
+/// state), the decision and its appends.
+fn decide_one(
+    ledger: &Ledger,
+    submission: &Submission,
+    order_state: Option<OrderState>,
+) -> Result<crate::shell::Decided, AppError> {
+    let now = ledger.command_time(submission.requested_at)?;
+    let fingerprint = submission.fingerprint();
+    let envelope = Envelope {
+        actor: &submission.actor,
+        origin: &submission.origin,
+        fingerprint: Some(&fingerprint),
+    };
+    let view = ledger.load_view(
+        &submission.order_id,
+        &submission.command,
+        &submission.actor,
+        order_state,
+    )?;
+    ledger.decide_appends(
+        &submission.order_id,
+        &view,
+        submission.command.clone(),
+        now,
+        &envelope,
+    )
 }
 
 /// Give each command of a unit the outcome of its own events.
@@ -425,6 +443,8 @@ fn split_outcome(
     if outcome.replayed {
         // A keyed unit is a single command: the first result is its result.
         let result = outcome_of(&outcome.events, true);
+        // (The fingerprint was checked before deciding; a key another
+        // process used in the meantime replays its result here.)
         if let Some(c) = commands.first() {
             results[c.index] = Some(result);
         }
@@ -615,7 +635,7 @@ impl GroupCommitter {
         // (the store reads on its own connection): the committer then
         // decides from the cache. A state that turns out stale only costs a
         // conflict and a re-decision there.
-        self.ledger.warm(&command.order_id);
+        self.ledger.warm(command.order_id());
         let (reply, result) = mpsc::sync_channel(1);
         self.sender
             .as_ref()

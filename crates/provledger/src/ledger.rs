@@ -7,27 +7,39 @@
 //! and the scheduler's `tick`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use provledger_domain::{
-    decide, describe_services, due_events, evolve, Actor, Command, Context, Event, LineId, OrderId,
-    OrderState, OrgId, WhoSetsUp,
+    describe_services, due_events, Actor, ClockMode, Context, Event, LedgerCommand, LineId,
+    OrderId, OrderState, OrgId, WhoSetsUp,
 };
 use provledger_projections::{
     AsOf, HistoryQuery, HistoryRow, LineQuery, LineRow, ReadModels, TransactionQuery,
     TransactionRow,
 };
 use provledger_store::{
-    to_stored_precision, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent,
-    RecordedEvent, VerifyReport,
+    to_stored_precision, AppendRequest, EventStore, ExpectedVersion, RecordedEvent, VerifyReport,
 };
 use serde::Serialize;
 
+use crate::shell::{to_new_events, Envelope, Origin, Submission};
 use crate::state_cache::OrderCache;
 use crate::AppError;
 
 /// How many times a command is re-decided after a version conflict.
-pub const MAX_ATTEMPTS: u32 = 5;
+pub const MAX_ATTEMPTS: u32 = 10;
+
+/// Wait a little before re-deciding after the `attempt`-th conflict: a
+/// random time up to 2^attempt ms (at most 64 ms), so that writers racing
+/// for one stream stop colliding in lock-step (without it, four processes
+/// writing one order lose to each other often enough to exhaust the retries).
+pub(crate) fn backoff(attempt: u32) {
+    let ceiling_ms = 1u64 << attempt.min(6);
+    let random = (uuid::Uuid::new_v4().as_u128() & 0xffff_ffff) as u64;
+    let micros = random % (ceiling_ms * 1000);
+    std::thread::sleep(std::time::Duration::from_micros(micros));
+}
 
 /// Actor name recorded for scheduled events.
 pub const SYSTEM_ACTOR: &str = "system";
@@ -81,6 +93,8 @@ pub struct Ledger {
     /// When set, commands leave the read models to be brought up to date
     /// by the next read or by a background projector.
     deferred_projections: AtomicBool,
+    /// The clock mode, once the ledger's first event has fixed it.
+    clock: OnceLock<ClockMode>,
 }
 
 /// The stream and transaction id conventions.
@@ -88,18 +102,9 @@ pub fn transaction_id(order_id: &OrderId, stream_version: u64) -> String {
     format!("TX-{order_id}-{stream_version}")
 }
 
-/// Decode and fold a stream's recorded events.
+/// Decode and fold an order stream's recorded events.
 pub fn fold_stream(events: &[RecordedEvent]) -> Result<OrderState, AppError> {
-    let mut state = OrderState::default();
-    for recorded in events {
-        let event = Event::from_stored(
-            &recorded.event_type,
-            recorded.schema_version,
-            &recorded.payload,
-        )?;
-        state = evolve(state, &event);
-    }
-    Ok(state)
+    crate::shell::fold(events)
 }
 
 impl Ledger {
@@ -117,6 +122,7 @@ impl Ledger {
             read_models,
             states: OrderCache::default(),
             deferred_projections: AtomicBool::new(false),
+            clock: OnceLock::new(),
         }
     }
 
@@ -133,6 +139,11 @@ impl Ledger {
     /// True when commands leave the read models for later.
     pub fn deferred_projections(&self) -> bool {
         self.deferred_projections.load(Ordering::Relaxed)
+    }
+
+    /// Where the clock mode is remembered.
+    pub(crate) fn clock_cache(&self) -> &OnceLock<ClockMode> {
+        &self.clock
     }
 
     /// The order states this ledger keeps between commands.
@@ -174,74 +185,21 @@ impl Ledger {
         fold_stream(&self.store.read_stream(&order_id.stream_id(), 0)?)
     }
 
-    /// Carry out a command against one order: load → decide → append at the
-    /// expected version (retrying a conflict up to [`MAX_ATTEMPTS`] times) →
-    /// update the read models.
-    ///
-    /// A retry with an idempotency key already used returns the first result
-    /// and appends nothing.
+    /// Carry out a command against one order, dated by the caller (for
+    /// programs and tests on simulated ledgers; the CLI and HTTP build a
+    /// [`Submission`] themselves). Goes through [`Ledger::submit`].
     pub fn execute(
         &self,
         order_id: &OrderId,
-        command: Command,
+        command: impl Into<LedgerCommand>,
         ctx: &Context,
         idempotency_key: Option<&str>,
     ) -> Result<CommandOutcome, AppError> {
-        if let Some(key) = idempotency_key {
-            if let Some(first) = self.store.find_idempotent(key)? {
-                return outcome_of(&first, true);
-            }
-        }
-        // Business times are kept to the microsecond, as every backend stores
-        // them, so an event's payload time equals its stored occurred_at.
-        let ctx = &Context::new(ctx.actor.clone(), to_stored_precision(ctx.at));
-        let stream_id = order_id.stream_id();
-        for _ in 0..MAX_ATTEMPTS {
-            let state = self.current_state(order_id)?;
-            if state.order.is_none() && !matches!(command, Command::PlaceOrder(_)) {
-                return Err(AppError::UnknownOrder {
-                    order_id: order_id.to_string(),
-                });
-            }
-            let events = decide(&state, command.clone(), ctx)?;
-            let new_events = to_new_events(order_id, state.version, &events, &ctx.actor);
-            let expected = if state.version == 0 {
-                ExpectedVersion::NoStream
-            } else {
-                ExpectedVersion::Exact(state.version)
-            };
-            let request = AppendRequest::single(stream_id.clone(), expected, new_events)
-                .with_idempotency_key(idempotency_key.map(str::to_string));
-            match self.store.append(request) {
-                Ok(appended) => {
-                    if appended.replayed {
-                        // Another writer used the key first: the stream
-                        // does not hold the events decided here.
-                        self.states.evict(order_id);
-                    } else {
-                        self.states
-                            .put(order_id.clone(), events.iter().fold(state, evolve));
-                    }
-                    if !self.deferred_projections() {
-                        self.read_models.catch_up(self.store.as_ref())?;
-                    }
-                    return outcome_of(&appended.events, appended.replayed);
-                }
-                Err(e) if e.is_conflict() => {
-                    // The stream moved: decide again on what it holds.
-                    self.states.evict(order_id);
-                    continue;
-                }
-                Err(e) => {
-                    self.states.evict(order_id);
-                    return Err(e.into());
-                }
-            }
-        }
-        Err(AppError::ConflictRetriesExhausted {
-            order_id: order_id.to_string(),
-            attempts: MAX_ATTEMPTS,
-        })
+        self.submit(
+            Submission::new(order_id.clone(), command, ctx.actor.clone(), Origin::cli())
+                .at(ctx.at, "--at")
+                .with_key(idempotency_key.map(str::to_string)),
+        )
     }
 
     /// Run what is due at `now` for every order: R2 initial emails, R7
@@ -259,7 +217,13 @@ impl Ledger {
                 if due.is_empty() {
                     break;
                 }
-                let new_events = to_new_events(&order_id, state.version, &due, &Actor::System);
+                let origin = Origin::scheduler();
+                let envelope = Envelope {
+                    actor: &Actor::System,
+                    origin: &origin,
+                    fingerprint: None,
+                };
+                let new_events = to_new_events(&order_id, state.version, &due, &envelope);
                 let request = AppendRequest::single(
                     stream_id.clone(),
                     ExpectedVersion::Exact(state.version),
@@ -281,7 +245,10 @@ impl Ledger {
                         report.positions.extend(appended.positions());
                         break;
                     }
-                    Err(e) if e.is_conflict() && attempt < MAX_ATTEMPTS => continue,
+                    Err(e) if e.is_conflict() && attempt < MAX_ATTEMPTS => {
+                        backoff(attempt);
+                        continue;
+                    }
                     Err(e) if e.is_conflict() => {
                         return Err(AppError::ConflictRetriesExhausted {
                             order_id: order_id.to_string(),
@@ -356,54 +323,6 @@ impl Ledger {
     }
 }
 
-/// Give each decided event its store envelope: scheduled events are the
-/// system's, each its own transaction; the command's events share one
-/// transaction, to which the scheduled catch-up is correlated.
-pub fn to_new_events(
-    order_id: &OrderId,
-    base_version: u64,
-    events: &[Event],
-    actor: &Actor,
-) -> Vec<NewEvent> {
-    let first_command_version = events
-        .iter()
-        .position(|e| !e.is_scheduled())
-        .map(|i| base_version + 1 + i as u64);
-    let command_tx = first_command_version.map(|v| transaction_id(order_id, v));
-    events
-        .iter()
-        .enumerate()
-        .map(|(i, event)| {
-            let version = base_version + 1 + i as u64;
-            let scheduled = event.is_scheduled();
-            let metadata = Metadata {
-                actor: if scheduled {
-                    SYSTEM_ACTOR.to_string()
-                } else {
-                    actor.to_string()
-                },
-                transaction_id: if scheduled {
-                    transaction_id(order_id, version)
-                } else {
-                    command_tx
-                        .clone()
-                        .unwrap_or_else(|| transaction_id(order_id, version))
-                },
-                correlation_id: command_tx.clone(),
-                causation_id: None,
-                idempotency_key: None,
-            };
-            NewEvent {
-                event_type: event.event_type().to_string(),
-                schema_version: event.schema_version(),
-                payload: event.to_payload(),
-                metadata,
-                occurred_at: event.at(),
-            }
-        })
-        .collect()
-}
-
 /// Summarise the events a command appended as the outcome the user sees.
 pub fn outcome_of(events: &[RecordedEvent], replayed: bool) -> Result<CommandOutcome, AppError> {
     let positions = events.iter().map(|e| e.position).collect();
@@ -422,11 +341,7 @@ pub fn outcome_of(events: &[RecordedEvent], replayed: bool) -> Result<CommandOut
         .into_iter()
         .filter(|e| e.metadata.transaction_id == transaction_id)
     {
-        decoded.push(Event::from_stored(
-            &recorded.event_type,
-            recorded.schema_version,
-            &recorded.payload,
-        )?);
+        decoded.push(crate::shell::decode::<OrderState>(recorded)?);
     }
     let (status, message) = describe(&decoded);
     Ok(CommandOutcome {
@@ -479,6 +394,12 @@ fn describe(events: &[Event]) -> (OutcomeStatus, String) {
             } => format!(
                 "support case {case_id} opened for line {line_id}: {}",
                 request_type.label()
+            ),
+            Event::SupportCaseResolved {
+                case_id, outcome, ..
+            } => format!(
+                "support case {case_id} resolved: {}",
+                outcome.as_str().replace('_', " ")
             ),
             Event::SetupStarted { .. } => "setup started".to_string(),
             Event::SetupHandedOver { to, .. } => format!(

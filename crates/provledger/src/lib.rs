@@ -13,16 +13,19 @@ pub mod demo;
 mod error;
 pub mod group_commit;
 pub mod http;
+pub mod input;
 mod ledger;
 pub mod output;
 pub mod script;
 pub mod setup;
+pub mod shell;
 pub mod state_cache;
 pub mod tokens;
 pub mod transfer;
 
 pub use error::{AppError, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, EXIT_REFUSED};
 pub use ledger::{
-    fold_stream, outcome_of, to_new_events, transaction_id, CommandOutcome, Ledger, OutcomeStatus,
-    TickReport, MAX_ATTEMPTS, SYSTEM_ACTOR,
+    fold_stream, outcome_of, transaction_id, CommandOutcome, Ledger, OutcomeStatus, TickReport,
+    MAX_ATTEMPTS, SYSTEM_ACTOR,
 };
+pub use shell::{to_new_events, Envelope, Origin, RequestedTime, Submission, Via};

@@ -94,15 +94,55 @@ pub fn render<T: Serialize>(
     kind: &RowKind,
     format: Format,
 ) -> Result<String, AppError> {
-    let values: Vec<Value> = rows
+    render_view(rows, kind, format, None)
+}
+
+/// The banner a table of a simulated ledger starts with.
+pub const SIMULATED_BANNER: &str =
+    "simulated clock: times on this ledger were given by its callers, not read from a clock";
+
+/// [`render`] a view of a ledger; a simulated ledger's view says so — a
+/// banner above a table, a `clock` field in every JSON row and CSV record
+/// (DESIGN.md §2, "Whose clock").
+pub fn render_view<T: Serialize>(
+    rows: &[T],
+    kind: &RowKind,
+    format: Format,
+    clock: Option<provledger_domain::ClockMode>,
+) -> Result<String, AppError> {
+    let simulated = clock == Some(provledger_domain::ClockMode::Simulated);
+    let mut values: Vec<Value> = rows
         .iter()
         .map(serde_json::to_value)
         .collect::<Result<_, _>>()
-        .map_err(|e| AppError::BadInput(format!("cannot serialise output: {e}")))?;
+        .map_err(|e| AppError::internal(format!("cannot serialise output: {e}")))?;
+    if simulated {
+        for value in &mut values {
+            if let Some(map) = value.as_object_mut() {
+                map.insert("clock".into(), Value::String("simulated".into()));
+            }
+        }
+        match format {
+            Format::Json => return json(&values),
+            Format::Csv => {
+                let mut fields = kind.csv_fields.to_vec();
+                fields.push("clock");
+                return csv_text(&values, &fields);
+            }
+            Format::Table => {
+                let table = render_values(&values, kind, format)?;
+                return Ok(format!("== {SIMULATED_BANNER} ==\n{table}"));
+            }
+        }
+    }
+    render_values(&values, kind, format)
+}
+
+fn render_values(values: &[Value], kind: &RowKind, format: Format) -> Result<String, AppError> {
     match format {
-        Format::Json => json(&values),
-        Format::Csv => csv_text(&values, kind.csv_fields),
-        Format::Table => Ok(table(&values, kind)),
+        Format::Json => json(values),
+        Format::Csv => csv_text(values, kind.csv_fields),
+        Format::Table => Ok(table(values, kind)),
     }
 }
 
@@ -110,7 +150,7 @@ pub fn render<T: Serialize>(
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<String, AppError> {
     serde_json::to_string_pretty(value)
         .map(|s| s + "\n")
-        .map_err(|e| AppError::BadInput(format!("cannot serialise output: {e}")))
+        .map_err(|e| AppError::internal(format!("cannot serialise output: {e}")))
 }
 
 /// Neutralise a CSV cell a spreadsheet would evaluate (`=`, `+`, `-`, `@`,

@@ -7,11 +7,13 @@
 
 use chrono::{DateTime, Utc};
 use provledger_domain::{
-    Actor, Command, Context, Email, LineId, OrderId, OrderRequest, OrgId, ServicesRequest,
-    SetupCommand, SetupRequest, SupportRequestType,
+    Actor, Command, Context, LedgerCommand, OrderId, OrderRequest, ServicesRequest, SetupCommand,
+    SetupRequest,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::input::{self, Targeted};
+use crate::shell::{Origin, RequestedTime, Submission};
 use crate::{AppError, CommandOutcome, Ledger, TickReport};
 
 /// One step of a scenario script.
@@ -88,6 +90,21 @@ pub enum Step {
         note: Option<String>,
     },
     /// R13: start the setup wizard.
+    ResolveCase {
+        /// Acting user (support).
+        #[serde(rename = "as")]
+        actor: String,
+        /// Business time.
+        at: DateTime<Utc>,
+        /// The case id, e.g. WO-1001-C1.
+        case: String,
+        /// resent, contact-changed or rejected.
+        outcome: String,
+        /// Free text.
+        #[serde(default)]
+        note: Option<String>,
+    },
+    /// R13: the setup wizard was started.
     StartSetup {
         /// Acting user.
         #[serde(rename = "as")]
@@ -184,68 +201,17 @@ fn actor(raw: &str) -> Result<Actor, AppError> {
 }
 
 impl Step {
-    /// Validate a setup step (`complete_setup`, `configure_services`,
-    /// `provision`) into its order, command and context. Returns `Ok(None)`
-    /// for every other step.
-    pub fn prepare_setup(&self) -> Result<Option<PreparedSetup>, AppError> {
-        let prepared = match self {
-            Step::CompleteSetup {
-                actor: a,
-                at,
-                setup,
-            } => {
-                let setup = setup.validate()?;
-                PreparedSetup {
-                    order_id: setup.order_id().clone(),
-                    command: SetupCommand::Setup(setup),
-                    context: Context::new(actor(a)?, *at),
-                }
-            }
-            Step::ConfigureServices {
-                actor: a,
-                at,
-                order,
-                services,
-            } => PreparedSetup {
-                order_id: OrderId::parse(order)?,
-                command: SetupCommand::ConfigureServices(services.validate()?),
-                context: Context::new(actor(a)?, *at),
-            },
-            Step::Provision {
-                actor: a,
-                at,
-                order,
-            } => PreparedSetup {
-                order_id: OrderId::parse(order)?,
-                command: SetupCommand::Provision,
-                context: Context::new(actor(a)?, *at),
-            },
-            _ => return Ok(None),
-        };
-        Ok(Some(prepared))
-    }
-
-    /// Validate a command step into its order, command and context.
-    /// Returns `Ok(None)` for a tick and for the setup steps (see
-    /// [`Step::prepare_setup`]).
-    pub fn prepare(&self) -> Result<Option<PreparedCommand>, AppError> {
-        let prepared = match self {
-            Step::Tick { .. }
-            | Step::CompleteSetup { .. }
-            | Step::ConfigureServices { .. }
-            | Step::Provision { .. } => return Ok(None),
+    /// The step's acting user and time, and its validated command with the
+    /// order it targets (through [`crate::input`], as the CLI and HTTP do);
+    /// `Ok(None)` for a tick.
+    pub fn targeted(&self) -> Result<Option<(Actor, DateTime<Utc>, Targeted)>, AppError> {
+        let (a, at, targeted) = match self {
+            Step::Tick { .. } => return Ok(None),
             Step::PlaceOrder {
                 actor: a,
                 at,
                 order,
-            } => {
-                let valid = order.validate()?;
-                PreparedCommand {
-                    order_id: valid.order_id.clone(),
-                    command: Command::PlaceOrder(valid),
-                    context: Context::new(actor(a)?, *at),
-                }
-            }
+            } => (a, at, input::place_order(order)?),
             Step::ChangeContact {
                 actor: a,
                 at,
@@ -253,39 +219,23 @@ impl Step {
                 line,
                 email,
                 all_lines,
-            } => PreparedCommand {
-                order_id: OrderId::parse(order)?,
-                command: Command::ChangeContact {
-                    line_id: LineId::parse(line)?,
-                    new_email: Email::parse(email)?,
-                    apply_to_all_lines: *all_lines,
-                },
-                context: Context::new(actor(a)?, *at),
-            },
+            } => (
+                a,
+                at,
+                input::change_contact(order, line, email, *all_lines)?,
+            ),
             Step::ResendEmail {
                 actor: a,
                 at,
                 order,
                 line,
-            } => PreparedCommand {
-                order_id: OrderId::parse(order)?,
-                command: Command::ResendEmail {
-                    line_id: LineId::parse(line)?,
-                },
-                context: Context::new(actor(a)?, *at),
-            },
+            } => (a, at, input::resend_email(order, line)?),
             Step::OnboardOrg {
                 actor: a,
                 at,
                 order,
                 org,
-            } => PreparedCommand {
-                order_id: OrderId::parse(order)?,
-                command: Command::OnboardOrg {
-                    org_id: OrgId::parse(org)?,
-                },
-                context: Context::new(actor(a)?, *at),
-            },
+            } => (a, at, input::onboard_org(order, org)?),
             Step::OpenCase {
                 actor: a,
                 at,
@@ -293,47 +243,86 @@ impl Step {
                 line,
                 request_type,
                 note,
-            } => PreparedCommand {
-                order_id: OrderId::parse(order)?,
-                command: Command::OpenSupportCase {
-                    line_id: LineId::parse(line)?,
-                    request_type: SupportRequestType::parse(request_type)?,
-                    note: note.clone(),
-                    attachments: Vec::new(),
-                },
-                context: Context::new(actor(a)?, *at),
-            },
+            } => (
+                a,
+                at,
+                input::open_case(order, line, request_type, note.clone(), Vec::new())?,
+            ),
+            Step::ResolveCase {
+                actor: a,
+                at,
+                case,
+                outcome,
+                note,
+            } => (a, at, input::resolve_case(case, outcome, note.clone())?),
             Step::StartSetup {
                 actor: a,
                 at,
                 order,
-            } => PreparedCommand {
-                order_id: OrderId::parse(order)?,
-                command: Command::StartSetup,
-                context: Context::new(actor(a)?, *at),
-            },
+            } => (a, at, input::start_setup(order)?),
+            Step::CompleteSetup {
+                actor: a,
+                at,
+                setup,
+            } => (a, at, input::complete_setup(setup)?),
+            Step::ConfigureServices {
+                actor: a,
+                at,
+                order,
+                services,
+            } => (a, at, input::configure_services(order, services)?),
+            Step::Provision {
+                actor: a,
+                at,
+                order,
+            } => (a, at, input::provision(order)?),
         };
-        Ok(Some(prepared))
+        Ok(Some((actor(a)?, *at, targeted)))
     }
 
-    /// Run this step against a ledger.
+    /// Validate a setup step (`complete_setup`, `configure_services`,
+    /// `provision`) into its order, command and context. Returns `Ok(None)`
+    /// for every other step.
+    pub fn prepare_setup(&self) -> Result<Option<PreparedSetup>, AppError> {
+        Ok(match self.targeted()? {
+            Some((actor, at, (order_id, LedgerCommand::Setup(command)))) => Some(PreparedSetup {
+                order_id,
+                command,
+                context: Context::new(actor, at),
+            }),
+            _ => None,
+        })
+    }
+
+    /// Validate an order step into its order, command and context.
+    /// Returns `Ok(None)` for a tick and for the setup steps (see
+    /// [`Step::prepare_setup`]).
+    pub fn prepare(&self) -> Result<Option<PreparedCommand>, AppError> {
+        Ok(match self.targeted()? {
+            Some((actor, at, (order_id, LedgerCommand::Order(command)))) => Some(PreparedCommand {
+                order_id,
+                command,
+                context: Context::new(actor, at),
+            }),
+            _ => None,
+        })
+    }
+
+    /// Run this step against a (simulated) ledger, through the one write
+    /// path: its `at` is the caller's time, which a live ledger refuses.
     pub fn run(&self, ledger: &Ledger) -> Result<StepResult, AppError> {
         if let Step::Tick { now } = self {
-            return Ok(StepResult::Tick(ledger.tick(*now)?));
+            let now = ledger.command_time(Some(RequestedTime {
+                at: *now,
+                option: "a tick step's `now`",
+            }))?;
+            return Ok(StepResult::Tick(ledger.tick(now)?));
         }
-        if let Some(setup) = self.prepare_setup()? {
-            let outcome =
-                ledger.execute_setup(&setup.order_id, setup.command, &setup.context, None)?;
-            return Ok(StepResult::Command(outcome));
-        }
-        let Some(prepared) = self.prepare()? else {
-            return Err(AppError::BadInput("empty step".into()));
+        let Some((actor, at, (order_id, command))) = self.targeted()? else {
+            return Err(AppError::internal("a command step prepared to nothing"));
         };
-        let outcome = ledger.execute(
-            &prepared.order_id,
-            prepared.command,
-            &prepared.context,
-            None,
+        let outcome = ledger.submit(
+            Submission::new(order_id, command, actor, Origin::cli()).at(at, "a step's `at`"),
         )?;
         Ok(StepResult::Command(outcome))
     }

@@ -139,6 +139,10 @@ fn new_event(
             correlation_id: None,
             causation_id: None,
             idempotency_key: None,
+            request_fingerprint: None,
+            via: Some("cli".into()),
+            os_user: None,
+            token_id: None,
         },
         occurred_at: at,
     }

@@ -30,7 +30,7 @@ pub fn export(ledger: &Ledger, out: &Path, stdout: &mut dyn Write) -> Result<u64
     for event in ledger.store().read_all(0)? {
         let event = event?;
         let line = serde_json::to_string(&event).map_err(|e| {
-            AppError::BadInput(format!("cannot serialise event {}: {e}", event.position))
+            AppError::internal(format!("cannot serialise event {}: {e}", event.position))
         })?;
         writer
             .write_all(line.as_bytes())

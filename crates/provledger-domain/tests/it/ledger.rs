@@ -3,10 +3,10 @@
 
 use chrono::Duration;
 use provledger_domain::{
-    Attachment, CallingSettings, Command, DomainError, Email, Event, LineSpec, MeetingSettings,
-    Offer, OrderId, OrderState, OrgEvent, OrgId, OrgKind, RefusalCode, RefusedAction,
-    ReservationEvent, Subdomain, SupportRequestType, WhoSetsUp, EVENT_TYPES, ORG_EVENT_TYPES,
-    RESERVATION_EVENT_TYPES, SCHEMA_VERSION,
+    Attachment, CallingSettings, CaseOutcome, Command, DecodeError, DomainError, Email, Event,
+    LineSpec, MeetingSettings, Offer, OrderId, OrderState, OrgEvent, OrgId, OrgKind, RefusalCode,
+    RefusedAction, ReservationEvent, Subdomain, SubscriptionId, SupportRequestType, WhoSetsUp,
+    EVENT_TYPES, ORG_EVENT_TYPES, RESERVATION_EVENT_TYPES, SCHEMA_VERSION,
 };
 
 use crate::harness::*;
@@ -46,6 +46,13 @@ pub fn one_of_each() -> Vec<Event> {
                 size_bytes: u64::MAX,
                 sha256: "ab".repeat(32),
             }],
+        },
+        Event::SupportCaseResolved {
+            at: t,
+            case_id: "WO-1001-C1".into(),
+            line_id: line("1.1"),
+            outcome: CaseOutcome::ContactChanged,
+            note: None,
         },
         setup_started(t + Duration::nanoseconds(123_456_789)),
         Event::CommandRefused {
@@ -178,7 +185,17 @@ fn org_and_reservation_events() -> (Vec<OrgEvent>, Vec<ReservationEvent>) {
                 at: t,
                 subdomain: Subdomain::parse("contoso").unwrap(),
                 org_id: org,
+                order_id: order_id.clone(),
+            },
+            ReservationEvent::OrderIdReserved {
+                at: t,
+                order_id: order_id.clone(),
+            },
+            ReservationEvent::SubscriptionReserved {
+                at: t,
+                subscription_id: SubscriptionId::parse("Sub100042").unwrap(),
                 order_id,
+                line_id: line("1.1"),
             },
         ],
     )
@@ -208,7 +225,7 @@ fn r12_organisation_and_reservation_events_round_trip_too() {
         // The catalogues do not read each other's events.
         assert!(matches!(
             Event::from_stored(event.event_type(), SCHEMA_VERSION, &reread),
-            Err(DomainError::UnknownEventType { .. })
+            Err(DecodeError::UnknownEventType { .. })
         ));
     }
     for event in reservations {
@@ -218,7 +235,7 @@ fn r12_organisation_and_reservation_events_round_trip_too() {
         assert_eq!(decoded, event);
         assert!(matches!(
             ReservationEvent::from_stored(event.event_type(), SCHEMA_VERSION + 1, &reread),
-            Err(DomainError::UnsupportedSchemaVersion { .. })
+            Err(DecodeError::UnsupportedSchemaVersion { .. })
         ));
         assert!(matches!(
             ReservationEvent::from_stored(
@@ -226,14 +243,14 @@ fn r12_organisation_and_reservation_events_round_trip_too() {
                 SCHEMA_VERSION,
                 &serde_json::json!([])
             ),
-            Err(DomainError::InvalidPayload { .. })
+            Err(DecodeError::InvalidPayload { .. })
         ));
     }
     // A stored subdomain that breaks the rule cannot be read back.
     let bad = serde_json::json!({"at": "2026-12-03T09:30:00Z", "order_id": "WO-1", "subdomain": "Bad_Name"});
     assert!(matches!(
         OrgEvent::from_stored("SubdomainAssigned", SCHEMA_VERSION, &bad),
-        Err(DomainError::InvalidPayload { .. })
+        Err(DecodeError::InvalidPayload { .. })
     ));
 }
 
@@ -400,12 +417,12 @@ fn r12_unreadable_stored_events_are_typed_errors() {
     let payload = resent("1.1", IT, at(2026, 12, 3, 9, 0)).to_payload();
     assert!(matches!(
         Event::from_stored("ProvisioningEmailBounced", 1, &payload),
-        Err(DomainError::UnknownEventType { event_type }) if event_type == "ProvisioningEmailBounced"
+        Err(DecodeError::UnknownEventType { event_type }) if event_type == "ProvisioningEmailBounced"
     ));
     for version in [0, SCHEMA_VERSION + 1] {
         let err = Event::from_stored("ProvisioningEmailResent", version, &payload).unwrap_err();
         assert!(
-            matches!(&err, DomainError::UnsupportedSchemaVersion { event_type, schema_version }
+            matches!(&err, DecodeError::UnsupportedSchemaVersion { event_type, schema_version }
                 if event_type == "ProvisioningEmailResent" && *schema_version == version),
             "{err:?}"
         );
@@ -418,7 +435,7 @@ fn r12_unreadable_stored_events_are_typed_errors() {
     ] {
         assert!(matches!(
             Event::from_stored("ProvisioningEmailResent", 1, &not_an_object),
-            Err(DomainError::InvalidPayload { reason, .. }) if reason.contains("not a JSON object")
+            Err(DecodeError::InvalidPayload { reason, .. }) if reason.contains("not a JSON object")
         ));
     }
     // A missing field or a bad value names what is wrong.
@@ -426,14 +443,14 @@ fn r12_unreadable_stored_events_are_typed_errors() {
     missing.as_object_mut().unwrap().remove("line_id");
     let err = Event::from_stored("ProvisioningEmailResent", 1, &missing).unwrap_err();
     assert!(
-        matches!(&err, DomainError::InvalidPayload { reason, .. } if reason.contains("line_id")),
+        matches!(&err, DecodeError::InvalidPayload { reason, .. } if reason.contains("line_id")),
         "{err:?}"
     );
     let mut bad_email = payload;
     bad_email["to"] = serde_json::json!("not-an-email");
     assert!(matches!(
         Event::from_stored("ProvisioningEmailResent", 1, &bad_email),
-        Err(DomainError::InvalidPayload { event_type, .. }) if event_type == "ProvisioningEmailResent"
+        Err(DecodeError::InvalidPayload { event_type, .. }) if event_type == "ProvisioningEmailResent"
     ));
 }
 

@@ -293,7 +293,9 @@ fn expect(s: &Scenario, caught: &OrderState, actor: Option<&str>, command: &Comm
                 Expect::Accepted
             }
         }
-        Command::PlaceOrder(_) => unreachable!("not generated"),
+        Command::PlaceOrder(_) | Command::ResolveSupportCase { .. } => {
+            unreachable!("not generated")
+        }
     }
 }
 

@@ -328,7 +328,7 @@ impl Store {
                         .insert(id.clone());
                     let holder = self.reservation_state(&ReservationKey::email(admin)).holder;
                     assert_eq!(
-                        holder.map(|h| h.org_id),
+                        holder.and_then(|h| h.org_id),
                         Some(id.clone()),
                         "{admin} administers {id} without being reserved to it"
                     );
@@ -338,7 +338,7 @@ impl Store {
                     let holder = self
                         .reservation_state(&ReservationKey::Subdomain(sd.clone()))
                         .holder;
-                    assert_eq!(holder.map(|h| h.org_id), Some(id.clone()));
+                    assert_eq!(holder.and_then(|h| h.org_id), Some(id.clone()));
                 }
             }
             if stream.starts_with("reservation-") {

@@ -673,7 +673,7 @@ fn r16_the_admin_email_is_reserved_to_its_organisation() {
     let reserved: Vec<(String, OrgId)> = decision
         .reservations
         .iter()
-        .map(|(key, events)| (key.stream_id(), events[0].org_id().clone()))
+        .filter_map(|(key, events)| Some((key.stream_id(), events[0].org_id()?.clone())))
         .collect();
     assert_eq!(
         reserved,

@@ -41,10 +41,13 @@ pub struct WriteOpts {
     /// The acting user's email.
     #[arg(long = "as", env = "PROVLEDGER_AS", value_name = "EMAIL")]
     pub actor: String,
-    /// Business time of the action (RFC 3339, or YYYY-MM-DD for midnight UTC); default now.
+    /// Business time of the action (RFC 3339, or YYYY-MM-DD for midnight
+    /// UTC): simulated ledgers only; a live ledger uses its own clock.
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
-    /// A retry with the same key returns the first result and appends nothing.
+    /// A retry of the same request with the same key returns the first
+    /// result and appends nothing; the key is the acting user's, and
+    /// reusing it for another request is refused.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
 }
@@ -52,8 +55,14 @@ pub struct WriteOpts {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum TopCommand {
-    /// Create an empty ledger (the store is also created on first use).
-    Init,
+    /// Create an empty ledger, recording whose clock dates its commands.
+    Init {
+        /// `live` (default): the ledger's own clock dates every command and
+        /// `--at`/`--now` are refused. `simulated`: callers give the time
+        /// (demos, scenario scripts, tests); every view says so.
+        #[arg(long, value_name = "MODE", default_value = "live")]
+        clock: String,
+    },
     /// Orders (R1).
     #[command(subcommand)]
     Order(OrderCmd),
@@ -87,7 +96,7 @@ pub enum TopCommand {
     Subdomain(SubdomainCmd),
     /// Run what is due: R2 emails, R7 closures, R11 escalations. Idempotent.
     Tick {
-        /// The time to run at (RFC 3339); default now.
+        /// The time to run at (RFC 3339): simulated ledgers only; default now.
         #[arg(long, value_name = "TIME")]
         now: Option<String>,
     },
@@ -296,6 +305,22 @@ pub enum CaseCmd {
         #[arg(long = "attach", value_name = "FILE")]
         attach: Vec<PathBuf>,
         /// Actor, time, idempotency key.
+        #[command(flatten)]
+        write: WriteOpts,
+    },
+    /// Resolve a support case (R10): the Transaction Manager then shows it
+    /// as success (resent, contact-changed) or failed (rejected).
+    Resolve {
+        /// The case id, e.g. WO-1001-C1.
+        #[arg(long = "case", value_name = "ID")]
+        case_id: String,
+        /// resent, contact-changed or rejected.
+        #[arg(long)]
+        outcome: String,
+        /// Free text.
+        #[arg(long)]
+        note: Option<String>,
+        /// Actor (support), time, idempotency key.
         #[command(flatten)]
         write: WriteOpts,
     },

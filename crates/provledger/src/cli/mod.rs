@@ -9,17 +9,20 @@ use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use provledger_domain::{
-    Actor, Attachment, Command, Context, Email, LineId, OrderId, OrderRequest, OrgId,
-    ServicesRequest, SetupCommand, SetupRequest, SubscriptionId, SupportRequestType,
+    Actor, Attachment, ClockMode, LedgerCommand, OrderId, OrderRequest, ServicesRequest,
+    SetupRequest, SubscriptionId,
 };
 use provledger_projections::{
     AsOf, HistoryQuery, LineQuery, TransactionQuery, TransactionStatus, TransactionType,
 };
+use provledger_store::redact_url;
 use sha2::{Digest, Sha256};
 
+use crate::input::{self, Targeted};
 use crate::output::{self, progress, Format};
 use crate::script::{parse_script, run_script, StepResult};
 use crate::setup::SubdomainStatus;
+use crate::shell::{Origin, RequestedTime, Submission};
 use crate::transfer::{export, import, migrate};
 use crate::{
     AppError, CommandOutcome, Ledger, OutcomeStatus, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK,
@@ -58,7 +61,14 @@ fn read_input(path: &Path) -> Result<String, AppError> {
     Ok(text)
 }
 
-fn context(write: &WriteOpts) -> Result<Context, AppError> {
+/// The submission of `command` on `order` with the write options: the
+/// operator acts for `--as` through the CLI, at `--at` if given (which
+/// only a simulated ledger accepts).
+fn submission(
+    order: &OrderId,
+    command: impl Into<LedgerCommand>,
+    write: &WriteOpts,
+) -> Result<Submission, AppError> {
     let actor = match Actor::parse(&write.actor)? {
         Actor::System => {
             return Err(AppError::BadInput(
@@ -67,14 +77,12 @@ fn context(write: &WriteOpts) -> Result<Context, AppError> {
         }
         user => user,
     };
-    let at = match &write.at {
-        Some(raw) => parse_time("--at", raw)?,
-        None => Utc::now(),
-    };
-    Ok(Context::new(
-        actor,
-        provledger_store::to_stored_precision(at),
-    ))
+    let mut submission = Submission::new(order.clone(), command, actor, Origin::cli())
+        .with_key(write.idempotency_key.clone());
+    if let Some(raw) = &write.at {
+        submission = submission.at(parse_time("--at", raw)?, "--at");
+    }
+    Ok(submission)
 }
 
 fn attachment(path: &Path) -> Result<Attachment, AppError> {
@@ -192,29 +200,31 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
         }
         TopCommand::Serve(args) => return crate::http::run_serve(&url, &args),
         TopCommand::Token(cmd) => return crate::http::run_token(&url, format, &cmd, io),
-        TopCommand::Init => {
+        TopCommand::Init { clock } => {
+            let clock = ClockMode::parse(&clock)?;
             let ledger = Ledger::open(&url)?;
+            let clock = ledger.initialise(clock)?;
             ledger.catch_up()?;
             let head = ledger.store().head()?.map_or(0, |h| h.position);
-            emit(io, &format!("ledger ready at {url} ({head} events)\n"))?;
+            emit(
+                io,
+                &format!(
+                    "ledger ready at {} ({head} events; {clock} clock)\n",
+                    redact_url(&url)
+                ),
+            )?;
             return Ok(EXIT_OK);
         }
         _ => {}
     }
     let ledger = Ledger::open(&url)?;
-    let write = |ledger: &Ledger,
-                 io: &mut Io<'_>,
-                 order: &str,
-                 command: Command,
-                 w: &WriteOpts|
-     -> Result<i32, AppError> {
-        let order_id = OrderId::parse(order)?;
-        let ctx = context(w)?;
-        let outcome = ledger.execute(&order_id, command, &ctx, w.idempotency_key.as_deref())?;
+    let clock = ledger.clock()?;
+    let write = |io: &mut Io<'_>, (order_id, command): Targeted, w: &WriteOpts| {
+        let outcome = ledger.submit(submission(&order_id, command, w)?)?;
         report_outcome(io, format, &outcome)
     };
     match cli.command {
-        TopCommand::Init
+        TopCommand::Init { .. }
         | TopCommand::Demo
         | TopCommand::Migrate { .. }
         | TopCommand::Serve(_)
@@ -227,9 +237,7 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
                     file.display()
                 ))
             })?;
-            let order = request.validate()?;
-            let order_id = order.order_id.to_string();
-            write(&ledger, io, &order_id, Command::PlaceOrder(order), &w)
+            write(io, input::place_order(&request)?, &w)
         }
         TopCommand::Contact(ContactCmd::Change {
             order,
@@ -237,34 +245,21 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
             email,
             all_lines,
             write: w,
-        }) => {
-            let command = Command::ChangeContact {
-                line_id: LineId::parse(&line)?,
-                new_email: Email::parse(&email)?,
-                apply_to_all_lines: all_lines,
-            };
-            write(&ledger, io, &order, command, &w)
-        }
+        }) => write(
+            io,
+            input::change_contact(&order, &line, &email, all_lines)?,
+            &w,
+        ),
         TopCommand::Email(EmailCmd::Resend {
             order,
             line,
             write: w,
-        }) => {
-            let command = Command::ResendEmail {
-                line_id: LineId::parse(&line)?,
-            };
-            write(&ledger, io, &order, command, &w)
-        }
+        }) => write(io, input::resend_email(&order, &line)?, &w),
         TopCommand::Org(OrgCmd::Onboard {
             order,
             org,
             write: w,
-        }) => {
-            let command = Command::OnboardOrg {
-                org_id: OrgId::parse(&org)?,
-            };
-            write(&ledger, io, &order, command, &w)
-        }
+        }) => write(io, input::onboard_org(&order, &org)?, &w),
         TopCommand::Case(CaseCmd::Open {
             order,
             line,
@@ -277,16 +272,20 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
                 .iter()
                 .map(|p| attachment(p))
                 .collect::<Result<Vec<_>, _>>()?;
-            let command = Command::OpenSupportCase {
-                line_id: LineId::parse(&line)?,
-                request_type: SupportRequestType::parse(&request_type)?,
-                note,
-                attachments,
-            };
-            write(&ledger, io, &order, command, &w)
+            write(
+                io,
+                input::open_case(&order, &line, &request_type, note, attachments)?,
+                &w,
+            )
         }
+        TopCommand::Case(CaseCmd::Resolve {
+            case_id,
+            outcome,
+            note,
+            write: w,
+        }) => write(io, input::resolve_case(&case_id, &outcome, note)?, &w),
         TopCommand::Setup(SetupCmd::Start { order, write: w }) => {
-            write(&ledger, io, &order, Command::StartSetup, &w)
+            write(io, input::start_setup(&order)?, &w)
         }
         TopCommand::Setup(SetupCmd::Complete { file, write: w }) => {
             let text = read_input(&file)?;
@@ -296,23 +295,13 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
                     file.display()
                 ))
             })?;
-            let setup = request.validate()?;
-            let order_id = setup.order_id().clone();
-            let ctx = context(&w)?;
-            let outcome = ledger.execute_setup(
-                &order_id,
-                SetupCommand::Setup(setup),
-                &ctx,
-                w.idempotency_key.as_deref(),
-            )?;
-            report_outcome(io, format, &outcome)
+            write(io, input::complete_setup(&request)?, &w)
         }
         TopCommand::Setup(SetupCmd::Services {
             order,
             file,
             write: w,
         }) => {
-            let order_id = OrderId::parse(&order)?;
             let text = read_input(&file)?;
             let request: ServicesRequest = serde_json::from_str(&text).map_err(|e| {
                 AppError::BadInput(format!(
@@ -320,27 +309,9 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
                     file.display()
                 ))
             })?;
-            let services = request.validate()?;
-            let ctx = context(&w)?;
-            let outcome = ledger.execute_setup(
-                &order_id,
-                SetupCommand::ConfigureServices(services),
-                &ctx,
-                w.idempotency_key.as_deref(),
-            )?;
-            report_outcome(io, format, &outcome)
+            write(io, input::configure_services(&order, &request)?, &w)
         }
-        TopCommand::Provision { order, write: w } => {
-            let order_id = OrderId::parse(&order)?;
-            let ctx = context(&w)?;
-            let outcome = ledger.execute_setup(
-                &order_id,
-                SetupCommand::Provision,
-                &ctx,
-                w.idempotency_key.as_deref(),
-            )?;
-            report_outcome(io, format, &outcome)
-        }
+        TopCommand::Provision { order, write: w } => write(io, input::provision(&order)?, &w),
         TopCommand::Subdomain(SubdomainCmd::Check { name }) => {
             let check = ledger.check_subdomain(&name)?;
             match format {
@@ -375,11 +346,15 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
             })
         }
         TopCommand::Tick { now } => {
-            let now = match now {
-                Some(raw) => parse_time("--now", &raw)?,
-                None => Utc::now(),
+            let requested = match now {
+                Some(raw) => Some(RequestedTime {
+                    at: parse_time("--now", &raw)?,
+                    option: "--now",
+                }),
+                None => None,
             };
-            let report = ledger.tick(provledger_store::to_stored_precision(now))?;
+            let now = ledger.command_time(requested)?;
+            let report = ledger.tick(now)?;
             match format {
                 Format::Json => emit(io, &output::json(&report)?)?,
                 _ => emit(
@@ -407,7 +382,10 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
                 subscription_id: opt(&subscription, |s| Ok(SubscriptionId::parse(s)?))?,
             };
             let rows = ledger.lines(&query, as_of(&t, as_of_position)?)?;
-            emit(io, &output::render(&rows, &output::lines_kind(), format)?)?;
+            emit(
+                io,
+                &output::render_view(&rows, &output::lines_kind(), format, Some(clock))?,
+            )?;
             Ok(EXIT_OK)
         }
         TopCommand::Transactions {
@@ -437,7 +415,7 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
             let rows = ledger.transactions(&query)?;
             emit(
                 io,
-                &output::render(&rows, &output::transactions_kind(), format)?,
+                &output::render_view(&rows, &output::transactions_kind(), format, Some(clock))?,
             )?;
             Ok(EXIT_OK)
         }
@@ -452,7 +430,10 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
                 subscription_id: opt(&subscription, |s| Ok(SubscriptionId::parse(s)?))?,
             };
             let rows = ledger.history(&query, as_of(&t, as_of_position)?)?;
-            emit(io, &output::render(&rows, &output::history_kind(), format)?)?;
+            emit(
+                io,
+                &output::render_view(&rows, &output::history_kind(), format, Some(clock))?,
+            )?;
             Ok(EXIT_OK)
         }
         TopCommand::Verify => {

@@ -1,23 +1,25 @@
 //! The one place where the server submits writes to the ledger.
 //!
-//! This module exists so that switching the server to the ledger's single
-//! command path (principal, channel `via=http`, token id, idempotency key
-//! bound to a fingerprint) is a change here and nowhere else. Until then it
-//! calls [`Ledger::execute`] / [`Ledger::execute_setup`] with the token's
-//! user as the actor, scopes the idempotency key to that user, and holds a
-//! process-wide write lock so that concurrent requests in one process take
-//! turns (across processes the store's optimistic concurrency and the
-//! ledger's retry keep every update).
+//! This module exists so that every HTTP write takes the ledger's single
+//! command path ([`Ledger::submit`]): the token's user as the actor, the
+//! channel `via=http` and the token id in every event's metadata, and the
+//! idempotency key scoped to the user and bound to a fingerprint of the
+//! request (a reused key with another request is bad input). A
+//! process-wide write lock makes concurrent requests in one process take
+//! turns; across processes the store's optimistic concurrency and the
+//! ledger's retry keep every update.
 
 use chrono::{DateTime, Utc};
 use provledger_domain::{
-    due_events, Actor, Command, Context, DomainError, Event, LineId, OrderId, RefusalCode,
-    RefusedAction, SetupCommand,
+    case_order_id, due_events, Actor, CaseOutcome, Command, DomainError, Event, LedgerCommand,
+    LineId, OrderId, RefusalCode, RefusedAction, SetupCommand,
 };
 use provledger_store::{to_stored_precision, AppendRequest, ExpectedVersion};
 
 use super::auth::Caller;
-use crate::{outcome_of, to_new_events, AppError, CommandOutcome, Ledger};
+use crate::{
+    outcome_of, to_new_events, AppError, CommandOutcome, Envelope, Ledger, Origin, Submission,
+};
 
 /// A write the server may submit.
 #[derive(Debug, Clone)]
@@ -28,10 +30,8 @@ pub enum Write {
     Setup(SetupCommand),
 }
 
-/// The idempotency key as stored: scoped to the caller's user, so two
-/// principals cannot collide on a key.
-pub fn scoped_key(caller: &Caller, key: Option<&str>) -> Option<String> {
-    key.map(|k| format!("{}:{k}", caller.principal.user.identity()))
+fn origin(caller: &Caller) -> Origin {
+    Origin::http(caller.token_id.clone())
 }
 
 /// Submit `write` on `order_id` as `caller`.
@@ -42,25 +42,28 @@ pub fn submit(
     write: Write,
     idempotency_key: Option<&str>,
 ) -> Result<CommandOutcome, AppError> {
-    let actor = Actor::User(caller.principal.user.clone());
-    let key = scoped_key(caller, idempotency_key);
-    let mut at = to_stored_precision(Utc::now());
-    // The server's clock is the business time; when it reads earlier than
-    // the order's latest event (another server won the race, a clock step),
-    // the command is dated at that event instead of being refused.
+    let command = match write {
+        Write::Order(command) => LedgerCommand::Order(command),
+        Write::Setup(command) => LedgerCommand::Setup(command),
+    };
+    let mut submission = Submission::new(
+        order_id.clone(),
+        command,
+        Actor::User(caller.principal.user.clone()),
+        origin(caller),
+    )
+    .with_key(idempotency_key.map(str::to_string));
+    // A live ledger dates a command at its streams' latest event when its
+    // clock reads earlier. A simulated one (served with --allow-simulated)
+    // takes the server's clock as the caller's time; when another server
+    // won the race, the command is dated at the event that won.
     for _ in 0..crate::MAX_ATTEMPTS {
-        let ctx = Context::new(actor.clone(), at);
-        let result = match write.clone() {
-            Write::Order(command) => ledger.execute(order_id, command, &ctx, key.as_deref()),
-            Write::Setup(command) => ledger.execute_setup(order_id, command, &ctx, key.as_deref()),
-        };
-        match result {
+        match ledger.submit(submission.clone()) {
             Err(AppError::Domain(
                 DomainError::OutOfOrder { latest, .. }
                 | DomainError::StreamOutOfOrder { latest, .. },
-            )) if latest > at => {
-                ledger.states().evict(order_id);
-                at = latest.max(to_stored_precision(Utc::now()));
+            )) => {
+                submission = submission.at(latest, "the server's clock");
             }
             other => return other,
         }
@@ -71,17 +74,27 @@ pub fn submit(
     })
 }
 
-/// Resolve support case `case_id`. The ledger on this branch has no
-/// resolve command yet; this reports that as bad input until it does.
+/// Resolve support case `case_id` (`<order>-C<n>`) with `outcome`.
 pub fn resolve_case(
-    _ledger: &Ledger,
-    _caller: &Caller,
+    ledger: &Ledger,
+    caller: &Caller,
     case_id: &str,
-    _idempotency_key: Option<&str>,
+    outcome: CaseOutcome,
+    note: Option<String>,
+    idempotency_key: Option<&str>,
 ) -> Result<CommandOutcome, AppError> {
-    Err(AppError::BadInput(format!(
-        "support case {case_id} cannot be resolved: case resolution is not available in this build"
-    )))
+    let order_id = case_order_id(case_id)?;
+    submit(
+        ledger,
+        caller,
+        &order_id,
+        Write::Order(Command::ResolveSupportCase {
+            case_id: case_id.trim().to_string(),
+            outcome,
+            note,
+        }),
+        idempotency_key,
+    )
 }
 
 /// Record that `caller` tried `action` on a visible order and their role
@@ -119,7 +132,13 @@ pub fn record_role_refusal(
             requested_email: None,
             applied_to_all_lines: false,
         });
-        let new_events = to_new_events(order_id, state.version, &events, &actor);
+        let origin = origin(caller);
+        let envelope = Envelope {
+            actor: &actor,
+            origin: &origin,
+            fingerprint: None,
+        };
+        let new_events = to_new_events(order_id, state.version, &events, &envelope);
         let request = AppendRequest::single(
             order_id.stream_id(),
             ExpectedVersion::Exact(state.version),

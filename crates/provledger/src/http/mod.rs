@@ -33,7 +33,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::Utc;
 use clap::{Args, Subcommand};
-use provledger_domain::{Email, Role};
+use provledger_domain::{ClockMode, Email, Role};
 use tower_http::compression::CompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
+    /// Serve a ledger with a simulated clock (demos, tests); every response
+    /// then says so (`Provledger-Clock: simulated`).
+    #[arg(long)]
+    pub allow_simulated: bool,
 }
 
 /// `provledger token …`
@@ -88,6 +92,7 @@ pub struct AppState {
     ledger: Arc<Ledger>,
     writes: Arc<Mutex<()>>,
     metrics: Arc<Metrics>,
+    simulated: bool,
 }
 
 impl AppState {
@@ -99,11 +104,20 @@ impl AppState {
     /// State over a shared ledger. Keep a clone to drop the ledger outside
     /// the runtime: the PostgreSQL client may not be dropped on its threads.
     pub fn shared(ledger: Arc<Ledger>) -> AppState {
+        let simulated = ledger
+            .clock()
+            .is_ok_and(|mode| mode == ClockMode::Simulated);
         AppState {
             ledger,
             writes: Arc::new(Mutex::new(())),
             metrics: Arc::new(Metrics::default()),
+            simulated,
         }
+    }
+
+    /// Whether the ledger's clock is simulated (every response says so).
+    pub fn simulated(&self) -> bool {
+        self.simulated
     }
 
     /// The ledger.
@@ -223,7 +237,13 @@ async fn observe(State(state): State<AppState>, request: Request<Body>, next: Ne
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    if state.simulated {
+        response.headers_mut().insert(
+            header::HeaderName::from_static("provledger-clock"),
+            header::HeaderValue::from_static("simulated"),
+        );
+    }
     let status = response.status();
     let seconds = started.elapsed().as_secs_f64();
     state
@@ -283,6 +303,11 @@ pub fn run_serve(url: &str, args: &ServeArgs) -> Result<i32, AppError> {
         )
         .try_init();
     let ledger = Arc::new(Ledger::open(url)?);
+    if ledger.clock()? == ClockMode::Simulated && !args.allow_simulated {
+        return Err(AppError::BadInput(
+            "this ledger has a simulated clock, so its times are whatever its callers said: it is not served as evidence of real events. Serve a ledger made with `provledger init` (live clock), or pass --allow-simulated for a demo or a test".into(),
+        ));
+    }
     ledger.catch_up()?;
     let state = AppState::shared(Arc::clone(&ledger));
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -19,8 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use provledger_domain::{
-    Command, Email, LineId, OrderId, OrderRequest, Principal, RefusedAction, Role, ServicesRequest,
-    SetupCommand, SetupRequest, SubscriptionId, SupportRequestType, WriteKind,
+    CaseOutcome, Command, Email, LineId, OrderId, OrderRequest, Principal, RefusedAction, Role,
+    ServicesRequest, SetupCommand, SetupRequest, SubscriptionId, SupportRequestType, WriteKind,
 };
 use provledger_projections::{
     HistoryQuery, LineQuery, TransactionQuery, TransactionRow, TransactionStatus, TransactionType,
@@ -434,27 +434,40 @@ pub async fn open_case(
     .await
 }
 
-/// Resolve a support case (R10).
+/// Body of a case resolution (R10).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveBody {
+    /// `resent`, `contact-changed` or `rejected`.
+    pub outcome: String,
+    /// Free text.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Resolve a support case (R10): support and operators.
 #[utoipa::path(post, path = "/api/v1/cases/{id}/resolve", tag = "writes",
-    params(("id" = String, Path, description = "Case id"),
+    request_body(content = Object, description = "{\"outcome\": \"resent\"|\"contact-changed\"|\"rejected\", \"note\"}", content_type = "application/json"),
+    params(("id" = String, Path, description = "Case id, e.g. WO-1001-C1"),
            ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first result")),
-    responses((status = 200, description = "Resolved"), (status = 403, description = "Role may not resolve cases"),
-              (status = 422, description = "Not resolvable")))]
+    responses((status = 200, description = "Resolved"), (status = 403, description = "Only support and operators resolve cases"),
+              (status = 404, description = "No such order"),
+              (status = 422, description = "Unknown case, already resolved, bad outcome")))]
 pub async fn resolve_case(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
+    caller.require(&[Role::Support, Role::Operator], "resolve support cases")?;
     let key = idempotency_key(&headers)?;
-    if !caller.principal.role.may(WriteKind::SupportCase) {
-        return Err(Problem::forbidden(format!(
-            "{} has the role {}, which may not resolve support cases",
-            caller.principal.user, caller.principal.role
-        )));
-    }
+    let body: ResolveBody = json_body(body)?;
+    let outcome = CaseOutcome::parse(&body.outcome).map_err(|e| Problem::invalid(e.to_string()))?;
     let outcome = state
-        .write(move |ledger| adapter::resolve_case(ledger, &caller, &id, key.as_deref()))
+        .write(move |ledger| {
+            adapter::resolve_case(ledger, &caller, &id, outcome, body.note, key.as_deref())
+        })
         .await?;
     Ok(outcome_response(&state, outcome, StatusCode::OK))
 }
@@ -572,13 +585,14 @@ pub async fn provision(
 
 /// Who the token belongs to (the page uses it to show the right actions).
 #[utoipa::path(get, path = "/api/v1/me", tag = "reads",
-    responses((status = 200, description = "{user, role, token_id}"),
+    responses((status = 200, description = "{user, role, token_id, clock}"),
               (status = 401, description = "No valid token")))]
-pub async fn me(caller: Caller) -> Json<serde_json::Value> {
+pub async fn me(State(state): State<AppState>, caller: Caller) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "user": caller.principal.user.to_string(),
         "role": caller.principal.role,
         "token_id": caller.token_id,
+        "clock": if state.simulated() { "simulated" } else { "live" },
     }))
 }
 

@@ -103,7 +103,7 @@ fn init_creates_an_empty_ledger() {
     ledger
         .run(&["init"])
         .success()
-        .stdout(predicate::str::contains("0 events"));
+        .stdout(predicate::str::contains("1 events; live clock"));
     assert!(ledger.db().exists());
 }
 
@@ -123,7 +123,8 @@ fn order_place_from_file_and_stdin_with_json_contract() {
     ]);
     assert_eq!(out["status"], "success");
     assert_eq!(out["transaction_id"], "TX-WO-1001-1");
-    assert_eq!(out["positions"], serde_json::json!([1]));
+    // The order's event, then its id and its two subscriptions reserved.
+    assert_eq!(out["positions"], serde_json::json!([1, 2, 3, 4]));
     assert!(out["message"].as_str().unwrap().contains("2 line"));
     ledger
         .cmd()
@@ -230,7 +231,7 @@ fn contact_change_success_refusals_and_bad_input() {
         "2026-11-21T09:00:00Z",
     ]);
     assert_eq!(ok["status"], "success");
-    assert_eq!(ok["positions"], serde_json::json!([2, 3]));
+    assert_eq!(ok["positions"], serde_json::json!([5, 6]));
     // R6: no access → exit 3, recorded.
     ledger
         .run(&[
@@ -675,7 +676,7 @@ fn verify_detects_tampering_with_exit_4() {
         !triggers.is_empty(),
         "the events table has protecting triggers"
     );
-    let refused = conn.execute("UPDATE events SET payload = '{}' WHERE position = 2", []);
+    let refused = conn.execute("UPDATE events SET payload = '{}' WHERE position = 5", []);
     assert!(
         refused.is_err(),
         "UPDATE must be refused while the triggers stand"
@@ -685,7 +686,7 @@ fn verify_detects_tampering_with_exit_4() {
             .expect("drop trigger");
     }
     conn.execute(
-        "UPDATE events SET payload = replace(payload, 'a@customer.example', 'evil@else.example') WHERE position = 2",
+        "UPDATE events SET payload = replace(payload, 'a@customer.example', 'evil@else.example') WHERE position = 5",
         [],
     )
     .expect("tamper");
@@ -693,7 +694,7 @@ fn verify_detects_tampering_with_exit_4() {
     ledger
         .run(&["verify"])
         .code(4)
-        .stderr(predicate::str::contains("position 2"));
+        .stderr(predicate::str::contains("position 5"));
     let report = ledger
         .cmd()
         .args(["--format", "json", "verify"])
@@ -701,7 +702,7 @@ fn verify_detects_tampering_with_exit_4() {
         .expect("run");
     assert_eq!(report.status.code(), Some(4));
     let report: Value = serde_json::from_slice(&report.stdout).expect("json");
-    assert_eq!(report["first_broken"]["position"], 2);
+    assert_eq!(report["first_broken"]["position"], 5);
 }
 
 #[test]

@@ -852,10 +852,79 @@ async fn bad_input_idempotency_size_and_every_write_route() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // Resolving a case: support and operators only; an outcome is required.
     let (status, body) = s
         .post("/api/v1/cases/WO-1001-C1/resolve", &tk.support, json!({}))
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = s
+        .post(
+            "/api/v1/cases/WO-1001-C1/resolve",
+            &tk.partner_a,
+            json!({"outcome": "resent"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = s
+        .post(
+            "/api/v1/cases/WO-1001-C1/resolve",
+            &tk.support,
+            json!({"outcome": "resent", "note": "sent again"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "success");
+    let (status, body) = s
+        .post(
+            "/api/v1/cases/WO-1001-C1/resolve",
+            &tk.support,
+            json!({"outcome": "rejected"}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "already resolved: {body}"
+    );
+    let (status, body) = s
+        .post(
+            "/api/v1/cases/WO-1001-C9/resolve",
+            &tk.operator,
+            json!({"outcome": "resent"}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown case: {body}"
+    );
+    let (status, body) = s
+        .post(
+            "/api/v1/cases/WO-9999-C1/resolve",
+            &tk.operator,
+            json!({"outcome": "resent"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // The events carry the channel and the token.
+    let (_, history) = s.get("/api/v1/orders/WO-1001/history", &tk.operator).await;
+    let last = history
+        .as_array()
+        .and_then(|h| h.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["event_type"], "SupportCaseResolved", "{last}");
+    let (_, evidence) = s
+        .get("/api/v1/evidence/subscriptions/Sub100042", &tk.operator)
+        .await;
+    let last = evidence["events"]
+        .as_array()
+        .and_then(|e| e.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["metadata"]["via"], "http", "{last}");
+    assert!(last["metadata"]["token_id"].is_string(), "{last}");
+    assert_eq!(last["metadata"]["actor"], "sam@support.example", "{last}");
     // Nothing above was a 500.
     let (_, _, metrics) = s.call(Method::GET, "/metrics", None, None, None).await;
     assert!(

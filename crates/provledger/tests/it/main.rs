@@ -9,4 +9,5 @@ mod http;
 mod progress;
 mod scale_out;
 mod setup;
+mod trust;
 mod workers;

@@ -23,7 +23,14 @@ struct Serve {
 impl Serve {
     fn start(url: &str) -> Serve {
         let mut child = Command::new(assert_cmd::cargo::cargo_bin("provledger"))
-            .args(["--store", url, "serve", "--addr", "127.0.0.1:0"])
+            .args([
+                "--store",
+                url,
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--allow-simulated",
+            ])
             .env("PROVLEDGER_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -149,7 +149,7 @@ async function act(method, path, body, what) {
 
 function showRole() {
   const role = state.me.role;
-  $("who").textContent = state.me.user + " · " + role;
+  $("who").textContent = state.me.user + " · " + role + (state.me.clock === "simulated" ? " · simulated clock" : "");
   $("who").hidden = false;
   $("signout").hidden = false;
   const auditor = role === "auditor";
