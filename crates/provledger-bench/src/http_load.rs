@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _};
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use provledger::http::{serve_on, AppState};
-use provledger::{tokens, Ledger};
-use provledger_domain::{Actor, Command, Context, Email, OrderId, OrderRequest, Role};
+use provledger::{tokens, Ledger, Origin, Submission};
+use provledger_domain::{Actor, ClockMode, Command, Email, OrderId, OrderRequest, Role};
 use serde::Serialize;
 use serde_json::json;
 
@@ -71,11 +71,11 @@ pub struct LoadReport {
     pub chain_intact: bool,
 }
 
+/// A live ledger (the production case: the ledger's clock dates every
+/// command) with `orders` orders whose RSD is ahead, so contact changes
+/// succeed and resends are refused and recorded (R3: nothing to resend yet).
 fn seed(ledger: &Ledger, orders: usize) -> anyhow::Result<()> {
-    let placed = Utc
-        .with_ymd_and_hms(2026, 1, 5, 9, 0, 0)
-        .single()
-        .ok_or_else(|| anyhow!("bad seed time"))?;
+    ledger.initialise(ClockMode::Live)?;
     let olivia = Email::parse("olivia@partner.example")?;
     for i in 0..orders {
         let id = format!("WO-{}", 10_000 + i);
@@ -85,23 +85,18 @@ fn seed(ledger: &Ledger, orders: usize) -> anyhow::Result<()> {
             "partner_contacts": ["pat@partner.example"], "distributor_contacts": [],
             "lines": [
                 {"line_id": "1.1", "subscription_id": format!("Sub{}", 500_000 + 2 * i), "offer": "A-WX",
-                 "rsd": "2026-01-10", "provisioning_contact": "it@customer.example"},
+                 "rsd": "2099-01-10", "provisioning_contact": "it@customer.example"},
                 {"line_id": "1.2", "subscription_id": format!("Sub{}", 500_001 + 2 * i), "offer": "A-Flex",
-                 "rsd": "2026-01-10", "provisioning_contact": "it@customer.example"}
+                 "rsd": "2099-01-10", "provisioning_contact": "it@customer.example"}
             ]
         }))?;
-        ledger.execute(
-            &OrderId::parse(&id)?,
+        ledger.submit(Submission::new(
+            OrderId::parse(&id)?,
             Command::PlaceOrder(request.validate()?),
-            &Context::new(Actor::User(olivia.clone()), placed),
-            None,
-        )?;
+            Actor::User(olivia.clone()),
+            Origin::cli(),
+        ))?;
     }
-    ledger.tick(
-        Utc.with_ymd_and_hms(2026, 1, 11, 0, 0, 0)
-            .single()
-            .ok_or_else(|| anyhow!("bad tick time"))?,
-    )?;
     Ok(())
 }
 
