@@ -433,7 +433,7 @@ fn processes_starting_at_once_migrate_once() {
     for result in results {
         result.unwrap();
     }
-    assert_eq!(applied, 1, "one migration, applied once");
+    assert_eq!(applied, 2, "each of the two migrations, applied once");
 }
 
 #[test]
