@@ -163,8 +163,47 @@ pub enum TopCommand {
         #[arg(long, value_name = "POSITION")]
         as_of_position: Option<u64>,
     },
-    /// Recompute the hash chain; report the first broken position.
-    Verify,
+    /// Recompute the hash chain and the Merkle tree; report the first broken
+    /// position. With --against: also prove the ledger still holds a kept
+    /// checkpoint's exact prefix and extends it.
+    Verify {
+        /// A checkpoint file written by `checkpoint` (needs --pubkey).
+        #[arg(long, value_name = "FILE", requires = "pubkey")]
+        against: Option<PathBuf>,
+        /// The public key (PREFIX.pub) the checkpoint must be signed with.
+        #[arg(long, value_name = "FILE", requires = "against")]
+        pubkey: Option<PathBuf>,
+    },
+    /// Create an Ed25519 key pair: PREFIX.key (secret, mode 0600) and PREFIX.pub.
+    Keygen {
+        /// Path prefix of the two files.
+        #[arg(long, value_name = "PREFIX")]
+        out: PathBuf,
+    },
+    /// Sign the current tree head {ledger id, clock mode, size, root, head
+    /// hash, time} and write it as a small JSON checkpoint to keep elsewhere.
+    Checkpoint {
+        /// The secret key (PREFIX.key).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Where to write the checkpoint.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Write a self-contained evidence bundle for one subscription: every
+    /// event of its order, each with an inclusion proof against a signed
+    /// checkpoint. Check it offline with `provledger-verify`.
+    Evidence {
+        /// The subscription.
+        #[arg(long)]
+        subscription: String,
+        /// The secret key (PREFIX.key) that signs the bundle's checkpoint.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Where to write the bundle.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Run the projections: bring every read model up to date (a projection
     /// worker). Several workers may share a database; each event is applied
     /// once, and a worker that dies leaves the last committed checkpoint.
@@ -537,6 +576,7 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
             }
             return Ok(EXIT_OK);
         }
+        TopCommand::Keygen { out } => return crate::evidence::keygen(&out, format, io),
         TopCommand::Init => {
             let ledger = Ledger::open(&url)?;
             ledger.catch_up()?;
@@ -559,7 +599,34 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
         report_outcome(io, format, &outcome)
     };
     match cli.command {
-        TopCommand::Init | TopCommand::Demo | TopCommand::Migrate { .. } => Ok(EXIT_OK),
+        TopCommand::Init
+        | TopCommand::Demo
+        | TopCommand::Migrate { .. }
+        | TopCommand::Keygen { .. } => Ok(EXIT_OK),
+        TopCommand::Checkpoint { key, out } => {
+            crate::evidence::checkpoint(&ledger, &key, &out, format, io)
+        }
+        TopCommand::Evidence {
+            subscription,
+            key,
+            out,
+        } => crate::evidence::evidence(&ledger, &subscription, &key, &out, format, io),
+        TopCommand::Verify {
+            against: Some(checkpoint),
+            pubkey: Some(pubkey),
+        } => {
+            let bar = progress("verifying");
+            let result = crate::evidence::verify_against(
+                &ledger,
+                &checkpoint,
+                &pubkey,
+                &mut |n| bar.set_position(n),
+                format,
+                io,
+            );
+            bar.finish_and_clear();
+            result
+        }
         TopCommand::Order(OrderCmd::Place { file, write: w }) => {
             let text = read_input(&file)?;
             let request: OrderRequest = serde_json::from_str(&text).map_err(|e| {
@@ -796,7 +863,7 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
             emit(io, &output::render(&rows, &output::history_kind(), format)?)?;
             Ok(EXIT_OK)
         }
-        TopCommand::Verify => {
+        TopCommand::Verify { .. } => {
             let bar = progress("verifying");
             let report = ledger.verify(&mut |n| bar.set_position(n))?;
             bar.finish_and_clear();
