@@ -414,29 +414,55 @@ fn tree_size_on(conn: &Connection) -> Result<u64, StoreError> {
 }
 
 /// The stored hashes of `ids`, `None` where absent.
+///
+/// Ids of one level that lie close together (as `verify` asks for them:
+/// every node completed by a run of events) are read with one range query
+/// per level; scattered ones (a proof's) with one indexed lookup each.
 fn read_nodes_on(conn: &Connection, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT hash FROM merkle_nodes WHERE level = ?1 AND idx = ?2")?;
-    ids.iter()
-        .map(|id| {
-            let index = i64::try_from(id.index).unwrap_or(i64::MAX);
-            let blob: Option<Vec<u8>> = stmt
-                .query_row(params![id.level, index], |row| row.get(0))
-                .optional()?;
-            match blob {
-                None => Ok(None),
-                Some(bytes) => Hash::try_from(bytes.as_slice()).map(Some).map_err(|_| {
-                    StoreError::TreeMismatch {
-                        position: id.index << id.level,
-                        reason: format!(
-                            "stored node (level {}, index {}) is not 32 bytes",
-                            id.level, id.index
-                        ),
-                    }
-                }),
+    let mut by_level: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for id in ids {
+        by_level.entry(id.level).or_default().push(id.index);
+    }
+    let mut found: std::collections::HashMap<NodeId, Hash> = std::collections::HashMap::new();
+    let mut point =
+        conn.prepare_cached("SELECT idx, hash FROM merkle_nodes WHERE level = ?1 AND idx = ?2")?;
+    let mut range = conn.prepare_cached(
+        "SELECT idx, hash FROM merkle_nodes WHERE level = ?1 AND idx BETWEEN ?2 AND ?3",
+    )?;
+    let mut keep = |level: u32, row: &rusqlite::Row<'_>| -> Result<(), StoreError> {
+        let index: i64 = row.get(0)?;
+        let bytes: Vec<u8> = row.get(1)?;
+        let id = NodeId::new(level, u64::try_from(index).unwrap_or(0));
+        let hash = Hash::try_from(bytes.as_slice()).map_err(|_| StoreError::TreeMismatch {
+            position: id.index << id.level,
+            reason: format!(
+                "stored node (level {}, index {}) is not 32 bytes",
+                id.level, id.index
+            ),
+        })?;
+        found.insert(id, hash);
+        Ok(())
+    };
+    for (level, indexes) in &by_level {
+        let (min, max) = indexes
+            .iter()
+            .fold((u64::MAX, 0), |(lo, hi), &i| (lo.min(i), hi.max(i)));
+        let to_int = |i: u64| i64::try_from(i).unwrap_or(i64::MAX);
+        if indexes.len() > 8 && max - min < 4 * indexes.len() as u64 {
+            let mut rows = range.query(params![level, to_int(min), to_int(max)])?;
+            while let Some(row) = rows.next()? {
+                keep(*level, row)?;
             }
-        })
-        .collect()
+        } else {
+            for &index in indexes {
+                let mut rows = point.query(params![level, to_int(index)])?;
+                if let Some(row) = rows.next()? {
+                    keep(*level, row)?;
+                }
+            }
+        }
+    }
+    Ok(ids.iter().map(|id| found.get(id).copied()).collect())
 }
 
 /// Insert completed Merkle nodes (inside the caller's transaction).
