@@ -64,6 +64,19 @@ pub enum StoreError {
         /// What failed.
         reason: String,
     },
+    /// The stored Merkle tree does not match the log (events removed or
+    /// rewritten behind the store's back). An integrity failure.
+    #[error("the Merkle tree does not match the log at position {position}: {reason}; run `provledger verify` and restore from a verified export")]
+    TreeMismatch {
+        /// The first position where they disagree.
+        position: Position,
+        /// How.
+        reason: String,
+    },
+    /// A tree head or proof could not be built (a node is missing, a size
+    /// is beyond the log).
+    #[error("{0}")]
+    Proof(#[from] provledger_proof::ProofError),
     /// SQLite failed.
     #[error("SQLite error: {0}")]
     Sqlite(#[from] rusqlite::Error),

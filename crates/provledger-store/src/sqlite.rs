@@ -8,6 +8,11 @@
 //!   serves every stream lookup. Triggers refuse `UPDATE` and `DELETE`.
 //! * `idempotency_keys` maps a request's key to the positions it wrote; it is
 //!   append-only too.
+//! * `merkle_nodes` holds the Merkle tree's perfect-subtree hashes, keyed by
+//!   `(level, idx)` (see [`crate::merkle`]); each is inserted in the
+//!   transaction that appends its last leaf and is append-only like the
+//!   events. A file from before the table existed gets its tree computed
+//!   once, when it is opened.
 //! * `store_schema_migrations` records which schema migrations were applied.
 //!   Other crates (the read models, tables prefixed `rm_`) may share the file
 //!   and keep their own migration table, so every name here is distinct from
@@ -26,9 +31,10 @@ use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::hash::{self, ChainChecker};
+use crate::merkle::{self, TreeWriter};
 use crate::{
-    to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Head, Metadata,
-    Position, RecordedEvent, StoreError, StreamVersion,
+    to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head, Metadata,
+    NodeId, Position, RecordedEvent, StoreError, StreamVersion,
 };
 
 /// Newest schema version this build knows (the last migration's version).
@@ -100,10 +106,11 @@ struct Migration {
 }
 
 /// Every schema change, in order. Append only; never edit an applied one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "events and idempotency keys, append-only",
-    sql: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "events and idempotency keys, append-only",
+        sql: "
 CREATE TABLE events (
     position       INTEGER PRIMARY KEY CHECK (position >= 1),
     stream_id      TEXT    NOT NULL,
@@ -140,7 +147,29 @@ BEGIN
     SELECT RAISE(ABORT, 'idempotency keys are append-only: DELETE is refused');
 END;
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "Merkle tree nodes, append-only",
+        // Filled for existing events by `ensure_tree` right after migrating.
+        sql: "
+CREATE TABLE merkle_nodes (
+    level INTEGER NOT NULL CHECK (level >= 0 AND level < 64),
+    idx   INTEGER NOT NULL CHECK (idx >= 0),
+    hash  BLOB    NOT NULL CHECK (length(hash) = 32),
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TRIGGER merkle_nodes_no_update BEFORE UPDATE ON merkle_nodes
+BEGIN
+    SELECT RAISE(ABORT, 'Merkle nodes are append-only: UPDATE is refused');
+END;
+CREATE TRIGGER merkle_nodes_no_delete BEFORE DELETE ON merkle_nodes
+BEGIN
+    SELECT RAISE(ABORT, 'Merkle nodes are append-only: DELETE is refused');
+END;
+",
+    },
+];
 
 /// Column list shared by every query that decodes events (see [`decode_row`]).
 macro_rules! select_events {
@@ -214,6 +243,7 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
         conn.set_prepared_statement_cache_capacity(32);
         migrate(&mut conn)?;
+        ensure_tree(&mut conn)?;
         let reader = if mode.eq_ignore_ascii_case("wal") {
             let reader = Connection::open(path).map_err(cannot_open)?;
             reader.busy_timeout(options.busy_timeout)?;
@@ -375,6 +405,127 @@ fn current_schema_version(conn: &Connection) -> Result<Option<i64>, StoreError> 
     Ok(Some(version))
 }
 
+/// Leaves the stored Merkle tree covers (one more than the last leaf's index).
+fn tree_size_on(conn: &Connection) -> Result<u64, StoreError> {
+    let size: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(idx) + 1, 0) FROM merkle_nodes WHERE level = 0")?
+        .query_row([], |row| row.get(0))?;
+    Ok(u64::try_from(size).unwrap_or(0))
+}
+
+/// The stored hashes of `ids`, `None` where absent.
+///
+/// Ids of one level that lie close together (as `verify` asks for them:
+/// every node completed by a run of events) are read with one range query
+/// per level; scattered ones (a proof's) with one indexed lookup each.
+fn read_nodes_on(conn: &Connection, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError> {
+    let mut by_level: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for id in ids {
+        by_level.entry(id.level).or_default().push(id.index);
+    }
+    let mut found: std::collections::HashMap<NodeId, Hash> = std::collections::HashMap::new();
+    let mut point =
+        conn.prepare_cached("SELECT idx, hash FROM merkle_nodes WHERE level = ?1 AND idx = ?2")?;
+    let mut range = conn.prepare_cached(
+        "SELECT idx, hash FROM merkle_nodes WHERE level = ?1 AND idx BETWEEN ?2 AND ?3",
+    )?;
+    let mut keep = |level: u32, row: &rusqlite::Row<'_>| -> Result<(), StoreError> {
+        let index: i64 = row.get(0)?;
+        let bytes: Vec<u8> = row.get(1)?;
+        let id = NodeId::new(level, u64::try_from(index).unwrap_or(0));
+        let hash = Hash::try_from(bytes.as_slice()).map_err(|_| StoreError::TreeMismatch {
+            position: id.index << id.level,
+            reason: format!(
+                "stored node (level {}, index {}) is not 32 bytes",
+                id.level, id.index
+            ),
+        })?;
+        found.insert(id, hash);
+        Ok(())
+    };
+    for (level, indexes) in &by_level {
+        let (min, max) = indexes
+            .iter()
+            .fold((u64::MAX, 0), |(lo, hi), &i| (lo.min(i), hi.max(i)));
+        let to_int = |i: u64| i64::try_from(i).unwrap_or(i64::MAX);
+        if indexes.len() > 8 && max - min < 4 * indexes.len() as u64 {
+            let mut rows = range.query(params![level, to_int(min), to_int(max)])?;
+            while let Some(row) = rows.next()? {
+                keep(*level, row)?;
+            }
+        } else {
+            for &index in indexes {
+                let mut rows = point.query(params![level, to_int(index)])?;
+                if let Some(row) = rows.next()? {
+                    keep(*level, row)?;
+                }
+            }
+        }
+    }
+    Ok(ids.iter().map(|id| found.get(id).copied()).collect())
+}
+
+/// Insert completed Merkle nodes (inside the caller's transaction).
+fn insert_nodes(conn: &Connection, nodes: &[(NodeId, Hash)]) -> Result<(), StoreError> {
+    let mut stmt =
+        conn.prepare_cached("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")?;
+    for (id, hash) in nodes {
+        let index = i64::try_from(id.index).unwrap_or(i64::MAX);
+        stmt.execute(params![id.level, index, &hash[..]])?;
+    }
+    Ok(())
+}
+
+/// Events whose leaves are computed per step when the tree catches up.
+const TREE_CATCH_UP_PAGE: i64 = 10_000;
+
+/// The tree's writer for a log whose head is at `head`, inside the caller's
+/// write transaction: the tree is first brought up to the head if it lags
+/// (a ledger written before the tree existed). A tree ahead of the log
+/// means events were removed: [`StoreError::TreeMismatch`].
+fn open_tree(conn: &Connection, head: Position) -> Result<TreeWriter, StoreError> {
+    let size = tree_size_on(conn)?;
+    if size > head {
+        return Err(merkle::tree_ahead(size, head));
+    }
+    let ids = TreeWriter::ids_to_load(size);
+    let mut tree = TreeWriter::load(size, read_nodes_on(conn, &ids)?)?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT position, hash FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
+    )?;
+    while tree.size() < head {
+        let after = i64::try_from(tree.size()).unwrap_or(i64::MAX);
+        let mut rows = stmt.query(params![after, TREE_CATCH_UP_PAGE])?;
+        let mut any = false;
+        while let Some(row) = rows.next()? {
+            any = true;
+            let position: i64 = row.get(0)?;
+            let hash: String = row.get(1)?;
+            tree.push(u64::try_from(position).unwrap_or(0), &hash)?;
+        }
+        insert_nodes(conn, &tree.take())?;
+        if !any {
+            break;
+        }
+    }
+    Ok(tree)
+}
+
+/// Bring the Merkle tree up to the log's head if it lags (a file written
+/// before the tree existed), in one write transaction. Nothing is written
+/// when the tree is current.
+fn ensure_tree(conn: &mut Connection) -> Result<(), StoreError> {
+    let head = read_head(conn)?.map_or(0, |h| h.position);
+    if tree_size_on(conn)? >= head {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let head = read_head(&tx)?.map_or(0, |h| h.position);
+    open_tree(&tx, head)?;
+    tx.commit()?;
+    Ok(())
+}
+
 /// A `u64` as an SQLite integer; values beyond `i64::MAX` cannot be stored.
 fn to_sql_int(value: u64, position: Position, what: &str) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::ChainBroken {
@@ -514,16 +665,18 @@ fn check_and_encode<'a>(
 struct ImportWriter<'a, 'c> {
     conn: &'c Connection,
     insert: CachedStatement<'c>,
+    tree: TreeWriter,
     streams_seen: HashSet<&'a str>,
     /// Key → (first position, last position, number of events).
     keys: BTreeMap<&'a str, (Position, Position, u64)>,
 }
 
 impl<'a, 'c> ImportWriter<'a, 'c> {
-    fn new(conn: &'c Connection) -> Result<Self, StoreError> {
+    fn new(conn: &'c Connection, tree: TreeWriter) -> Result<Self, StoreError> {
         Ok(ImportWriter {
             conn,
             insert: conn.prepare_cached(INSERT_EVENT)?,
+            tree,
             streams_seen: HashSet::new(),
             keys: BTreeMap::new(),
         })
@@ -548,6 +701,7 @@ impl<'a, 'c> ImportWriter<'a, 'c> {
                 }
             }
             row.insert(&mut self.insert)?;
+            self.tree.push(event.position, &event.hash)?;
             if let Some(key) = &event.metadata.idempotency_key {
                 let entry =
                     self.keys
@@ -557,7 +711,7 @@ impl<'a, 'c> ImportWriter<'a, 'c> {
                 entry.2 += 1;
             }
         }
-        Ok(())
+        insert_nodes(self.conn, &self.tree.take())
     }
 
     /// Write every chunk `chunks` delivers (dropping it on failure, which
@@ -777,6 +931,21 @@ fn append_one(
     }))
 }
 
+/// Add the events the successful, non-replayed requests wrote to the tree
+/// and insert the nodes they complete (inside the batch transaction).
+fn grow_tree(
+    conn: &Connection,
+    tree: &mut TreeWriter,
+    results: &[Result<AppendOutcome, StoreError>],
+) -> Result<(), StoreError> {
+    for outcome in results.iter().flatten().filter(|o| !o.replayed) {
+        for event in &outcome.events {
+            tree.push(event.position, &event.hash)?;
+        }
+    }
+    insert_nodes(conn, &tree.take())
+}
+
 /// The least string greater than every string starting with `prefix`, or
 /// `None` when there is none (empty prefix, or only `char::MAX`s).
 ///
@@ -855,6 +1024,7 @@ impl EventStore for SqliteStore {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let recorded_at = to_stored_precision(Utc::now());
         let mut head = read_head(&tx)?;
+        let mut tree = open_tree(&tx, head.as_ref().map_or(0, |h| h.position))?;
 
         if requests.len() == 1 {
             // The common case needs no savepoint: a failed request rolls back
@@ -865,6 +1035,7 @@ impl EventStore for SqliteStore {
                 results.push(result);
             }
             if results.iter().all(Result::is_ok) {
+                grow_tree(&tx, &mut tree, &results)?;
                 tx.commit()?;
             } else {
                 tx.rollback()?;
@@ -886,6 +1057,7 @@ impl EventStore for SqliteStore {
             }
             results.push(result);
         }
+        grow_tree(&tx, &mut tree, &results)?;
         tx.commit()?;
         Ok(results)
     }
@@ -960,6 +1132,10 @@ impl EventStore for SqliteStore {
         }
     }
 
+    fn merkle_nodes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError> {
+        read_nodes_on(&self.read_lock(), ids)
+    }
+
     fn import_batch(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
@@ -967,7 +1143,8 @@ impl EventStore for SqliteStore {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let head = read_head(&tx)?;
-        let mut writer = ImportWriter::new(&tx)?;
+        let tree = open_tree(&tx, head.as_ref().map_or(0, |h| h.position))?;
+        let mut writer = ImportWriter::new(&tx, tree)?;
         if events.len() <= 2 * IMPORT_CHUNK {
             let mut written = Ok(());
             let checked = check_and_encode(events, head.as_ref(), |rows| {

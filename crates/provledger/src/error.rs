@@ -76,6 +76,13 @@ pub enum AppError {
         /// What is wrong.
         reason: String,
     },
+    /// The ledger does not match a checkpoint, or evidence does not check
+    /// out (a bad signature, a failing proof). Exit 4.
+    #[error("evidence check failed: {reason}")]
+    Evidence {
+        /// What does not match.
+        reason: String,
+    },
     /// A group commit's transaction failed (or the committer stopped)
     /// before this command was written: nothing of it was stored, so it is
     /// safe to retry. Exit 4, HTTP 503.

@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod demo;
 mod error;
+pub mod evidence;
 pub mod group_commit;
 pub mod input;
 mod ledger;

@@ -234,7 +234,9 @@ fn schema_is_versioned_and_append_only() {
             "events_no_delete",
             "events_no_update",
             "idempotency_keys_no_delete",
-            "idempotency_keys_no_update"
+            "idempotency_keys_no_update",
+            "merkle_nodes_no_delete",
+            "merkle_nodes_no_update"
         ]
     );
 }
@@ -443,4 +445,44 @@ fn import_names_the_first_offending_position() {
         }
         assert_eq!(target.head().unwrap().map(|h| h.position), Some(10));
     }
+}
+
+/// A ledger written before the Merkle tree existed (schema version 1) gets
+/// its tree computed once, when it is opened, and then verifies.
+#[test]
+fn a_ledger_from_before_the_tree_gets_its_tree_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let expected_root = {
+        let store = SqliteStore::open(&path).unwrap();
+        for i in 0..37 {
+            append(
+                &store,
+                &format!("s{}", i % 5),
+                ExpectedVersion::Any,
+                1 + i % 3,
+            );
+        }
+        let head = store.head().unwrap().unwrap().position;
+        let root = provledger_store::merkle::root_at(&store, head).unwrap();
+        // Take the file back to schema version 1: no tree at all.
+        store
+            .execute_raw_sql_for_tests(
+                "DROP TRIGGER merkle_nodes_no_update; DROP TRIGGER merkle_nodes_no_delete; \
+                 DROP TABLE merkle_nodes; \
+                 DELETE FROM store_schema_migrations WHERE version = 2;",
+            )
+            .unwrap();
+        (head, root)
+    };
+    let store = SqliteStore::open(&path).unwrap();
+    let (head, root) = expected_root;
+    assert_eq!(
+        provledger_store::merkle::root_at(&store, head).unwrap(),
+        root
+    );
+    let report = verify(&store, &mut |_| {}).unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    append(&store, "s0", ExpectedVersion::Any, 2);
+    assert!(verify(&store, &mut |_| {}).unwrap().is_intact());
 }

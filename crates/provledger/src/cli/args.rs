@@ -154,8 +154,47 @@ pub enum TopCommand {
         #[arg(long, value_name = "POSITION")]
         as_of_position: Option<u64>,
     },
-    /// Recompute the hash chain; report the first broken position.
-    Verify,
+    /// Recompute the hash chain and the Merkle tree; report the first broken
+    /// position. With --against: also prove the ledger still holds a kept
+    /// checkpoint's exact prefix and extends it.
+    Verify {
+        /// A checkpoint file written by `checkpoint` (needs --pubkey).
+        #[arg(long, value_name = "FILE", requires = "pubkey")]
+        against: Option<PathBuf>,
+        /// The public key (PREFIX.pub) the checkpoint must be signed with.
+        #[arg(long, value_name = "FILE", requires = "against")]
+        pubkey: Option<PathBuf>,
+    },
+    /// Create an Ed25519 key pair: PREFIX.key (secret, mode 0600) and PREFIX.pub.
+    Keygen {
+        /// Path prefix of the two files.
+        #[arg(long, value_name = "PREFIX")]
+        out: PathBuf,
+    },
+    /// Sign the current tree head {ledger id, clock mode, size, root, head
+    /// hash, time} and write it as a small JSON checkpoint to keep elsewhere.
+    Checkpoint {
+        /// The secret key (PREFIX.key).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Where to write the checkpoint.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Write a self-contained evidence bundle for one subscription: every
+    /// event of its order, each with an inclusion proof against a signed
+    /// checkpoint. Check it offline with `provledger-verify`.
+    Evidence {
+        /// The subscription.
+        #[arg(long)]
+        subscription: String,
+        /// The secret key (PREFIX.key) that signs the bundle's checkpoint.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Where to write the bundle.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Run the projections: bring every read model up to date (a projection
     /// worker). Several workers may share a database; each event is applied
     /// once, and a worker that dies leaves the last committed checkpoint.

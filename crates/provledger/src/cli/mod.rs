@@ -198,6 +198,7 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
             }
             return Ok(EXIT_OK);
         }
+        TopCommand::Keygen { out } => return crate::evidence::keygen(&out, format, io),
         TopCommand::Init { clock } => {
             let clock = ClockMode::parse(&clock)?;
             let ledger = Ledger::open(&url)?;
@@ -222,7 +223,34 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
         report_outcome(io, format, &outcome)
     };
     match cli.command {
-        TopCommand::Init { .. } | TopCommand::Demo | TopCommand::Migrate { .. } => Ok(EXIT_OK),
+        TopCommand::Init { .. }
+        | TopCommand::Demo
+        | TopCommand::Migrate { .. }
+        | TopCommand::Keygen { .. } => Ok(EXIT_OK),
+        TopCommand::Checkpoint { key, out } => {
+            crate::evidence::checkpoint(&ledger, &key, &out, format, io)
+        }
+        TopCommand::Evidence {
+            subscription,
+            key,
+            out,
+        } => crate::evidence::evidence(&ledger, &subscription, &key, &out, format, io),
+        TopCommand::Verify {
+            against: Some(checkpoint),
+            pubkey: Some(pubkey),
+        } => {
+            let bar = progress("verifying");
+            let result = crate::evidence::verify_against(
+                &ledger,
+                &checkpoint,
+                &pubkey,
+                &mut |n| bar.set_position(n),
+                format,
+                io,
+            );
+            bar.finish_and_clear();
+            result
+        }
         TopCommand::Order(OrderCmd::Place { file, write: w }) => {
             let text = read_input(&file)?;
             let request: OrderRequest = serde_json::from_str(&text).map_err(|e| {
@@ -430,7 +458,7 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
             )?;
             Ok(EXIT_OK)
         }
-        TopCommand::Verify => {
+        TopCommand::Verify { .. } => {
             let bar = progress("verifying");
             let report = ledger.verify(&mut |n| bar.set_position(n))?;
             bar.finish_and_clear();

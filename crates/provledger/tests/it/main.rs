@@ -2,6 +2,7 @@
 //! status, the JSON contract of DESIGN.md §3.
 
 mod cli;
+mod evidence;
 mod faults;
 mod group_commit;
 mod progress;
