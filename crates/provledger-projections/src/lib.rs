@@ -109,6 +109,27 @@ impl ReadModels {
         }
     }
 
+    /// Open the read models of the ledger at `store_url` in `mode`: as
+    /// [`ReadModels::open`] unless `mode` is read-only, in which case
+    /// nothing is created, migrated or written, and the `rm_` tables must
+    /// exist at this build's version ([`ProjectionError::NotReady`]).
+    /// Catching up is then left to writers and projection workers.
+    pub fn open_with_mode(
+        store_url: &str,
+        mode: provledger_store::OpenMode,
+    ) -> Result<ReadModels, ProjectionError> {
+        if !mode.is_read_only() {
+            return Self::open(store_url);
+        }
+        let backend: Box<dyn Backend> = match parse_url(store_url)? {
+            StoreUrl::Sqlite(path) => Box::new(sqlite::SqliteModels::open_read_only(&path)?),
+            StoreUrl::Postgres(url) => {
+                Box::new(postgres::PostgresModels::connect_in_mode(&url, None, true)?)
+            }
+        };
+        Ok(Self::with_backend(backend))
+    }
+
     fn with_backend(backend: Box<dyn Backend>) -> ReadModels {
         ReadModels {
             inner: Mutex::new(Inner {

@@ -217,10 +217,29 @@ impl PostgresModels {
     /// Connect to `url`; keep the read models in `schema` (created if
     /// missing) or, for `None`, in the connection's current schema.
     pub fn connect(url: &str, schema: Option<&str>) -> Result<Self, ProjectionError> {
+        Self::connect_in_mode(url, schema, false)
+    }
+
+    /// [`PostgresModels::connect`], or with `read_only` without creating
+    /// or migrating anything: the read models must exist at this build's
+    /// version, and SELECT on them suffices.
+    pub fn connect_in_mode(
+        url: &str,
+        schema: Option<&str>,
+        read_only: bool,
+    ) -> Result<Self, ProjectionError> {
         if let Some(schema) = schema {
             check_schema_name(url, schema)?;
         }
-        let mut client = connect_client(url, schema)?;
+        let mut client = if read_only {
+            let mut client = Client::connect(url, NoTls)?;
+            if let Some(schema) = schema {
+                client.batch_execute(&format!("SET search_path TO \"{schema}\""))?;
+            }
+            client
+        } else {
+            connect_client(url, schema)?
+        };
         let current: Option<String> = client.query_one("SELECT current_schema()", &[])?.get(0);
         let Some(current) = current else {
             return Err(ProjectionError::InvalidUrl {
@@ -230,7 +249,36 @@ impl PostgresModels {
                     .into(),
             });
         };
-        migrate(&mut client, &current)?;
+        if read_only {
+            let table: Option<String> = client
+                .query_one(
+                    "SELECT to_regclass(format('%I.rm_schema_migrations', $1::text))::text",
+                    &[&current],
+                )?
+                .get(0);
+            let found: i64 = match table {
+                Some(_) => client
+                    .query_one(
+                        "SELECT COALESCE(MAX(version), 0)::int8 FROM rm_schema_migrations",
+                        &[],
+                    )?
+                    .try_get(0)?,
+                None => 0,
+            };
+            let supported = MIGRATIONS.last().map_or(0, |m| m.version);
+            if found > supported {
+                return Err(ProjectionError::SchemaTooNew { found, supported });
+            }
+            if found < supported {
+                return Err(ProjectionError::NotReady {
+                    reason: format!(
+                        "the read models in schema {current} are at version {found} and this build needs {supported}"
+                    ),
+                });
+            }
+        } else {
+            migrate(&mut client, &current)?;
+        }
         let lock_key: i32 = client
             .query_one("SELECT 'rm_checkpoints'::regclass::oid::int4", &[])?
             .get(0);

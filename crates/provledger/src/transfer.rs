@@ -7,25 +7,73 @@
 use std::io::{BufRead, Write};
 use std::path::Path;
 
-use provledger_store::{redact_url, RecordedEvent};
+use provledger_store::{redact_url, OpenMode, RecordedEvent, StoreUrl};
 
 use crate::output::progress;
 use crate::{AppError, Ledger};
 
-/// Write every event as JSON Lines. Returns how many.
+/// Write every event as JSON Lines to `out` (`-` for `stdout`), refusing
+/// an existing file: [`export_to`] without the ledger's URL and `--force`.
 pub fn export(ledger: &Ledger, out: &Path, stdout: &mut dyn Write) -> Result<u64, AppError> {
-    let mut file;
-    let mut buffered_stdout;
-    let writer: &mut dyn Write = if out == Path::new("-") {
-        buffered_stdout = std::io::BufWriter::new(stdout);
-        &mut buffered_stdout
-    } else {
-        file = std::io::BufWriter::new(
-            std::fs::File::create(out)
-                .map_err(|e| AppError::io(format!("cannot create {}", out.display()), e))?,
-        );
-        &mut file
+    export_to(ledger, "", out, false, stdout)
+}
+
+/// Write every event as JSON Lines. Returns how many.
+///
+/// `out` is `-` (standard output) or a file that must not be the ledger
+/// itself (nor its `-wal`/`-shm`/`-journal` files) and must not exist unless
+/// `force`; the export is written to a temporary file (mode 0600) beside it
+/// and renamed into place once complete, so a failed export leaves nothing
+/// half-written and never truncates anything.
+pub fn export_to(
+    ledger: &Ledger,
+    store_url: &str,
+    out: &Path,
+    force: bool,
+    stdout: &mut dyn Write,
+) -> Result<u64, AppError> {
+    if out == Path::new("-") {
+        let mut writer = std::io::BufWriter::new(stdout);
+        let n = write_events(ledger, &mut writer)?;
+        writer
+            .flush()
+            .map_err(|e| AppError::io("cannot write the export", e))?;
+        return Ok(n);
+    }
+    check_export_target(store_url, out, force)?;
+    let (temp, file) = temp_file_beside(out)?;
+    let result = (|| {
+        let mut writer = std::io::BufWriter::new(file);
+        let n = write_events(ledger, &mut writer)?;
+        let file = writer
+            .into_inner()
+            .map_err(|e| AppError::io("cannot write the export", e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| AppError::io("cannot write the export", e))?;
+        Ok::<u64, AppError>(n)
+    })();
+    let n = match result {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
     };
+    if !force && out.exists() {
+        let _ = std::fs::remove_file(&temp);
+        return Err(exists_error(out));
+    }
+    std::fs::rename(&temp, out).map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        AppError::io(
+            format!("cannot move the export into place at {}", out.display()),
+            e,
+        )
+    })?;
+    Ok(n)
+}
+
+fn write_events(ledger: &Ledger, writer: &mut dyn Write) -> Result<u64, AppError> {
     let mut n = 0;
     for event in ledger.store().read_all(0)? {
         let event = event?;
@@ -38,10 +86,83 @@ pub fn export(ledger: &Ledger, out: &Path, stdout: &mut dyn Write) -> Result<u64
             .map_err(|e| AppError::io("cannot write the export", e))?;
         n += 1;
     }
-    writer
-        .flush()
-        .map_err(|e| AppError::io("cannot write the export", e))?;
     Ok(n)
+}
+
+fn exists_error(out: &Path) -> AppError {
+    AppError::BadInput(format!(
+        "{} already exists; give another --out path, or add --force to replace it",
+        out.display()
+    ))
+}
+
+/// `path` made absolute with its directory resolved (the file itself may
+/// not exist yet).
+fn resolved(path: &Path) -> Option<std::path::PathBuf> {
+    if let Ok(p) = path.canonicalize() {
+        return Some(p);
+    }
+    let name = path.file_name()?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    Some(parent.canonicalize().ok()?.join(name))
+}
+
+/// Refuse to export onto the ledger's own files, or onto an existing file
+/// without `force`.
+fn check_export_target(store_url: &str, out: &Path, force: bool) -> Result<(), AppError> {
+    if out.is_dir() {
+        return Err(AppError::BadInput(format!(
+            "{} is a directory; give a file path to --out",
+            out.display()
+        )));
+    }
+    if let Ok(StoreUrl::Sqlite(db)) = StoreUrl::parse(store_url) {
+        if let (Some(target), Some(db)) = (resolved(out), resolved(&db)) {
+            let mut own = vec![db.clone()];
+            for suffix in ["-wal", "-shm", "-journal"] {
+                let mut p = db.clone().into_os_string();
+                p.push(suffix);
+                own.push(p.into());
+            }
+            if own.contains(&target) {
+                return Err(AppError::BadInput(format!(
+                    "refusing to export onto the ledger's own file {}: give another --out path",
+                    out.display()
+                )));
+            }
+        }
+    }
+    if !force && out.exists() {
+        return Err(exists_error(out));
+    }
+    Ok(())
+}
+
+/// A new, empty file (mode 0600) in the directory of `out`.
+fn temp_file_beside(out: &Path) -> Result<(std::path::PathBuf, std::fs::File), AppError> {
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "export".into());
+    let temp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options
+        .open(&temp)
+        .map_err(|e| AppError::io(format!("cannot create {}", temp.display()), e))?;
+    Ok((temp, file))
 }
 
 /// Events per `import_batch` call.
@@ -149,8 +270,8 @@ pub struct MigrateReport {
 /// Copy every event of `from` into the empty store `to`, preserving
 /// positions and hashes, then verify the copy and build its read models.
 pub fn migrate(from: &str, to: &str) -> Result<MigrateReport, AppError> {
-    let source = Ledger::open(from)?;
-    let target = Ledger::open(to)?;
+    let source = Ledger::open_with(from, OpenMode::ReadOnly)?;
+    let target = Ledger::open_with(to, OpenMode::Create)?;
     if let Some(head) = target.store().head()? {
         return Err(AppError::BadInput(format!(
             "the target {} already holds {} events; migrate only into an empty store",

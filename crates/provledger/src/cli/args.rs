@@ -21,8 +21,9 @@ pub const DEFAULT_STORE: &str = "sqlite:provledger.db";
     long_about = None
 )]
 pub struct Cli {
-    /// Store URL: sqlite:PATH or postgres://USER@HOST:PORT/DB.
-    #[arg(long, global = true, env = "PROVLEDGER_STORE", value_name = "URL")]
+    /// Store URL: sqlite:PATH or postgres://USER@HOST:PORT/DB [env: PROVLEDGER_STORE].
+    /// An explicit --store or --db wins over the environment.
+    #[arg(long, global = true, value_name = "URL")]
     pub store: Option<String>,
     /// Shorthand for --store sqlite:PATH.
     #[arg(long, global = true, value_name = "PATH", conflicts_with = "store")]
@@ -52,7 +53,7 @@ pub struct WriteOpts {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum TopCommand {
-    /// Create an empty ledger (the store is also created on first use).
+    /// Create an empty ledger: the only command that creates one.
     Init,
     /// Orders (R1).
     #[command(subcommand)]
@@ -168,9 +169,12 @@ pub enum TopCommand {
     Rebuild,
     /// Write every event as JSON Lines, hashes included.
     Export {
-        /// Output file (`-` for stdout).
+        /// Output file (`-` for stdout); never the ledger itself.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Replace an existing output file.
+        #[arg(long)]
+        force: bool,
     },
     /// Append the events of a JSON Lines export, checking every hash.
     Import {

@@ -4,7 +4,7 @@
 //! The command names, options, JSON fields and exit statuses are a contract
 //! (DESIGN.md §3, docs/cli.md); scripts depend on them.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -15,12 +15,12 @@ use provledger_domain::{
 use provledger_projections::{
     AsOf, HistoryQuery, LineQuery, TransactionQuery, TransactionStatus, TransactionType,
 };
-use sha2::{Digest, Sha256};
+use provledger_store::{redact_url, OpenMode};
 
 use crate::output::{self, progress, Format};
 use crate::script::{parse_script, run_script, StepResult};
 use crate::setup::SubdomainStatus;
-use crate::transfer::{export, import, migrate};
+use crate::transfer::{export_to, import, migrate};
 use crate::{
     AppError, CommandOutcome, Ledger, OutcomeStatus, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK,
     EXIT_REFUSED,
@@ -46,16 +46,7 @@ pub fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, AppError> {
 }
 
 fn read_input(path: &Path) -> Result<String, AppError> {
-    let mut text = String::new();
-    if path == Path::new("-") {
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| AppError::io("cannot read standard input", e))?;
-    } else {
-        text = std::fs::read_to_string(path)
-            .map_err(|e| AppError::io(format!("cannot read {}", path.display()), e))?;
-    }
-    Ok(text)
+    crate::bounded::read_input(path)
 }
 
 fn context(write: &WriteOpts) -> Result<Context, AppError> {
@@ -78,27 +69,41 @@ fn context(write: &WriteOpts) -> Result<Context, AppError> {
 }
 
 fn attachment(path: &Path) -> Result<Attachment, AppError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| AppError::io(format!("cannot read attachment {}", path.display()), e))?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string());
+    let (file_name, size_bytes, sha256) = crate::bounded::attachment(path)?;
     Ok(Attachment {
         file_name,
-        size_bytes: bytes.len() as u64,
-        sha256: hex::encode(Sha256::digest(&bytes)),
+        size_bytes,
+        sha256,
     })
 }
 
-/// The resolved store URL.
+/// The resolved store URL: `--db`, else `--store`, else `PROVLEDGER_STORE`,
+/// else the default (an explicit flag wins over the environment).
 pub fn store_url(cli: &Cli) -> String {
     if let Some(path) = &cli.db {
         format!("sqlite:{}", path.display())
+    } else if let Some(store) = &cli.store {
+        store.clone()
     } else {
-        cli.store
-            .clone()
+        std::env::var("PROVLEDGER_STORE")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_STORE.to_string())
+    }
+}
+
+/// How a command opens the ledger: only `init` (and `demo`, which builds a
+/// fresh one) creates; reads open read-only and write nothing.
+pub fn open_mode(command: &TopCommand) -> OpenMode {
+    match command {
+        TopCommand::Init | TopCommand::Demo => OpenMode::Create,
+        TopCommand::Lines { .. }
+        | TopCommand::Transactions { .. }
+        | TopCommand::History { .. }
+        | TopCommand::Verify
+        | TopCommand::Export { .. }
+        | TopCommand::Subdomain(_) => OpenMode::ReadOnly,
+        _ => OpenMode::ReadWrite,
     }
 }
 
@@ -168,13 +173,32 @@ fn opt<T>(
     raw.as_deref().map(parse).transpose()
 }
 
+/// On a read-only ledger whose read models lag the log, say so on stderr
+/// (views that replay the log are exact anyway; the Transaction Manager
+/// shows the read models as they stand).
+fn report_lag(ledger: &Ledger, io: &mut Io<'_>) -> Result<(), AppError> {
+    if ledger.is_read_only() {
+        let behind = ledger.lag()?;
+        if behind > 0 {
+            let _ = writeln!(
+                io.err,
+                "note: the read models are {behind} events behind the log, so the last {behind} events are not shown; run `provledger project` to bring them up to date"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Run a parsed command line; returns the exit status.
 pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
     let url = store_url(&cli);
     let format = cli.format;
     match cli.command {
         TopCommand::Demo => {
-            return crate::demo::run_demo(cli.store.is_some() || cli.db.is_some(), &url, format, io)
+            let explicit = cli.store.is_some()
+                || cli.db.is_some()
+                || std::env::var("PROVLEDGER_STORE").is_ok_and(|s| !s.trim().is_empty());
+            return crate::demo::run_demo(explicit, &url, format, io);
         }
         TopCommand::Migrate { from, to } => {
             let report = migrate(&from, &to)?;
@@ -191,15 +215,18 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
             return Ok(EXIT_OK);
         }
         TopCommand::Init => {
-            let ledger = Ledger::open(&url)?;
+            let ledger = Ledger::open_with(&url, OpenMode::Create)?;
             ledger.catch_up()?;
             let head = ledger.store().head()?.map_or(0, |h| h.position);
-            emit(io, &format!("ledger ready at {url} ({head} events)\n"))?;
+            emit(
+                io,
+                &format!("ledger ready at {} ({head} events)\n", redact_url(&url)),
+            )?;
             return Ok(EXIT_OK);
         }
         _ => {}
     }
-    let ledger = Ledger::open(&url)?;
+    let ledger = Ledger::open_with(&url, open_mode(&cli.command))?;
     let write = |ledger: &Ledger,
                  io: &mut Io<'_>,
                  order: &str,
@@ -429,6 +456,7 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
                 limit,
             };
             let rows = ledger.transactions(&query)?;
+            report_lag(&ledger, io)?;
             emit(
                 io,
                 &output::render(&rows, &output::transactions_kind(), format)?,
@@ -533,8 +561,8 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
             }
             Ok(EXIT_OK)
         }
-        TopCommand::Export { out } => {
-            let n = export(&ledger, &out, &mut *io.out)?;
+        TopCommand::Export { out, force } => {
+            let n = export_to(&ledger, &url, &out, force, &mut *io.out)?;
             if out != Path::new("-") {
                 emit(io, &format!("exported {n} events to {}\n", out.display()))?;
             }

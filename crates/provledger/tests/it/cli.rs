@@ -1,6 +1,6 @@
 //! The CLI contract, command by command, through the real binary.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use assert_cmd::Command;
 use predicates::prelude::*;
@@ -19,10 +19,18 @@ const ORDER: &str = r#"{"order_id": "WO-1001", "ordering_contact": "olivia@partn
             "rsd": "2026-12-01", "provisioning_contact": "it@customer.example"}]}"#;
 
 impl Ledger {
-    fn new() -> Ledger {
+    /// A directory with no ledger in it yet.
+    fn bare() -> Ledger {
         Ledger {
             dir: tempfile::tempdir().expect("tempdir"),
         }
+    }
+
+    /// An empty ledger made by `init` (the only command that creates one).
+    fn new() -> Ledger {
+        let ledger = Ledger::bare();
+        ledger.run(&["init"]).success();
+        ledger
     }
 
     fn db(&self) -> PathBuf {
@@ -99,7 +107,7 @@ fn tx_rows(value: &Value) -> &Vec<Value> {
 
 #[test]
 fn init_creates_an_empty_ledger() {
-    let ledger = Ledger::new();
+    let ledger = Ledger::bare();
     ledger
         .run(&["init"])
         .success()
@@ -848,20 +856,38 @@ fn invalid_store_url_is_bad_input() {
     let dir = tempfile::tempdir().expect("tempdir");
     let not_a_db = dir.path().join("notes.db");
     std::fs::write(&not_a_db, "these are not the events you are looking for").expect("write");
-    for db in [Path::new("/nonexistent/dir/ledger.db"), not_a_db.as_path()] {
-        Command::cargo_bin("provledger")
-            .expect("binary")
-            .env_remove("PROVLEDGER_STORE")
-            .arg("--db")
-            .arg(db)
-            .arg("lines")
-            .assert()
-            .code(2)
-            .stderr(predicate::str::contains("cannot open the ledger"))
-            .stderr(predicate::str::contains("give another --db"));
-    }
+    Command::cargo_bin("provledger")
+        .expect("binary")
+        .env_remove("PROVLEDGER_STORE")
+        .arg("--db")
+        .arg("/nonexistent/dir/ledger.db")
+        .arg("lines")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "no ledger at /nonexistent/dir/ledger.db",
+        ))
+        .stderr(predicate::str::contains("provledger init"));
+    // A file that is not an SQLite database (or whose header is damaged)
+    // is an integrity failure, not bad input.
+    Command::cargo_bin("provledger")
+        .expect("binary")
+        .env_remove("PROVLEDGER_STORE")
+        .arg("--db")
+        .arg(&not_a_db)
+        .arg("lines")
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("damaged"));
     let binary = dir.path().join("order.json");
     std::fs::write(&binary, [0xff, 0xfe, 0x00]).expect("write");
+    Command::cargo_bin("provledger")
+        .expect("binary")
+        .arg("--db")
+        .arg(dir.path().join("ledger.db"))
+        .arg("init")
+        .assert()
+        .success();
     Command::cargo_bin("provledger")
         .expect("binary")
         .arg("--db")

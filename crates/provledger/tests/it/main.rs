@@ -4,6 +4,7 @@
 mod cli;
 mod faults;
 mod group_commit;
+mod hardening;
 mod progress;
 mod setup;
 mod workers;

@@ -1,0 +1,542 @@
+//! Regression tests of the hardening issue (issue 11): forged or poisoned
+//! imports, unbounded input, exports that could eat the ledger, reads that
+//! wrote or created, secrets in output, and the docs' promises.
+//!
+//! Each test drives the real binary, the way an attacker or an operator
+//! would.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use provledger_store::postgres::{test_url, unique_test_schema, PostgresStore};
+
+const OLIVIA: &str = "olivia@partner.example";
+
+const ORDER: &str = r#"{"order_id": "WO-1001", "ordering_contact": "olivia@partner.example",
+ "partner": "Acme Partner", "end_customer": "Contoso Ltd", "partner_contacts": ["pat@partner.example"],
+ "distributor_contacts": [],
+ "lines": [{"line_id": "1.1", "subscription_id": "Sub100042", "offer": "A-Flex",
+            "rsd": "2026-12-01", "provisioning_contact": "it@customer.example"}]}"#;
+
+/// The binary, with no store or actor from the environment.
+fn bin() -> Command {
+    let mut cmd = Command::cargo_bin("provledger").expect("binary");
+    cmd.env_remove("PROVLEDGER_STORE")
+        .env_remove("PROVLEDGER_AS");
+    cmd
+}
+
+/// The binary on the SQLite ledger at `db`.
+fn on(db: &Path) -> Command {
+    let mut cmd = bin();
+    cmd.arg("--db").arg(db);
+    cmd
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A ledger at `dir/ledger.db` made by `init`, with WO-1001 placed.
+fn placed(dir: &Path) -> PathBuf {
+    let db = dir.join("ledger.db");
+    on(&db).arg("init").assert().success();
+    let order = dir.join("order.json");
+    std::fs::write(&order, ORDER).expect("write order");
+    on(&db)
+        .args(["order", "place", "--file"])
+        .arg(&order)
+        .args(["--as", OLIVIA, "--at", "2026-11-20T09:00:00Z"])
+        .assert()
+        .success();
+    db
+}
+
+/// The demo ledger (fixtures/demo.jsonl) at `dir/name`.
+fn demo_ledger(dir: &Path, name: &str) -> PathBuf {
+    let db = dir.join(name);
+    on(&db).arg("demo").assert().success();
+    db
+}
+
+fn event_count(db: &Path) -> usize {
+    let out = on(db)
+        .args(["export", "--out", "-"])
+        .output()
+        .expect("export");
+    assert!(out.status.success(), "export failed: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[cfg(unix)]
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+// ---------------------------------------------------------------------------
+// Export eats the ledger; files protect themselves.
+
+#[test]
+fn export_refuses_the_ledger_itself_and_existing_files_without_force() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = demo_ledger(dir.path(), "provledger.db");
+    let before = event_count(&db);
+    assert!(before > 10);
+    for target in [db.clone(), dir.path().join("provledger.db-wal")] {
+        for force in [false, true] {
+            let mut cmd = on(&db);
+            cmd.arg("export").arg("--out").arg(&target);
+            if force {
+                cmd.arg("--force");
+            }
+            cmd.assert()
+                .code(2)
+                .stderr(predicate::str::contains("ledger's own file"));
+        }
+    }
+    // Through another spelling of the same path, too.
+    let sneaky = dir.path().join(".").join("provledger.db");
+    on(&db)
+        .arg("export")
+        .arg("--out")
+        .arg(&sneaky)
+        .assert()
+        .code(2);
+    assert_eq!(event_count(&db), before, "the ledger is untouched");
+    on(&db)
+        .arg("verify")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "verified {before} events"
+        )));
+
+    let existing = dir.path().join("notes.txt");
+    std::fs::write(&existing, "keep me").expect("write");
+    on(&db)
+        .arg("export")
+        .arg("--out")
+        .arg(&existing)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--force"));
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep me");
+    on(&db)
+        .arg("export")
+        .arg("--out")
+        .arg(&existing)
+        .arg("--force")
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(&existing).unwrap().lines().count(),
+        before
+    );
+    // No temporary file is left beside it.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn new_ledger_and_export_files_are_private() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = placed(dir.path());
+    assert_eq!(mode_of(&db), 0o600, "the ledger file is 0600");
+    let export = dir.path().join("export.jsonl");
+    on(&db)
+        .arg("export")
+        .arg("--out")
+        .arg(&export)
+        .assert()
+        .success();
+    assert_eq!(mode_of(&export), 0o600, "the export is 0600");
+}
+
+#[test]
+fn an_explicit_db_wins_over_provledger_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let from_env = dir.path().join("env.db");
+    let explicit = dir.path().join("explicit.db");
+    Command::cargo_bin("provledger")
+        .expect("binary")
+        .env("PROVLEDGER_STORE", format!("sqlite:{}", from_env.display()))
+        .arg("--db")
+        .arg(&explicit)
+        .arg("init")
+        .assert()
+        .success();
+    assert!(explicit.exists());
+    assert!(!from_env.exists());
+    // And the environment is still used when no flag is given.
+    Command::cargo_bin("provledger")
+        .expect("binary")
+        .env("PROVLEDGER_STORE", format!("sqlite:{}", explicit.display()))
+        .arg("verify")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("verified 0 events"));
+}
+
+#[test]
+fn a_damaged_database_header_is_an_integrity_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = placed(dir.path());
+    let mut bytes = std::fs::read(&db).expect("read");
+    for b in bytes.iter_mut().take(100) {
+        *b = 0x5a;
+    }
+    std::fs::write(&db, &bytes).expect("write");
+    for args in [
+        &["verify"][..],
+        &["lines"],
+        &["order", "place", "--file", "-", "--as", OLIVIA],
+    ] {
+        on(&db)
+            .args(args)
+            .write_stdin(ORDER)
+            .assert()
+            .code(4)
+            .stderr(predicate::str::contains("damaged"));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reads never write, never create.
+
+#[test]
+fn a_missing_path_is_bad_input_and_nothing_is_created() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("mistyped.db");
+    for args in [
+        &["verify"][..],
+        &["lines"],
+        &["transactions"],
+        &["history", "--order", "WO-1001"],
+        &["export", "--out", "-"],
+        &["tick", "--now", "2026-12-01T00:00:00Z"],
+        &["rebuild"],
+        &["import", "--file", "-"],
+    ] {
+        on(&missing)
+            .args(args)
+            .write_stdin("")
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(missing.display().to_string()))
+            .stderr(predicate::str::contains("provledger init"));
+        assert!(!missing.exists(), "{args:?} created the ledger");
+    }
+    let target = dir.path().join("copy.db");
+    bin()
+        .args(["migrate", "--from"])
+        .arg(format!("sqlite:{}", missing.display()))
+        .arg("--to")
+        .arg(format!("sqlite:{}", target.display()))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("provledger init"));
+    assert!(!missing.exists());
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(names.is_empty(), "nothing was created: {names:?}");
+}
+
+#[test]
+fn a_foreign_sqlite_file_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let foreign = dir.path().join("app.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&foreign).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
+             INSERT INTO notes (body) VALUES ('mine');",
+        )
+        .expect("create");
+    }
+    let before = std::fs::read(&foreign).expect("read");
+    for args in [
+        &["verify"][..],
+        &["lines"],
+        &["export", "--out", "-"],
+        &["init"],
+        &["tick", "--now", "2026-12-01T00:00:00Z"],
+        &["order", "place", "--file", "-", "--as", OLIVIA],
+    ] {
+        on(&foreign)
+            .args(args)
+            .write_stdin(ORDER)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("is not a provledger ledger"))
+            .stderr(predicate::str::contains(foreign.display().to_string()));
+    }
+    bin()
+        .args(["migrate", "--from"])
+        .arg(format!("sqlite:{}", foreign.display()))
+        .arg("--to")
+        .arg(format!("sqlite:{}", dir.path().join("copy.db").display()))
+        .assert()
+        .code(2);
+    let conn = rusqlite::Connection::open(&foreign).expect("open");
+    let tables: i64 = conn
+        .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        tables, 1,
+        "no table was added to the other application's file"
+    );
+    drop(conn);
+    assert_eq!(
+        std::fs::read(&foreign).unwrap(),
+        before,
+        "not a byte changed"
+    );
+}
+
+#[test]
+fn reads_do_not_wait_for_a_writer_holding_the_lock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = placed(dir.path());
+    let writer = rusqlite::Connection::open(&db).expect("open");
+    writer
+        .execute_batch(
+            "BEGIN IMMEDIATE; INSERT INTO rm_schema_migrations VALUES (99, 'held', 'x');",
+        )
+        .expect("take the write lock");
+    let started = std::time::Instant::now();
+    for args in [
+        &["verify"][..],
+        &["export", "--out", "-"],
+        &["lines"],
+        &["transactions"],
+        &["history", "--order", "WO-1001"],
+    ] {
+        on(&db).args(args).assert().success();
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "reads waited for the lock: {:?}",
+        started.elapsed()
+    );
+    writer.execute_batch("ROLLBACK").expect("release");
+}
+
+/// Run `cmd` as a user who cannot write `dir` (when this runs as root,
+/// through `setpriv` as nobody; `None` when that is not possible).
+#[cfg(unix)]
+fn as_reader(dir: &Path, args: &[&str], db: &Path) -> Option<Output> {
+    use std::os::unix::fs::PermissionsExt;
+    let exe = assert_cmd::cargo::cargo_bin("provledger");
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    std::fs::set_permissions(db, std::fs::Permissions::from_mode(0o444)).ok()?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).ok()?;
+    let mut cmd = if root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&exe);
+        c
+    } else {
+        std::process::Command::new(&exe)
+    };
+    cmd.env_remove("PROVLEDGER_STORE")
+        .env("HOME", "/")
+        .current_dir("/")
+        .arg("--db")
+        .arg(db)
+        .args(args);
+    let out = cmd.output().ok()?;
+    if root && text(&out).contains("setpriv") {
+        eprintln!(
+            "skipping: cannot drop privileges with setpriv: {}",
+            text(&out)
+        );
+        return None;
+    }
+    Some(out)
+}
+
+#[cfg(unix)]
+#[test]
+fn reads_work_on_a_read_only_file_in_a_read_only_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ro = dir.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let db = placed(&ro);
+    let before: Vec<_> = std::fs::read_dir(&ro)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    for args in [
+        &["verify"][..],
+        &["lines", "--order", "WO-1001"],
+        &["transactions"],
+        &["history", "--order", "WO-1001"],
+        &["export", "--out", "-"],
+    ] {
+        let Some(out) = as_reader(&ro, args, &db) else {
+            break;
+        };
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("WO-1001")
+                || args == ["verify"]
+                || args == ["transactions"],
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+    // A write says clearly that it cannot write (exit 2: nothing written).
+    if let Some(out) = as_reader(&ro, &["tick", "--now", "2026-12-02T00:00:00Z"], &db) {
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains("readonly"), "{}", text(&out));
+    }
+    let after: Vec<_> = std::fs::read_dir(&ro)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before, after);
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL: SELECT-only role, passwords never printed.
+
+/// A base URL with `user[:password]` in place of the test URL's user.
+fn with_user(base: &str, user: &str) -> String {
+    let (scheme, rest) = base.split_once("://").expect("scheme");
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    format!("{scheme}://{user}@{host}")
+}
+
+fn in_schema(url: &str, schema: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-csearch_path%3D{schema}")
+}
+
+#[test]
+fn a_select_only_postgres_role_runs_every_read() {
+    let Some(base) = test_url() else {
+        return;
+    };
+    let schema = unique_test_schema("harden_ro");
+    let role = format!("{schema}_reader");
+    let admin = PostgresStore::connect_in_schema(&base, &schema).expect("schema");
+    let url = in_schema(&base, &schema);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let order = dir.path().join("order.json");
+    std::fs::write(&order, ORDER).unwrap();
+    bin().args(["--store", &url, "init"]).assert().success();
+    bin()
+        .args(["--store", &url, "order", "place", "--file"])
+        .arg(&order)
+        .args(["--as", OLIVIA, "--at", "2026-11-20T09:00:00Z"])
+        .assert()
+        .success();
+    admin
+        .execute_raw_sql_for_tests(&format!(
+            "CREATE ROLE {role} LOGIN; \
+             GRANT CONNECT ON DATABASE {db} TO {role}; \
+             GRANT USAGE ON SCHEMA {schema} TO {role}; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role};",
+            db = base.rsplit('/').next().unwrap().split('?').next().unwrap()
+        ))
+        .expect("create the role");
+    let reader = in_schema(&with_user(&base, &role), &schema);
+    let mut failures = Vec::new();
+    for args in [
+        &["verify"][..],
+        &["export", "--out", "-"],
+        &["transactions"],
+        &["history", "--order", "WO-1001"],
+        &["lines", "--order", "WO-1001"],
+        &[
+            "lines",
+            "--subscription",
+            "Sub100042",
+            "--as-of",
+            "2026-12-31T00:00:00Z",
+        ],
+    ] {
+        let out = bin()
+            .args(["--store", &reader])
+            .args(args)
+            .output()
+            .expect("run");
+        if !out.status.success() {
+            failures.push(format!("{args:?}: {}", text(&out)));
+        }
+    }
+    // A write is refused by the database, not by a crash.
+    let write = bin()
+        .args(["--store", &reader, "tick", "--now", "2026-12-02T00:00:00Z"])
+        .output()
+        .expect("run");
+    drop(admin);
+    let cleanup = PostgresStore::connect_in_schema(&base, &schema).expect("schema");
+    let _ = cleanup.execute_raw_sql_for_tests(&format!(
+        "SET client_min_messages TO warning; DROP SCHEMA {schema} CASCADE; \
+         DROP OWNED BY {role}; DROP ROLE {role};"
+    ));
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(write.status.code(), Some(4), "{}", text(&write));
+}
+
+#[test]
+fn a_postgres_password_is_never_printed() {
+    let Some(base) = test_url() else {
+        return;
+    };
+    const SECRET: &str = "s3cr3t-Pa55";
+    let user = base
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit_once('@'))
+        .map(|(u, _)| u.split(':').next().unwrap_or(u).to_string())
+        .unwrap_or_else(|| "postgres".into());
+    let schema = unique_test_schema("harden_pw");
+    let admin = PostgresStore::connect_in_schema(&base, &schema).expect("schema");
+    let url = in_schema(&with_user(&base, &format!("{user}:{SECRET}")), &schema);
+    let runs = [
+        bin().args(["--store", &url, "init"]).output().unwrap(),
+        bin().args(["--store", &url, "demo"]).output().unwrap(),
+        bin()
+            .args(["--store", &url, "--format", "json", "demo"])
+            .output()
+            .unwrap(),
+        bin().args(["--store", &url, "verify"]).output().unwrap(),
+        bin()
+            .args(["--store", &url, "lines", "--order", "bad id!"])
+            .output()
+            .unwrap(),
+    ];
+    let _ = admin.execute_raw_sql_for_tests(&format!(
+        "SET client_min_messages TO warning; DROP SCHEMA {schema} CASCADE;"
+    ));
+    assert!(runs[0].status.success(), "{}", text(&runs[0]));
+    for out in &runs {
+        assert!(
+            !text(out).contains(SECRET),
+            "password printed: {}",
+            text(out)
+        );
+    }
+}
