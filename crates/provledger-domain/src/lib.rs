@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+mod admissible;
 mod command;
 mod decide;
 mod email;
@@ -25,6 +26,10 @@ mod setup_decide;
 mod state;
 mod subdomain;
 
+pub use admissible::{
+    admissible, admissible_org, admissible_reservation, admit, Candidate, Inadmissible,
+    StreamState, LEDGER_STREAM,
+};
 pub use command::{Actor, Command, Context, LineRequest, OrderRequest, ValidOrder};
 pub use decide::decide;
 pub use email::Email;

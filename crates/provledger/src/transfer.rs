@@ -7,7 +7,10 @@
 use std::io::{BufRead, Write};
 use std::path::Path;
 
-use provledger_store::{redact_url, OpenMode, RecordedEvent, StoreUrl};
+use std::collections::HashMap;
+
+use provledger_domain::{admit, Candidate, Inadmissible, StreamState};
+use provledger_store::{redact_url, EventStore, OpenMode, RecordedEvent, StoreError, StoreUrl};
 
 use crate::output::progress;
 use crate::{AppError, Ledger};
@@ -168,11 +171,27 @@ fn temp_file_beside(out: &Path) -> Result<(std::path::PathBuf, std::fs::File), A
 /// Events per `import_batch` call.
 pub const IMPORT_BATCH: usize = 10_000;
 
-/// Append a JSON Lines export, checking every hash. Returns how many events.
+/// Bytes of import lines per batch: a batch is cut at [`IMPORT_BATCH`]
+/// events or this many bytes, whichever comes first, so that memory stays
+/// bounded however large the events are.
+pub const IMPORT_BATCH_BYTES: usize = 64 << 20;
+
+/// Stream states kept between batches; beyond this many the cache is
+/// emptied and states are folded again from the store when needed.
+const ADMISSION_CACHE: usize = 50_000;
+
+/// Append a JSON Lines export, checking every hash and every rule. Returns
+/// how many events.
 ///
-/// A helper thread reads and parses the next batch of lines while the store
-/// checks and writes the current one. Batches before a bad line are kept
-/// (each is one transaction); the error names the line.
+/// Lines are read with a bounded length ([`crate::bounded::MAX_LINE_BYTES`])
+/// into batches of at most [`IMPORT_BATCH`] events and
+/// [`IMPORT_BATCH_BYTES`] bytes; each batch is one transaction, written only
+/// if every line in it parses, continues the hash chain and is admissible
+/// ([`provledger_domain::admit`]: the domain could have produced it from its
+/// stream's state at that point). A bad line refuses its whole batch with
+/// exit 2 naming the line and position; batches before it stay imported.
+/// A helper thread reads and parses the next batch while the store checks
+/// and writes the current one.
 pub fn import(ledger: &Ledger, file: &Path) -> Result<u64, AppError> {
     let reader: Box<dyn BufRead + Send> = if file == Path::new("-") {
         Box::new(std::io::BufReader::new(std::io::stdin()))
@@ -183,36 +202,42 @@ pub fn import(ledger: &Ledger, file: &Path) -> Result<u64, AppError> {
     };
     let bar = progress("importing");
     let mut n = 0u64;
+    let mut admission = Admission::default();
     std::thread::scope(|scope| -> Result<(), AppError> {
         let (batches, parsed) = std::sync::mpsc::sync_channel(1);
         scope.spawn(move || {
-            let mut batch: Vec<RecordedEvent> = Vec::with_capacity(IMPORT_BATCH);
-            for (index, line) in reader.lines().enumerate() {
-                let event = line
-                    .map_err(|e| AppError::io("cannot read the import file", e))
-                    .and_then(|line| parse_import_line(index, &line));
+            let mut reader = reader;
+            let mut batch = Batch::default();
+            let mut line = Vec::new();
+            let mut number = 0usize;
+            loop {
+                number += 1;
+                let event = match crate::bounded::read_line(&mut *reader, &mut line, number) {
+                    Ok(false) => break,
+                    Ok(true) => parse_import_line(number, &line),
+                    Err(e) => Err(e),
+                };
                 match event {
                     Ok(None) => {}
                     Ok(Some(event)) => {
-                        batch.push(event);
-                        if batch.len() == IMPORT_BATCH {
-                            let full =
-                                std::mem::replace(&mut batch, Vec::with_capacity(IMPORT_BATCH));
-                            if batches.send(Ok(full)).is_err() {
-                                return;
-                            }
+                        batch.bytes += line.len();
+                        batch.events.push(event);
+                        batch.lines.push(number);
+                        let full =
+                            batch.events.len() == IMPORT_BATCH || batch.bytes >= IMPORT_BATCH_BYTES;
+                        if full && batches.send(Ok(std::mem::take(&mut batch))).is_err() {
+                            return;
                         }
                     }
                     Err(e) => {
-                        if !batch.is_empty() && batches.send(Ok(batch)).is_err() {
-                            return;
-                        }
+                        // The bad line's batch is refused whole: only the
+                        // error goes on.
                         let _ = batches.send(Err(e));
                         return;
                     }
                 }
             }
-            if !batch.is_empty() {
+            if !batch.events.is_empty() {
                 let _ = batches.send(Ok(batch));
             }
         });
@@ -220,16 +245,34 @@ pub fn import(ledger: &Ledger, file: &Path) -> Result<u64, AppError> {
             let batch = batch?;
             if n == 0 {
                 let head = ledger.store().head()?.map_or(0, |h| h.position);
-                let first = batch.first().map_or(head + 1, |e| e.position);
+                let first = batch.events.first().map_or(head + 1, |e| e.position);
                 if first != head + 1 {
                     return Err(AppError::BadInput(format!(
-                        "the file starts at position {first} but the store holds {head} events, so it would continue at position {}; import a full export into an empty store (a new --db path), or a file that continues this ledger",
+                        "the file starts at position {first} but the store holds {head} events, so it would continue at position {}; import a full export into an empty store (a new --db path after `provledger init`), or a file that continues this ledger",
                         head + 1
                     )));
                 }
             }
-            ledger.store().import_batch(&batch)?;
-            n += batch.len() as u64;
+            admission.check(ledger.store(), &batch.events, u64::MAX, |i| {
+                format!("import line {}", batch.lines[i])
+            })?;
+            ledger.store().import_batch(&batch.events).map_err(|e| match e {
+                StoreError::ChainBroken { position, reason } => {
+                    let line = batch
+                        .events
+                        .iter()
+                        .position(|e| e.position == position)
+                        .map(|i| format!("import line {}: ", batch.lines[i]))
+                        .unwrap_or_default();
+                    AppError::BadInput(format!(
+                        "{line}import refused at position {position}: {reason}; nothing of its batch was written{}",
+                        kept(&batch.events)
+                    ))
+                }
+                other => other.into(),
+            })?;
+            admission.committed();
+            n += batch.events.len() as u64;
             bar.set_position(n);
         }
         Ok(())
@@ -241,15 +284,136 @@ pub fn import(ledger: &Ledger, file: &Path) -> Result<u64, AppError> {
     Ok(n)
 }
 
+/// What stays after a refused batch.
+fn kept(batch: &[RecordedEvent]) -> String {
+    match batch.first() {
+        Some(first) if first.position > 1 => format!(
+            " (the events before position {} are kept; fix the line and import the file from there)",
+            first.position
+        ),
+        _ => String::new(),
+    }
+}
+
+/// Parsed lines of one import batch.
+#[derive(Default)]
+struct Batch {
+    events: Vec<RecordedEvent>,
+    /// The line number of each event.
+    lines: Vec<usize>,
+    bytes: usize,
+}
+
+/// The rules' check on events that were not decided (import, migrate): the
+/// state of every stream touched, folded with [`provledger_domain::admit`].
+#[derive(Default)]
+struct Admission {
+    states: HashMap<String, StreamState>,
+    /// States after the batch being checked, kept once it is written.
+    pending: HashMap<String, StreamState>,
+}
+
+impl Admission {
+    /// The state of `stream_id` from its events before position `before`
+    /// in `store` (or the cache).
+    fn state(
+        &self,
+        store: &dyn EventStore,
+        stream_id: &str,
+        before: u64,
+    ) -> Result<Result<StreamState, Inadmissible>, AppError> {
+        if let Some(state) = self.pending.get(stream_id).or(self.states.get(stream_id)) {
+            return Ok(Ok(state.clone()));
+        }
+        let mut state = match StreamState::empty(stream_id) {
+            Ok(state) => state,
+            Err(e) => return Ok(Err(e)),
+        };
+        for stored in store.read_stream(stream_id, 0)? {
+            if stored.position >= before {
+                break;
+            }
+            state = admit(&state, &candidate(&stored)).map_err(|e| {
+                AppError::VerificationFailed {
+                    position: stored.position,
+                    reason: format!(
+                        "the stored event (stream {}) is not one the rules could have produced: {e}",
+                        stored.stream_id
+                    ),
+                }
+            })?;
+        }
+        Ok(Ok(state))
+    }
+
+    /// Check every event of `batch` (stream states from `store`'s events
+    /// before `before`); `at(i)` says where event `i` came from.
+    fn check(
+        &mut self,
+        store: &dyn EventStore,
+        batch: &[RecordedEvent],
+        before: u64,
+        at: impl Fn(usize) -> String,
+    ) -> Result<(), AppError> {
+        self.pending.clear();
+        for (i, event) in batch.iter().enumerate() {
+            let next = self
+                .state(store, &event.stream_id, before)?
+                .and_then(|state| admit(&state, &candidate(event)));
+            match next {
+                Ok(state) => {
+                    self.pending.insert(event.stream_id.clone(), state);
+                }
+                Err(reason) => {
+                    self.pending.clear();
+                    return Err(AppError::BadInput(format!(
+                        "{}: the event at position {} ({} on stream {}) is not one the rules could have produced: {reason}; nothing of its batch was written{}",
+                        at(i),
+                        event.position,
+                        event.event_type,
+                        event.stream_id,
+                        kept(batch)
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The batch just checked was written: keep its states.
+    fn committed(&mut self) {
+        if self.states.len() + self.pending.len() > ADMISSION_CACHE {
+            self.states.clear();
+        }
+        self.states.extend(self.pending.drain());
+    }
+}
+
+fn candidate(event: &RecordedEvent) -> Candidate<'_> {
+    Candidate {
+        position: event.position,
+        stream_id: &event.stream_id,
+        event_type: &event.event_type,
+        schema_version: event.schema_version,
+        payload: &event.payload,
+        actor: &event.metadata.actor,
+        occurred_at: event.occurred_at,
+    }
+}
+
 /// One line of an import file: `None` for a blank line.
-fn parse_import_line(index: usize, line: &str) -> Result<Option<RecordedEvent>, AppError> {
+fn parse_import_line(number: usize, line: &[u8]) -> Result<Option<RecordedEvent>, AppError> {
+    let line = std::str::from_utf8(line).map_err(|e| {
+        AppError::BadInput(format!(
+            "import line {number}: not UTF-8 text ({e}); each line must be one event as written by `provledger export`"
+        ))
+    })?;
     if line.trim().is_empty() {
         return Ok(None);
     }
     serde_json::from_str(line).map(Some).map_err(|e| {
         AppError::BadInput(format!(
-            "import line {}: {e}; each line must be one event as written by `provledger export`",
-            index + 1
+            "import line {number}: {e}; each line must be one event as written by `provledger export`"
         ))
     })
 }
@@ -279,6 +443,28 @@ pub fn migrate(from: &str, to: &str) -> Result<MigrateReport, AppError> {
             head.position
         )));
     }
+    // Every event must be admissible before anything is copied, so that a
+    // refused migration leaves the target as empty as it was.
+    let bar = progress("checking");
+    let mut admission = Admission::default();
+    let mut batch = Vec::with_capacity(IMPORT_BATCH);
+    let mut checked = 0u64;
+    let mut events = source.store().read_all(0)?.peekable();
+    while events.peek().is_some() {
+        batch.clear();
+        for event in events.by_ref().take(IMPORT_BATCH) {
+            batch.push(event?);
+        }
+        let before = batch.first().map_or(u64::MAX, |e| e.position);
+        admission.check(source.store(), &batch, before, |i| {
+            format!("source position {}", batch[i].position)
+        })?;
+        admission.committed();
+        checked += batch.len() as u64;
+        bar.set_position(checked);
+    }
+    drop(admission);
+    bar.finish_and_clear();
     let bar = progress("migrating");
     let mut batch = Vec::with_capacity(IMPORT_BATCH);
     let mut copied = 0u64;

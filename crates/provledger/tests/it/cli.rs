@@ -750,7 +750,7 @@ fn rebuild_export_import_round_trip() {
 }
 
 #[test]
-fn import_stops_at_a_bad_line_keeping_what_came_before_and_the_rest_continues() {
+fn import_refuses_the_batch_of_a_bad_line_and_the_fixed_file_imports() {
     let ledger = Ledger::placed();
     ledger
         .run(&["tick", "--now", "2026-12-10T00:00:00Z"])
@@ -762,7 +762,7 @@ fn import_stops_at_a_bad_line_keeping_what_came_before_and_the_rest_continues() 
     let text = std::fs::read_to_string(&export).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.len() >= 4, "{lines:?}");
-    // Line 3 is damaged.
+    // Line 3 is damaged: its batch (here the whole file) is refused.
     let mut damaged: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
     damaged[2] = "{\"position\": 3, \"oops\"".to_string();
     let copy = Ledger::new();
@@ -770,11 +770,10 @@ fn import_stops_at_a_bad_line_keeping_what_came_before_and_the_rest_continues() 
     copy.run(&["import", "--file", bad.to_str().unwrap()])
         .code(2)
         .stderr(predicate::str::contains("import line 3"));
-    assert_eq!(copy.event_count(), 2, "the two lines before the bad one");
+    assert_eq!(copy.event_count(), 0, "nothing of the bad line's batch");
     copy.run(&["verify"]).success();
-    // The rest of the file continues the ledger.
-    let rest = copy.file("rest.jsonl", &(lines[2..].join("\n") + "\n"));
-    copy.run(&["import", "--file", rest.to_str().unwrap()])
+    // The fixed file imports whole.
+    copy.run(&["import", "--file", export.to_str().unwrap()])
         .success();
     let again = copy.dir.path().join("again.jsonl");
     copy.run(&["export", "--out", again.to_str().unwrap()])

@@ -11,6 +11,7 @@ use std::process::Output;
 use assert_cmd::Command;
 use predicates::prelude::*;
 use provledger_store::postgres::{test_url, unique_test_schema, PostgresStore};
+use provledger_store::{Metadata, RecordedEvent};
 
 const OLIVIA: &str = "olivia@partner.example";
 
@@ -539,4 +540,306 @@ fn a_postgres_password_is_never_printed() {
             text(out)
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// Import replays the rules; input is bounded.
+
+fn export_events(db: &Path) -> Vec<RecordedEvent> {
+    let out = on(db)
+        .args(["export", "--out", "-"])
+        .output()
+        .expect("export");
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an exported event"))
+        .collect()
+}
+
+/// A correctly hashed event continuing `events` on `stream_id`.
+fn forged(
+    events: &[RecordedEvent],
+    stream_id: &str,
+    event_type: &str,
+    schema_version: u32,
+    payload: serde_json::Value,
+    actor: &str,
+    at: &str,
+) -> RecordedEvent {
+    let last = events.last().expect("events");
+    let at = chrono::DateTime::parse_from_rfc3339(at)
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let mut event = RecordedEvent {
+        position: last.position + 1,
+        stream_id: stream_id.to_string(),
+        stream_version: events.iter().filter(|e| e.stream_id == stream_id).count() as u64 + 1,
+        event_type: event_type.to_string(),
+        schema_version,
+        payload,
+        metadata: Metadata {
+            actor: actor.to_string(),
+            transaction_id: format!("TX-forged-{}", last.position + 1),
+            ..Metadata::default()
+        },
+        occurred_at: at,
+        recorded_at: last.recorded_at,
+        prev_hash: last.hash.clone(),
+        hash: String::new(),
+    };
+    event.hash = provledger_store::hash::event_hash(&event);
+    event
+}
+
+fn write_jsonl(path: &Path, events: &[RecordedEvent]) {
+    let text: String = events
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap() + "\n")
+        .collect();
+    std::fs::write(path, text).expect("write");
+}
+
+/// A fresh ledger made by `init` at `dir/name`.
+fn fresh(dir: &Path, name: &str) -> PathBuf {
+    let db = dir.join(name);
+    on(&db).arg("init").assert().success();
+    db
+}
+
+#[test]
+fn a_forged_contact_change_after_ponr_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo = demo_ledger(dir.path(), "demo.db");
+    let mut events = export_events(&demo);
+    let line: serde_json::Value = serde_json::from_slice(
+        &on(&demo)
+            .args(["--format", "json", "lines", "--order", "WO-1004"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let old = line[0]["provisioning_contact"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(line[0]["status"], "provisioned");
+    let forgery = forged(
+        &events,
+        "order-WO-1004",
+        "ProvisioningContactChanged",
+        1,
+        serde_json::json!({
+            "at": "2026-12-20T09:00:00Z",
+            "line_id": "1.1",
+            "old_email": old,
+            "new_email": "attacker@evil.example",
+            "applied_to_all_lines": false,
+            "email_sent": true,
+        }),
+        "olivia@acme-partner.example",
+        "2026-12-20T09:00:00Z",
+    );
+    let position = forgery.position;
+    events.push(forgery);
+    let file = dir.path().join("forged.jsonl");
+    write_jsonl(&file, &events);
+    let target = fresh(dir.path(), "target.db");
+    on(&target)
+        .arg("import")
+        .arg("--file")
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!("position {position}")))
+        .stderr(predicate::str::contains("Point of No Return"));
+    assert_eq!(event_count(&target), 0, "nothing of the batch was written");
+    let lines = on(&target)
+        .args(["lines", "--order", "WO-1004"])
+        .output()
+        .unwrap();
+    assert!(!text(&lines).contains("attacker@evil.example"));
+    // The honest export imports whole.
+    events.pop();
+    write_jsonl(&file, &events);
+    on(&target)
+        .arg("import")
+        .arg("--file")
+        .arg(&file)
+        .assert()
+        .success();
+    assert_eq!(event_count(&target), events.len());
+}
+
+#[test]
+fn undecodable_or_unplaced_events_never_poison_the_ledger() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = placed(dir.path());
+    let events = export_events(&source);
+    let at = "2026-11-21T09:00:00Z";
+    let poisons = [
+        (
+            "garbage payload",
+            forged(
+                &events,
+                "order-WO-1001",
+                "ProvisioningContactChanged",
+                1,
+                serde_json::json!({"garbage": true}),
+                OLIVIA,
+                at,
+            ),
+        ),
+        (
+            "unknown type",
+            forged(
+                &events,
+                "order-WO-1001",
+                "ContactTeleported",
+                1,
+                serde_json::json!({"at": at}),
+                OLIVIA,
+                at,
+            ),
+        ),
+        (
+            "schema 99",
+            forged(
+                &events,
+                "order-WO-1001",
+                "SetupStarted",
+                99,
+                serde_json::json!({"at": at}),
+                OLIVIA,
+                at,
+            ),
+        ),
+        (
+            "no OrderPlaced",
+            forged(
+                &events,
+                "order-WO-9999",
+                "SetupStarted",
+                1,
+                serde_json::json!({"at": at}),
+                OLIVIA,
+                at,
+            ),
+        ),
+        (
+            "unknown stream",
+            forged(
+                &events,
+                "mystery-1",
+                "SetupStarted",
+                1,
+                serde_json::json!({"at": at}),
+                OLIVIA,
+                at,
+            ),
+        ),
+    ];
+    for (what, poison) in poisons {
+        let target = fresh(dir.path(), &format!("{}.db", what.replace(' ', "-")));
+        let mut file_events = events.clone();
+        file_events.push(poison);
+        let file = dir.path().join(format!("{}.jsonl", what.replace(' ', "-")));
+        write_jsonl(&file, &file_events);
+        let out = on(&target)
+            .arg("import")
+            .arg("--file")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{what}: {}", text(&out));
+        assert!(
+            text(&out).contains(&format!("position {}", events.len() + 1)),
+            "{what}: {}",
+            text(&out)
+        );
+        assert_eq!(event_count(&target), 0, "{what}: nothing written");
+        // Every read and write still works.
+        on(&target).arg("verify").assert().success();
+        on(&target).arg("rebuild").assert().success();
+        on(&target).arg("lines").assert().success();
+        on(&target)
+            .arg("import")
+            .arg("--file")
+            .arg({
+                let honest = dir.path().join("honest.jsonl");
+                write_jsonl(&honest, &events);
+                honest
+            })
+            .assert()
+            .success();
+        on(&target)
+            .args(["tick", "--now", "2026-12-02T00:00:00Z"])
+            .assert()
+            .success();
+    }
+}
+
+#[test]
+fn importing_dev_zero_stops_at_the_line_limit_under_a_memory_cap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fresh(dir.path(), "ledger.db");
+    let exe = assert_cmd::cargo::cargo_bin("provledger");
+    // 512 MiB of address space is far more than a 1 MiB line needs and far
+    // less than reading /dev/zero without a limit would take.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 524288 && exec \"$0\" --db \"$1\" import --file /dev/zero")
+        .arg(&exe)
+        .arg(&db)
+        .env_remove("PROVLEDGER_STORE")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("line longer than 1 MiB"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(event_count(&db), 0);
+}
+
+#[cfg(unix)]
+#[test]
+fn attachments_must_be_regular_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = placed(dir.path());
+    let fifo = dir.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut specials = vec![PathBuf::from("/dev/zero"), dir.path().to_path_buf()];
+    if made {
+        specials.push(fifo);
+    }
+    for special in specials {
+        on(&db)
+            .args([
+                "case",
+                "open",
+                "--order",
+                "WO-1001",
+                "--line",
+                "1.1",
+                "--type",
+                "resend-provisioning-email",
+                "--as",
+                OLIVIA,
+                "--at",
+                "2026-11-21T09:00:00Z",
+                "--attach",
+            ])
+            .arg(&special)
+            .timeout(std::time::Duration::from_secs(20))
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("not a regular file"));
+    }
+    assert_eq!(event_count(&db), 1);
 }
