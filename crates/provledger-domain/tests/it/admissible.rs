@@ -56,7 +56,7 @@ fn command(kind: u8, line: usize, lines: usize, target: usize) -> Option<Command
         0 | 1 => Command::ChangeContact {
             line_id,
             new_email: email(POOL[target]),
-            apply_to_all_lines: target % 2 == 0,
+            apply_to_all_lines: target.is_multiple_of(2),
         },
         2 => Command::ResendEmail { line_id },
         3 => Command::OpenSupportCase {
