@@ -249,34 +249,21 @@ impl PostgresModels {
                     .into(),
             });
         };
-        if read_only {
-            let table: Option<String> = client
-                .query_one(
-                    "SELECT to_regclass(format('%I.rm_schema_migrations', $1::text))::text",
-                    &[&current],
-                )?
-                .get(0);
-            let found: i64 = match table {
-                Some(_) => client
-                    .query_one(
-                        "SELECT COALESCE(MAX(version), 0)::int8 FROM rm_schema_migrations",
-                        &[],
-                    )?
-                    .try_get(0)?,
-                None => 0,
-            };
-            let supported = MIGRATIONS.last().map_or(0, |m| m.version);
-            if found > supported {
-                return Err(ProjectionError::SchemaTooNew { found, supported });
-            }
-            if found < supported {
-                return Err(ProjectionError::NotReady {
-                    reason: format!(
-                        "the read models in schema {current} are at version {found} and this build needs {supported}"
-                    ),
-                });
-            }
-        } else {
+        let found = rm_version(&mut client, &current)?;
+        let supported = MIGRATIONS.last().map_or(0, |m| m.version);
+        if found > supported {
+            return Err(ProjectionError::SchemaTooNew { found, supported });
+        }
+        if read_only && found < supported {
+            return Err(ProjectionError::NotReady {
+                reason: format!(
+                    "the read models in schema {current} are at version {found} and this build needs {supported}"
+                ),
+            });
+        }
+        // Read models at this build's version need no migration, so a role
+        // without CREATE on the schema can maintain them.
+        if found < supported {
             migrate(&mut client, &current)?;
         }
         let lock_key: i32 = client
@@ -338,6 +325,26 @@ fn connect_client(url: &str, schema: Option<&str>) -> Result<Client, ProjectionE
         client.batch_execute(&format!("SET search_path TO \"{schema}\""))?;
     }
     Ok(client)
+}
+
+/// The read models' schema version in `schema` (0 when absent), read
+/// without creating or locking anything.
+fn rm_version(client: &mut Client, schema: &str) -> Result<i64, ProjectionError> {
+    let table: Option<String> = client
+        .query_one(
+            "SELECT to_regclass(format('%I.rm_schema_migrations', $1::text))::text",
+            &[&schema],
+        )?
+        .get(0);
+    Ok(match table {
+        Some(_) => client
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0)::int8 FROM rm_schema_migrations",
+                &[],
+            )?
+            .try_get(0)?,
+        None => 0,
+    })
 }
 
 /// Apply the migrations this schema lacks, under a lock so that processes

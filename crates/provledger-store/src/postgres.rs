@@ -283,6 +283,9 @@ impl PostgresStore {
             }
         };
         client.batch_execute(&format!("SET search_path TO {}", quote_ident(&schema)))?;
+        // A ledger at this build's version needs no migration, so a role
+        // without CREATE on the schema can read and write it.
+        let mut needs_migration = mode == OpenMode::Create;
         if mode != OpenMode::Create {
             let found = ledger_version(&mut client, &schema).map_err(|e| match e {
                 StoreError::NoLedger { reason, .. } => StoreError::NoLedger {
@@ -295,6 +298,7 @@ impl PostgresStore {
             if found > supported {
                 return Err(StoreError::SchemaTooNew { found, supported });
             }
+            needs_migration = found < supported;
             if mode == OpenMode::ReadOnly && found < supported {
                 return Err(StoreError::CannotOpen {
                     location: redact(url),
@@ -304,18 +308,18 @@ impl PostgresStore {
                 });
             }
         }
-        Self::finish(url, client, &schema, mode)
+        Self::finish(url, client, &schema, needs_migration)
     }
 
-    /// Migrate (unless read-only) the schema the session's `search_path`
-    /// was just set to and prepare the statements.
+    /// Migrate (when needed) the schema the session's `search_path` was
+    /// just set to and prepare the statements.
     fn finish(
         url: &str,
         mut client: Client,
         schema: &str,
-        mode: OpenMode,
+        needs_migration: bool,
     ) -> Result<Self, StoreError> {
-        if mode != OpenMode::ReadOnly {
+        if needs_migration {
             migrate(&mut client, schema)?;
         }
         let lock_key: i32 = client

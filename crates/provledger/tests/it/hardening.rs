@@ -435,7 +435,7 @@ fn in_schema(url: &str, schema: &str) -> String {
 }
 
 #[test]
-fn a_select_only_postgres_role_runs_every_read() {
+fn a_select_only_postgres_role_runs_every_read_and_a_writer_needs_no_create() {
     let Some(base) = test_url() else {
         return;
     };
@@ -492,14 +492,67 @@ fn a_select_only_postgres_role_runs_every_read() {
         .args(["--store", &reader, "tick", "--now", "2026-12-02T00:00:00Z"])
         .output()
         .expect("run");
+
+    // The writer of docs/postgres.md: no CREATE, no UPDATE or DELETE on
+    // the ledger's tables.
+    let writer_role = format!("{schema}_writer");
+    admin
+        .execute_raw_sql_for_tests(&format!(
+            "CREATE ROLE {writer_role} LOGIN; \
+             GRANT CONNECT ON DATABASE {db} TO {writer_role}; \
+             GRANT USAGE ON SCHEMA {schema} TO {writer_role}; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {writer_role}; \
+             GRANT INSERT ON {schema}.events, {schema}.idempotency_keys TO {writer_role}; \
+             GRANT INSERT, UPDATE, DELETE, TRUNCATE ON {schema}.rm_checkpoints, \
+               {schema}.rm_order_state, {schema}.rm_lines, {schema}.rm_transactions \
+               TO {writer_role};",
+            db = base.rsplit('/').next().unwrap().split('?').next().unwrap()
+        ))
+        .expect("create the writer role");
+    let writer = in_schema(&with_user(&base, &writer_role), &schema);
+    for args in [
+        &[
+            "contact",
+            "change",
+            "--order",
+            "WO-1001",
+            "--line",
+            "1.1",
+            "--email",
+            "new@customer.example",
+            "--as",
+            OLIVIA,
+            "--at",
+            "2026-11-21T09:00:00Z",
+        ][..],
+        &["tick", "--now", "2026-12-02T00:00:00Z"],
+        &["project"],
+        &["rebuild"],
+        &["verify"],
+    ] {
+        let out = bin()
+            .args(["--store", &writer])
+            .args(args)
+            .output()
+            .expect("run");
+        if !out.status.success() {
+            failures.push(format!("writer {args:?}: {}", text(&out)));
+        }
+    }
+    let tampering = admin.execute_raw_sql_for_tests(&format!(
+        "SET ROLE {writer_role}; UPDATE events SET hash = 'x'; RESET ROLE;"
+    ));
+    let _ = admin.execute_raw_sql_for_tests("RESET ROLE;");
     drop(admin);
     let cleanup = PostgresStore::connect_in_schema(&base, &schema).expect("schema");
     let _ = cleanup.execute_raw_sql_for_tests(&format!(
         "SET client_min_messages TO warning; DROP SCHEMA {schema} CASCADE; \
-         DROP OWNED BY {role}; DROP ROLE {role};"
+         DROP OWNED BY {role}; DROP ROLE {role}; \
+         DROP OWNED BY {writer_role}; DROP ROLE {writer_role};"
     ));
     assert!(failures.is_empty(), "{failures:#?}");
     assert_eq!(write.status.code(), Some(4), "{}", text(&write));
+    assert!(tampering.is_err(), "the writer cannot update events");
 }
 
 #[test]
