@@ -896,3 +896,59 @@ fn attachments_must_be_regular_files() {
     }
     assert_eq!(event_count(&db), 1);
 }
+
+// ---------------------------------------------------------------------------
+// Docs and behaviour agree.
+
+#[test]
+fn a_script_with_a_malformed_line_runs_nothing_and_a_bad_step_does_not_stop_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fresh(dir.path(), "ledger.db");
+    let place = format!(
+        "{{\"step\":\"place_order\",\"as\":\"{OLIVIA}\",\"at\":\"2026-11-20T09:00:00Z\",\"order\":{}}}",
+        ORDER.replace('\n', " ")
+    );
+    let malformed = dir.path().join("malformed.jsonl");
+    std::fs::write(&malformed, format!("{place}\n{{\"step\": \"teleport\"}}\n")).unwrap();
+    on(&db)
+        .arg("run")
+        .arg("--file")
+        .arg(&malformed)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("script line 2"));
+    assert_eq!(event_count(&db), 0, "no step ran");
+    let bad_step = dir.path().join("bad-step.jsonl");
+    std::fs::write(
+        &bad_step,
+        format!(
+            "{{\"step\":\"resend_email\",\"as\":\"{OLIVIA}\",\"at\":\"2026-11-20T08:00:00Z\",\"order\":\"WO-404\",\"line\":\"1.1\"}}\n{place}\n"
+        ),
+    )
+    .unwrap();
+    on(&db)
+        .arg("run")
+        .arg("--file")
+        .arg(&bad_step)
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains("error (nothing written)"));
+    assert_eq!(event_count(&db), 1, "the script went on after the bad step");
+}
+
+#[test]
+fn business_times_are_kept_to_the_microsecond_in_payload_and_envelope() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fresh(dir.path(), "ledger.db");
+    on(&db)
+        .args(["order", "place", "--file", "-", "--as", OLIVIA])
+        .args(["--at", "2026-11-20T09:00:00.123456789Z"])
+        .write_stdin(ORDER)
+        .assert()
+        .success();
+    let events = export_events(&db);
+    let at: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(events[0].payload["at"].clone()).unwrap();
+    assert_eq!(at, events[0].occurred_at);
+    assert_eq!(at.timestamp_subsec_nanos(), 123_456_000);
+}
