@@ -305,45 +305,108 @@ struct Batch {
 }
 
 /// The rules' check on events that were not decided (import, migrate): the
-/// state of every stream touched, folded with [`provledger_domain::admit`].
+/// state of every stream touched, folded with [`provledger_domain::admit`],
+/// and the ledger's own transaction conventions (see [`Transactions`]).
 #[derive(Default)]
 struct Admission {
-    states: HashMap<String, StreamState>,
+    states: HashMap<String, Stream>,
     /// States after the batch being checked, kept once it is written.
-    pending: HashMap<String, StreamState>,
+    pending: HashMap<String, Stream>,
+}
+
+/// What admission knows of one stream.
+#[derive(Clone)]
+struct Stream {
+    state: StreamState,
+    transactions: Transactions,
+}
+
+/// The transactions of one stream, as the shell writes them: a
+/// transaction's events are contiguous in the stream (a transaction id
+/// never comes back once another has followed it), and a scheduled event, a
+/// refusal, a resend, a support case and an order placement are each the
+/// only event of their transaction. So a duplicated, spliced or re-labelled
+/// event cannot pass as a transaction of its own.
+#[derive(Clone, Default)]
+struct Transactions {
+    used: std::collections::HashSet<String>,
+    last: Option<(String, bool)>,
+}
+
+/// Event types that are always alone in their transaction.
+fn stands_alone(event: &RecordedEvent) -> bool {
+    event.metadata.actor == crate::SYSTEM_ACTOR
+        || matches!(
+            event.event_type.as_str(),
+            "CommandRefused"
+                | "ProvisioningEmailResent"
+                | "SupportCaseOpened"
+                | "OrderPlaced"
+                | "InitialEmailSent"
+                | "LineClosed"
+                | "EscalationRaised"
+        )
+}
+
+impl Transactions {
+    fn admit(&self, event: &RecordedEvent) -> Result<Transactions, Inadmissible> {
+        let tx = &event.metadata.transaction_id;
+        let alone = stands_alone(event);
+        let mut next = self.clone();
+        match &self.last {
+            Some((last, last_alone)) if last == tx => {
+                if alone || *last_alone {
+                    return Err(Inadmissible(format!(
+                        "transaction {tx} already holds the event before it, and a {} stands alone in its transaction",
+                        event.event_type
+                    )));
+                }
+            }
+            _ => {
+                if tx.is_empty() || !next.used.insert(tx.clone()) {
+                    return Err(Inadmissible(format!(
+                        "transaction id {tx:?} is empty or was used by an earlier transaction of this stream"
+                    )));
+                }
+            }
+        }
+        next.last = Some((tx.clone(), alone));
+        Ok(next)
+    }
 }
 
 impl Admission {
-    /// The state of `stream_id` from its events before position `before`
-    /// in `store` (or the cache).
-    fn state(
+    /// What is known of `stream_id` from its events before position
+    /// `before` in `store` (or the cache).
+    fn stream(
         &self,
         store: &dyn EventStore,
         stream_id: &str,
         before: u64,
-    ) -> Result<Result<StreamState, Inadmissible>, AppError> {
-        if let Some(state) = self.pending.get(stream_id).or(self.states.get(stream_id)) {
-            return Ok(Ok(state.clone()));
+    ) -> Result<Result<Stream, Inadmissible>, AppError> {
+        if let Some(known) = self.pending.get(stream_id).or(self.states.get(stream_id)) {
+            return Ok(Ok(known.clone()));
         }
-        let mut state = match StreamState::empty(stream_id) {
-            Ok(state) => state,
+        let mut stream = match StreamState::empty(stream_id) {
+            Ok(state) => Stream {
+                state,
+                transactions: Transactions::default(),
+            },
             Err(e) => return Ok(Err(e)),
         };
         for stored in store.read_stream(stream_id, 0)? {
             if stored.position >= before {
                 break;
             }
-            state = admit(&state, &candidate(&stored)).map_err(|e| {
-                AppError::VerificationFailed {
-                    position: stored.position,
-                    reason: format!(
-                        "the stored event (stream {}) is not one the rules could have produced: {e}",
-                        stored.stream_id
-                    ),
-                }
+            stream = next(&stream, &stored).map_err(|e| AppError::VerificationFailed {
+                position: stored.position,
+                reason: format!(
+                    "the stored event (stream {}) is not one the rules could have produced: {e}",
+                    stored.stream_id
+                ),
             })?;
         }
-        Ok(Ok(state))
+        Ok(Ok(stream))
     }
 
     /// Check every event of `batch` (stream states from `store`'s events
@@ -357,12 +420,12 @@ impl Admission {
     ) -> Result<(), AppError> {
         self.pending.clear();
         for (i, event) in batch.iter().enumerate() {
-            let next = self
-                .state(store, &event.stream_id, before)?
-                .and_then(|state| admit(&state, &candidate(event)));
-            match next {
-                Ok(state) => {
-                    self.pending.insert(event.stream_id.clone(), state);
+            let after = self
+                .stream(store, &event.stream_id, before)?
+                .and_then(|stream| next(&stream, event));
+            match after {
+                Ok(stream) => {
+                    self.pending.insert(event.stream_id.clone(), stream);
                 }
                 Err(reason) => {
                     self.pending.clear();
@@ -387,6 +450,15 @@ impl Admission {
         }
         self.states.extend(self.pending.drain());
     }
+}
+
+/// `stream` after `event`, if the rules and the transaction conventions
+/// admit it.
+fn next(stream: &Stream, event: &RecordedEvent) -> Result<Stream, Inadmissible> {
+    Ok(Stream {
+        state: admit(&stream.state, &candidate(event))?,
+        transactions: stream.transactions.admit(event)?,
+    })
 }
 
 fn candidate(event: &RecordedEvent) -> Candidate<'_> {

@@ -952,3 +952,57 @@ fn business_times_are_kept_to_the_microsecond_in_payload_and_envelope() {
     assert_eq!(at, events[0].occurred_at);
     assert_eq!(at.timestamp_subsec_nanos(), 123_456_000);
 }
+
+#[test]
+fn a_read_on_lagging_read_models_is_exact_or_says_how_far_behind() {
+    use provledger::Ledger;
+    use provledger_domain::{Actor, Command, Context, Email, OrderId, OrderRequest};
+    use provledger_projections::{HistoryQuery, LineQuery, TransactionQuery};
+    use provledger_store::OpenMode;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("ledger.db");
+    let url = format!("sqlite:{}", db.display());
+    let writer = Ledger::open_with(&url, OpenMode::Create).expect("init");
+    writer.set_deferred_projections(true);
+    let order: OrderRequest = serde_json::from_str(ORDER).unwrap();
+    let ctx = Context::new(
+        Actor::User(Email::parse(OLIVIA).unwrap()),
+        "2026-11-20T09:00:00Z".parse().unwrap(),
+    );
+    let id = OrderId::parse("WO-1001").unwrap();
+    writer
+        .execute(
+            &id,
+            Command::PlaceOrder(order.validate().unwrap()),
+            &ctx,
+            None,
+        )
+        .expect("place");
+    let reader = Ledger::open_with(&url, OpenMode::ReadOnly).expect("read-only");
+    assert_eq!(reader.lag().unwrap(), 1, "the read models lag one event");
+    let lines = reader.lines(&LineQuery::default(), None).unwrap();
+    assert_eq!(lines.len(), 1, "lines replays the log");
+    let history = reader
+        .history(
+            &HistoryQuery {
+                order_id: Some(id.clone()),
+                subscription_id: None,
+            },
+            None,
+        )
+        .unwrap();
+    assert_eq!(history.len(), 1, "history replays the log");
+    reader.transactions(&TransactionQuery::default()).unwrap();
+    assert_eq!(reader.lag().unwrap(), 1, "a read wrote nothing");
+    // The CLI says so on stderr.
+    on(&db)
+        .arg("transactions")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("1 events behind"));
+    // A worker catches them up; the answers are the same.
+    writer.catch_up().unwrap();
+    assert_eq!(reader.lag().unwrap(), 0);
+    assert_eq!(reader.lines(&LineQuery::default(), None).unwrap(), lines);
+}
