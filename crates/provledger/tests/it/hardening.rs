@@ -894,6 +894,31 @@ fn attachments_must_be_regular_files() {
             .code(2)
             .stderr(predicate::str::contains("not a regular file"));
     }
+    // A regular file over the limit is refused too (sparse: no disk used).
+    let big = dir.path().join("big.png");
+    std::fs::File::create(&big)
+        .and_then(|f| f.set_len(26 << 20))
+        .expect("sparse file");
+    on(&db)
+        .args([
+            "case",
+            "open",
+            "--order",
+            "WO-1001",
+            "--line",
+            "1.1",
+            "--type",
+            "resend-provisioning-email",
+            "--as",
+            OLIVIA,
+            "--at",
+            "2026-11-21T09:00:00Z",
+            "--attach",
+        ])
+        .arg(&big)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("larger than 25 MiB"));
     assert_eq!(event_count(&db), 1);
 }
 
