@@ -514,8 +514,9 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
         } => {
             let ledger = match batch_size {
                 Some(n) => Ledger::from_parts(
-                    provledger_store::open(&url)?,
-                    provledger_projections::ReadModels::open(&url)?.with_batch_size(n),
+                    provledger_store::open_with_mode(&url, OpenMode::ReadWrite)?,
+                    provledger_projections::ReadModels::open_with_mode(&url, OpenMode::ReadWrite)?
+                        .with_batch_size(n),
                 ),
                 None => ledger,
             };

@@ -232,6 +232,7 @@ fn a_missing_path_is_bad_input_and_nothing_is_created() {
         &["export", "--out", "-"],
         &["tick", "--now", "2026-12-01T00:00:00Z"],
         &["rebuild"],
+        &["project", "--batch-size", "10"],
         &["import", "--file", "-"],
     ] {
         on(&missing)
