@@ -111,9 +111,11 @@ impl ReadModels {
 
     /// Open the read models of the ledger at `store_url` in `mode`: as
     /// [`ReadModels::open`] unless `mode` is read-only, in which case
-    /// nothing is created, migrated or written, and the `rm_` tables must
-    /// exist at this build's version ([`ProjectionError::NotReady`]).
-    /// Catching up is then left to writers and projection workers.
+    /// nothing is created, migrated or written. When the `rm_` tables are
+    /// missing or older than this build, the read models stand at position
+    /// 0 and hold nothing (reads replay the log; writing them is
+    /// [`ProjectionError::NotReady`]). Catching up is left to writers and
+    /// projection workers.
     pub fn open_with_mode(
         store_url: &str,
         mode: provledger_store::OpenMode,
@@ -121,11 +123,19 @@ impl ReadModels {
         if !mode.is_read_only() {
             return Self::open(store_url);
         }
-        let backend: Box<dyn Backend> = match parse_url(store_url)? {
-            StoreUrl::Sqlite(path) => Box::new(sqlite::SqliteModels::open_read_only(&path)?),
-            StoreUrl::Postgres(url) => {
-                Box::new(postgres::PostgresModels::connect_in_mode(&url, None, true)?)
+        let opened: Result<Box<dyn Backend>, ProjectionError> = match parse_url(store_url)? {
+            StoreUrl::Sqlite(path) => {
+                sqlite::SqliteModels::open_read_only(&path).map(|b| Box::new(b) as Box<dyn Backend>)
             }
+            StoreUrl::Postgres(url) => postgres::PostgresModels::connect_in_mode(&url, None, true)
+                .map(|b| Box::new(b) as Box<dyn Backend>),
+        };
+        let backend = match opened {
+            Ok(backend) => backend,
+            // Read models never built (or older than this build): every read
+            // replays the log instead; a reader cannot build them.
+            Err(ProjectionError::NotReady { reason }) => Box::new(backend::Absent { reason }),
+            Err(e) => return Err(e),
         };
         Ok(Self::with_backend(backend))
     }

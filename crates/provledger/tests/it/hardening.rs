@@ -1032,3 +1032,39 @@ fn a_read_on_lagging_read_models_is_exact_or_says_how_far_behind() {
     assert_eq!(reader.lag().unwrap(), 0);
     assert_eq!(reader.lines(&LineQuery::default(), None).unwrap(), lines);
 }
+
+#[test]
+fn reads_work_on_a_ledger_whose_read_models_were_never_built() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = placed(dir.path());
+    let events = export_events(&source);
+    let bare = dir.path().join("bare.db");
+    let store = provledger_store::open(&format!("sqlite:{}", bare.display())).expect("store");
+    store.import_batch(&events).expect("import");
+    drop(store);
+    on(&bare)
+        .arg("verify")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "verified {} events",
+            events.len()
+        )));
+    on(&bare)
+        .args(["lines", "--order", "WO-1001"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Sub100042"));
+    on(&bare)
+        .arg("transactions")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("events behind"));
+    // A writer builds them.
+    on(&bare).arg("project").assert().success();
+    on(&bare)
+        .arg("transactions")
+        .assert()
+        .success()
+        .stderr(predicate::str::is_empty());
+}
