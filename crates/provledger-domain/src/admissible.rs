@@ -12,7 +12,7 @@
 //! admissible. The dispatch is by stream prefix, so a new kind of stream
 //! adds one arm.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::{
     due_events, evolve, evolve_org, evolve_reservation, Email, Event, Order, OrderId, OrderState,
@@ -154,8 +154,11 @@ pub fn admit(state: &StreamState, event: &Candidate<'_>) -> Result<StreamState, 
     }
 }
 
+/// The payload's time must be the stored business time (which the store
+/// keeps to the microsecond; ledgers written before business times were
+/// truncated kept finer payload times).
 fn same_time(payload: DateTime<Utc>, stored: DateTime<Utc>) -> Result<(), Inadmissible> {
-    if payload == stored {
+    if payload.trunc_subsecs(6) == stored {
         Ok(())
     } else {
         Err(no(format!(
