@@ -349,13 +349,12 @@ fn stands_alone(event: &RecordedEvent) -> bool {
 }
 
 impl Transactions {
-    fn admit(&self, event: &RecordedEvent) -> Result<Transactions, Inadmissible> {
+    /// Whether `event` may come next in this stream's transactions.
+    fn check(&self, event: &RecordedEvent) -> Result<(), Inadmissible> {
         let tx = &event.metadata.transaction_id;
-        let alone = stands_alone(event);
-        let mut next = self.clone();
         match &self.last {
             Some((last, last_alone)) if last == tx => {
-                if alone || *last_alone {
+                if stands_alone(event) || *last_alone {
                     return Err(Inadmissible(format!(
                         "transaction {tx} already holds the event before it, and a {} stands alone in its transaction",
                         event.event_type
@@ -363,29 +362,38 @@ impl Transactions {
                 }
             }
             _ => {
-                if tx.is_empty() || !next.used.insert(tx.clone()) {
+                if tx.is_empty() || self.used.contains(tx) {
                     return Err(Inadmissible(format!(
                         "transaction id {tx:?} is empty or was used by an earlier transaction of this stream"
                     )));
                 }
             }
         }
-        next.last = Some((tx.clone(), alone));
-        Ok(next)
+        Ok(())
+    }
+
+    /// Record `event` (after [`Transactions::check`]).
+    fn record(&mut self, event: &RecordedEvent) {
+        let tx = &event.metadata.transaction_id;
+        self.used.insert(tx.clone());
+        self.last = Some((tx.clone(), stands_alone(event)));
     }
 }
 
 impl Admission {
     /// What is known of `stream_id` from its events before position
-    /// `before` in `store` (or the cache).
-    fn stream(
-        &self,
+    /// `before` in `store` (taken out of the cache; the caller puts it back).
+    fn take(
+        &mut self,
         store: &dyn EventStore,
         stream_id: &str,
         before: u64,
     ) -> Result<Result<Stream, Inadmissible>, AppError> {
-        if let Some(known) = self.pending.get(stream_id).or(self.states.get(stream_id)) {
-            return Ok(Ok(known.clone()));
+        if let Some(known) = self.pending.remove(stream_id) {
+            return Ok(Ok(known));
+        }
+        if let Some(known) = self.states.remove(stream_id) {
+            return Ok(Ok(known));
         }
         let mut stream = match StreamState::empty(stream_id) {
             Ok(state) => Stream {
@@ -398,7 +406,7 @@ impl Admission {
             if stored.position >= before {
                 break;
             }
-            stream = next(&stream, &stored).map_err(|e| AppError::VerificationFailed {
+            advance(&mut stream, &stored).map_err(|e| AppError::VerificationFailed {
                 position: stored.position,
                 reason: format!(
                     "the stored event (stream {}) is not one the rules could have produced: {e}",
@@ -410,7 +418,9 @@ impl Admission {
     }
 
     /// Check every event of `batch` (stream states from `store`'s events
-    /// before `before`); `at(i)` says where event `i` came from.
+    /// before `before`); `at(i)` says where event `i` came from. On a
+    /// refusal the states the batch touched are dropped (they are folded
+    /// again from the store when needed).
     fn check(
         &mut self,
         store: &dyn EventStore,
@@ -420,10 +430,10 @@ impl Admission {
     ) -> Result<(), AppError> {
         self.pending.clear();
         for (i, event) in batch.iter().enumerate() {
-            let after = self
-                .stream(store, &event.stream_id, before)?
-                .and_then(|stream| next(&stream, event));
-            match after {
+            let checked = self
+                .take(store, &event.stream_id, before)?
+                .and_then(|mut stream| advance(&mut stream, event).map(|()| stream));
+            match checked {
                 Ok(stream) => {
                     self.pending.insert(event.stream_id.clone(), stream);
                 }
@@ -452,13 +462,13 @@ impl Admission {
     }
 }
 
-/// `stream` after `event`, if the rules and the transaction conventions
-/// admit it.
-fn next(stream: &Stream, event: &RecordedEvent) -> Result<Stream, Inadmissible> {
-    Ok(Stream {
-        state: admit(&stream.state, &candidate(event))?,
-        transactions: stream.transactions.admit(event)?,
-    })
+/// Move `stream` past `event` if the rules and the transaction conventions
+/// admit it; otherwise leave it as it was.
+fn advance(stream: &mut Stream, event: &RecordedEvent) -> Result<(), Inadmissible> {
+    stream.transactions.check(event)?;
+    stream.state = admit(&stream.state, &candidate(event))?;
+    stream.transactions.record(event);
+    Ok(())
 }
 
 fn candidate(event: &RecordedEvent) -> Candidate<'_> {
