@@ -312,6 +312,11 @@ struct Admission {
     states: HashMap<String, Stream>,
     /// States after the batch being checked, kept once it is written.
     pending: HashMap<String, Stream>,
+    /// The checked events start at position 1: a stream not in `seen` has
+    /// no events before them, so its state needs no read.
+    from_start: bool,
+    /// Every stream of the events checked and kept so far (with `from_start`).
+    seen: std::collections::HashSet<String>,
 }
 
 /// What admission knows of one stream.
@@ -402,6 +407,9 @@ impl Admission {
             },
             Err(e) => return Ok(Err(e)),
         };
+        if self.from_start && !self.seen.contains(stream_id) {
+            return Ok(Ok(stream));
+        }
         for stored in store.read_stream(stream_id, 0)? {
             if stored.position >= before {
                 break;
@@ -429,6 +437,9 @@ impl Admission {
         at: impl Fn(usize) -> String,
     ) -> Result<(), AppError> {
         self.pending.clear();
+        if batch.first().is_some_and(|e| e.position == 1) {
+            self.from_start = true;
+        }
         for (i, event) in batch.iter().enumerate() {
             let checked = self
                 .take(store, &event.stream_id, before)?
@@ -455,6 +466,9 @@ impl Admission {
 
     /// The batch just checked was written: keep its states.
     fn committed(&mut self) {
+        if self.from_start {
+            self.seen.extend(self.pending.keys().cloned());
+        }
         if self.states.len() + self.pending.len() > ADMISSION_CACHE {
             self.states.clear();
         }
