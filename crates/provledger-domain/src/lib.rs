@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+mod admissible;
 mod clock;
 mod command;
 mod decide;
@@ -29,6 +30,10 @@ mod stream;
 mod subdomain;
 mod text;
 
+pub use admissible::{
+    admissible, admissible_org, admissible_reservation, admit, AdmissionState, Candidate,
+    Inadmissible,
+};
 pub use clock::{ClockMode, LedgerEvent, LEDGER_EVENT_TYPES, LEDGER_STREAM};
 pub use command::{
     case_order_id, check_rsd, Actor, Command, Context, LineRequest, OrderRequest, ValidOrder,

@@ -32,6 +32,35 @@ pub enum StoreError {
         /// What the database said.
         reason: String,
     },
+    /// There is no ledger at this path or URL (a read or write on a store
+    /// that `init` never created). Exit 2; nothing was created.
+    #[error("no ledger at {location}: {reason}; create one with `provledger init` (or give the right --db/--store)")]
+    NoLedger {
+        /// The path or URL (without password).
+        location: String,
+        /// What was found instead.
+        reason: String,
+    },
+    /// The database exists but holds something other than a provledger
+    /// ledger (another application's file). Exit 2; nothing was changed.
+    #[error("{location} is not a provledger ledger: {reason}; give the path of a ledger, or create a new one with `provledger init` at another path")]
+    NotALedger {
+        /// The path or URL (without password).
+        location: String,
+        /// What was found.
+        reason: String,
+    },
+    /// The database file is damaged (its header or pages cannot be read).
+    /// Exit 4: an integrity failure, not bad input.
+    #[error(
+        "the ledger at {location} is damaged: {reason}; restore it from a backup or an export"
+    )]
+    Damaged {
+        /// The path.
+        location: String,
+        /// What the database said.
+        reason: String,
+    },
     /// The store URL could not be understood.
     #[error("invalid store URL {url:?}: {reason}")]
     InvalidUrl {

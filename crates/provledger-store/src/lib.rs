@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 pub use error::StoreError;
 pub use provledger_proof::merkle::{Hash, NodeId};
 pub use provledger_proof::{BrokenLink, Metadata, Position, RecordedEvent, StreamVersion};
+pub use sqlite::sqlite_uri;
 
 /// An event to append; the store assigns position, version, times and hashes.
 #[derive(Debug, Clone, PartialEq)]
@@ -392,12 +393,50 @@ fn compare_nodes(
     Ok(None)
 }
 
+/// How a store is opened: only `init` (and tools that build a fresh ledger)
+/// may create one; reads must not write at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OpenMode {
+    /// Create the ledger if it does not exist (a new SQLite file is made
+    /// with mode 0600), then apply any missing schema migrations. Refuses an
+    /// existing database that holds something other than a ledger.
+    #[default]
+    Create,
+    /// The ledger must exist ([`StoreError::NoLedger`] otherwise); missing
+    /// schema migrations are applied.
+    ReadWrite,
+    /// The ledger must exist at this build's schema version; nothing is
+    /// created, migrated or locked (SQLite opens the file read-only, falling
+    /// back to an immutable open in a read-only directory; PostgreSQL needs
+    /// only SELECT).
+    ReadOnly,
+}
+
+impl OpenMode {
+    /// True for [`OpenMode::ReadOnly`].
+    pub fn is_read_only(self) -> bool {
+        self == OpenMode::ReadOnly
+    }
+}
+
 /// Open a store from a URL: `sqlite:PATH` (created on first use) or
-/// `postgres://…` / `postgresql://…`.
+/// `postgres://…` / `postgresql://…`. Same as [`open_with_mode`] with
+/// [`OpenMode::Create`].
 pub fn open(url: &str) -> Result<Box<dyn EventStore>, StoreError> {
+    open_with_mode(url, OpenMode::Create)
+}
+
+/// Open a store from a URL in `mode` (see [`OpenMode`]).
+pub fn open_with_mode(url: &str, mode: OpenMode) -> Result<Box<dyn EventStore>, StoreError> {
     match StoreUrl::parse(url)? {
-        StoreUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(&path)?)),
-        StoreUrl::Postgres(conn) => Ok(Box::new(postgres::PostgresStore::connect(&conn)?)),
+        StoreUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open_in_mode(
+            &path,
+            sqlite::SqliteOptions::default(),
+            mode,
+        )?)),
+        StoreUrl::Postgres(conn) => Ok(Box::new(postgres::PostgresStore::connect_in_mode(
+            &conn, None, mode,
+        )?)),
     }
 }
 

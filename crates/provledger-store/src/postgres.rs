@@ -35,7 +35,7 @@ use crate::hash::{self, ChainChecker};
 use crate::merkle::{self, TreeWriter};
 use crate::{
     to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head, Metadata,
-    NodeId, Position, RecordedEvent, StoreError, StreamVersion,
+    NodeId, OpenMode, Position, RecordedEvent, StoreError, StreamVersion,
 };
 
 /// Advisory-lock class (first key) of the append lock: ASCII `pvlg`.
@@ -264,18 +264,7 @@ impl PostgresStore {
     /// [`StoreError::SchemaTooNew`] when the database was written by a newer
     /// provledger.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let mut client = Client::connect(url, NoTls)?;
-        let schema: Option<String> = client.query_one("SELECT current_schema()", &[])?.get(0);
-        let Some(schema) = schema else {
-            return Err(StoreError::InvalidUrl {
-                url: redact(url),
-                reason: "the connection's search_path names no existing schema; \
-                         create one or set search_path for the user"
-                    .into(),
-            });
-        };
-        client.batch_execute(&format!("SET search_path TO {}", quote_ident(&schema)))?;
-        Self::finish(url, client, &schema)
+        Self::connect_in_mode(url, None, OpenMode::Create)
     }
 
     /// Connect to the database at `url` and keep this ledger in `schema`
@@ -284,31 +273,106 @@ impl PostgresStore {
     /// `schema` must match `[a-z_][a-z0-9_]*`, at most 63 bytes, and must not
     /// start with `pg_`; otherwise [`StoreError::InvalidUrl`].
     pub fn connect_in_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
-        check_schema_name(url, schema)?;
-        let mut client = Client::connect(url, NoTls)?;
-        let mut tx = client.transaction()?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1::int4, $2::int4)",
-            &[&MIGRATION_LOCK_CLASS, &schema_key(schema)],
-        )?;
-        tx.batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {}",
-            quote_ident(schema)
-        ))?;
-        tx.commit()?;
-        client.batch_execute(&format!("SET search_path TO {}", quote_ident(schema)))?;
-        Self::finish(url, client, schema)
+        Self::connect_in_mode(url, Some(schema), OpenMode::Create)
     }
 
-    /// Migrate the schema the session's `search_path` was just set to and
-    /// prepare the statements.
-    fn finish(url: &str, mut client: Client, schema: &str) -> Result<Self, StoreError> {
-        migrate(&mut client, schema)?;
+    /// Connect to the ledger at `url` in `schema` (or, for `None`, the
+    /// schema the connection's `search_path` resolves to) in `mode`.
+    ///
+    /// [`OpenMode::Create`] creates the schema and tables as needed;
+    /// [`OpenMode::ReadWrite`] needs the ledger's tables
+    /// ([`StoreError::NoLedger`]) and applies missing migrations;
+    /// [`OpenMode::ReadOnly`] checks that the tables exist at this build's
+    /// version and creates nothing, so a role with USAGE on the schema and
+    /// SELECT on its tables suffices.
+    pub fn connect_in_mode(
+        url: &str,
+        schema: Option<&str>,
+        mode: OpenMode,
+    ) -> Result<Self, StoreError> {
+        if let Some(schema) = schema {
+            check_schema_name(url, schema)?;
+        }
+        let mut client = Client::connect(url, NoTls)?;
+        let schema = match schema {
+            Some(schema) => {
+                if mode == OpenMode::Create {
+                    let mut tx = client.transaction()?;
+                    tx.execute(
+                        "SELECT pg_advisory_xact_lock($1::int4, $2::int4)",
+                        &[&MIGRATION_LOCK_CLASS, &schema_key(schema)],
+                    )?;
+                    tx.batch_execute(&format!(
+                        "CREATE SCHEMA IF NOT EXISTS {}",
+                        quote_ident(schema)
+                    ))?;
+                    tx.commit()?;
+                }
+                schema.to_string()
+            }
+            None => {
+                let current: Option<String> =
+                    client.query_one("SELECT current_schema()", &[])?.get(0);
+                let Some(current) = current else {
+                    return Err(StoreError::InvalidUrl {
+                        url: redact(url),
+                        reason: "the connection's search_path names no existing schema; \
+                                 create one or set search_path for the user"
+                            .into(),
+                    });
+                };
+                current
+            }
+        };
+        client.batch_execute(&format!("SET search_path TO {}", quote_ident(&schema)))?;
+        // A ledger at this build's version needs no migration, so a role
+        // without CREATE on the schema can read and write it.
+        let mut needs_migration = mode == OpenMode::Create;
+        if mode != OpenMode::Create {
+            let found = ledger_version(&mut client, &schema).map_err(|e| match e {
+                StoreError::NoLedger { reason, .. } => StoreError::NoLedger {
+                    location: format!("{} (schema {schema})", redact(url)),
+                    reason,
+                },
+                other => other,
+            })?;
+            let supported = latest_version();
+            if found > supported {
+                return Err(StoreError::SchemaTooNew { found, supported });
+            }
+            needs_migration = found < supported;
+            if mode == OpenMode::ReadOnly && found < supported {
+                return Err(StoreError::CannotOpen {
+                    location: redact(url),
+                    reason: format!(
+                        "the ledger's schema is at version {found} and this build needs {supported}; run a write command (e.g. `provledger project`) once with a role that may migrate it"
+                    ),
+                });
+            }
+        }
+        Self::finish(url, client, &schema, needs_migration, mode)
+    }
+
+    /// Migrate (when needed) the schema the session's `search_path` was
+    /// just set to and prepare the statements.
+    fn finish(
+        url: &str,
+        mut client: Client,
+        schema: &str,
+        needs_migration: bool,
+        mode: OpenMode,
+    ) -> Result<Self, StoreError> {
+        if needs_migration {
+            migrate(&mut client, schema)?;
+        }
         let lock_key: i32 = client
             .query_one("SELECT 'events'::regclass::oid::int4", &[])?
             .get(0);
         let statements = Statements::prepare(&mut client)?;
-        ensure_tree(&mut client, &statements, lock_key)?;
+        // A reader writes nothing: a tree that lags is filled by the next writer.
+        if mode != OpenMode::ReadOnly {
+            ensure_tree(&mut client, &statements, lock_key)?;
+        }
         Ok(PostgresStore {
             url: url.to_string(),
             schema: schema.to_string(),
@@ -997,6 +1061,31 @@ fn current_version(
         .query_one(&statements.stream_version, &[&stream_id])?
         .try_get(0)?;
     Ok(u64::try_from(version).unwrap_or(0))
+}
+
+/// The store schema version of the ledger in `schema`, read without
+/// creating or locking anything; [`StoreError::NoLedger`] when the schema or
+/// its tables do not exist.
+fn ledger_version(client: &mut Client, schema: &str) -> Result<i64, StoreError> {
+    let table: Option<String> = client
+        .query_one(
+            "SELECT to_regclass(format('%I.store_schema_migrations', $1::text))::text",
+            &[&schema],
+        )?
+        .get(0);
+    if table.is_none() {
+        return Err(StoreError::NoLedger {
+            location: schema.to_string(),
+            reason: format!("schema {schema} holds no ledger tables"),
+        });
+    }
+    let found: i64 = client
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0)::int8 FROM store_schema_migrations",
+            &[],
+        )?
+        .try_get(0)?;
+    Ok(found)
 }
 
 /// Apply the migrations this database lacks, under a lock so that processes

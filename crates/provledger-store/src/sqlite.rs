@@ -34,7 +34,7 @@ use crate::hash::{self, ChainChecker};
 use crate::merkle::{self, TreeWriter};
 use crate::{
     to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head, Metadata,
-    NodeId, Position, RecordedEvent, StoreError, StreamVersion,
+    NodeId, OpenMode, Position, RecordedEvent, StoreError, StreamVersion,
 };
 
 /// Newest schema version this build knows (the last migration's version).
@@ -219,23 +219,48 @@ impl SqliteStore {
         SqliteStore::open_with(path, SqliteOptions::default())
     }
 
-    /// Open (creating on first use) the store at `path` with `options`.
-    ///
-    /// Sets WAL journalling, the `synchronous` level, the busy timeout and
-    /// foreign keys, then applies any schema migrations this build knows and
-    /// the file lacks. Errors: [`StoreError::SchemaTooNew`] if the file was
-    /// written by a newer build; [`StoreError::Sqlite`] if the file cannot be
-    /// opened (e.g. its directory does not exist) or is not a database.
+    /// Open (creating on first use) the store at `path` with `options`:
+    /// [`SqliteStore::open_in_mode`] with [`OpenMode::Create`].
     pub fn open_with(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
-        let cannot_open = |e: rusqlite::Error| StoreError::CannotOpen {
-            location: path.display().to_string(),
-            reason: e.to_string(),
-        };
+        SqliteStore::open_in_mode(path, options, OpenMode::Create)
+    }
+
+    /// Open the store at `path` with `options` in `mode`.
+    ///
+    /// [`OpenMode::Create`] creates a missing file (mode 0600) and refuses a
+    /// database that holds other tables ([`StoreError::NotALedger`]);
+    /// [`OpenMode::ReadWrite`] needs an existing ledger
+    /// ([`StoreError::NoLedger`], [`StoreError::NotALedger`]); both set WAL
+    /// journalling, the `synchronous` level, the busy timeout and foreign
+    /// keys, then apply any schema migrations this build knows and the file
+    /// lacks. [`OpenMode::ReadOnly`] opens the file read-only and writes
+    /// nothing (see [`OpenMode`]). A file SQLite cannot read as a database
+    /// is [`StoreError::Damaged`]; one written by a newer build
+    /// [`StoreError::SchemaTooNew`].
+    pub fn open_in_mode(
+        path: &Path,
+        options: SqliteOptions,
+        mode: OpenMode,
+    ) -> Result<SqliteStore, StoreError> {
+        let in_memory = path == Path::new(":memory:");
+        if !in_memory {
+            prepare_file(path, mode)?;
+        }
+        if mode == OpenMode::ReadOnly && !in_memory {
+            let conn = open_read_only(path)?;
+            return Ok(SqliteStore {
+                conn: Mutex::new(conn),
+                reader: None,
+                path: path.to_path_buf(),
+            });
+        }
+        let cannot_open = |e: rusqlite::Error| open_error(path, e);
         let mut conn = Connection::open(path).map_err(cannot_open)?;
         conn.busy_timeout(options.busy_timeout)?;
-        // In-memory databases answer `memory`; files answer `wal`. The first
-        // statement is also where a file that is not a database shows itself.
-        let mode: String = conn
+        // Before anything is written: is this a ledger, or may it become one?
+        check_ledger(&conn, path, mode)?;
+        // In-memory databases answer `memory`; files answer `wal`.
+        let mode_name: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(cannot_open)?;
         conn.pragma_update(None, "synchronous", options.synchronous.pragma_value())?;
@@ -244,7 +269,7 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(32);
         migrate(&mut conn)?;
         ensure_tree(&mut conn)?;
-        let reader = if mode.eq_ignore_ascii_case("wal") {
+        let reader = if mode_name.eq_ignore_ascii_case("wal") {
             let reader = Connection::open(path).map_err(cannot_open)?;
             reader.busy_timeout(options.busy_timeout)?;
             reader.pragma_update(None, "query_only", "ON")?;
@@ -384,6 +409,183 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit()?;
     }
     Ok(())
+}
+
+/// Whether the file at `path` may be opened in `mode`: a missing (or empty)
+/// file is created for [`OpenMode::Create`], with mode 0600 so that only its
+/// owner can read the ledger; for any other mode it is
+/// [`StoreError::NoLedger`].
+fn prepare_file(path: &Path, mode: OpenMode) -> Result<(), StoreError> {
+    let location = path.display().to_string();
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(StoreError::NotALedger {
+            location,
+            reason: "it is a directory".into(),
+        }),
+        Ok(meta) if meta.len() > 0 || mode == OpenMode::Create => Ok(()),
+        Ok(_) => Err(StoreError::NoLedger {
+            location,
+            reason: "the file is empty".into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if mode != OpenMode::Create {
+                return Err(StoreError::NoLedger {
+                    location,
+                    reason: "the file does not exist".into(),
+                });
+            }
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            match options.open(path) {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(StoreError::CannotOpen {
+                    location,
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        Err(e) => Err(StoreError::CannotOpen {
+            location,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// An error opening or first reading `path`: a file SQLite cannot read as
+/// a database is damaged (exit 4); anything else cannot be opened (exit 2).
+fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
+    let location = path.display().to_string();
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+            StoreError::Damaged {
+                location,
+                reason: format!(
+                    "{e} (the file is not an SQLite database, or its header is damaged)"
+                ),
+            }
+        }
+        _ => StoreError::CannotOpen {
+            location,
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// Refuse a database that is not a ledger (nor, for [`OpenMode::Create`],
+/// an empty database that may become one), before anything is written.
+fn check_ledger(conn: &Connection, path: &Path, mode: OpenMode) -> Result<(), StoreError> {
+    let open_err = |e| open_error(path, e);
+    let ledger: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master \
+             WHERE type = 'table' AND name = 'store_schema_migrations')",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(open_err)?;
+    if ledger {
+        return Ok(());
+    }
+    let tables: i64 = conn
+        .query_row("SELECT COUNT(*) FROM sqlite_master", [], |row| row.get(0))
+        .map_err(open_err)?;
+    let location = path.display().to_string();
+    match (mode, tables) {
+        (OpenMode::Create, 0) => Ok(()),
+        (_, 0) => Err(StoreError::NoLedger {
+            location,
+            reason: "the database is empty".into(),
+        }),
+        _ => Err(StoreError::NotALedger {
+            location,
+            reason: format!(
+                "it is an SQLite database with {tables} other schema object(s) and no ledger tables; nothing was changed"
+            ),
+        }),
+    }
+}
+
+/// `path` as an SQLite URI (`file:…`), so that query parameters such as
+/// `mode=ro` or `immutable=1` can be added.
+pub fn sqlite_uri(path: &Path, params: &str) -> String {
+    let mut uri = String::from("file:");
+    for byte in path.to_string_lossy().bytes() {
+        match byte {
+            b'?' | b'#' | b'%' => uri.push_str(&format!("%{byte:02X}")),
+            _ => uri.push(char::from(byte)),
+        }
+    }
+    if !params.is_empty() {
+        uri.push('?');
+        uri.push_str(params);
+    }
+    uri
+}
+
+/// Open an existing ledger file without writing anything: `mode=ro`, which
+/// never waits for a writer in WAL mode; when the shared-memory index
+/// cannot be used (a read-only directory where `-shm` does not exist) and
+/// no WAL holds unmerged commits, the file is opened `immutable=1`.
+///
+/// Checks that the file is a ledger at this build's schema version. Public
+/// so that the read models open their connection the same way.
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let attempt = |params: &str| -> Result<Connection, rusqlite::Error> {
+        let conn = Connection::open_with_flags(sqlite_uri(path, params), flags)?;
+        conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |row| {
+            row.get::<_, i64>(0)
+        })?;
+        Ok(conn)
+    };
+    let conn = match attempt("mode=ro") {
+        Ok(conn) => conn,
+        Err(e)
+            if matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+            ) =>
+        {
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            let wal_pending = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+            if wal_pending {
+                return Err(StoreError::CannotOpen {
+                    location: path.display().to_string(),
+                    reason: format!(
+                        "{e}; the ledger's write-ahead log holds commits that a read-only open cannot see without its shared-memory file: open it once with write access (e.g. `provledger project`), or give read access to {}-shm",
+                        path.display()
+                    ),
+                });
+            }
+            attempt("immutable=1").map_err(|e| open_error(path, e))?
+        }
+        Err(e) => return Err(open_error(path, e)),
+    };
+    check_ledger(&conn, path, OpenMode::ReadOnly)?;
+    match current_schema_version(&conn)? {
+        Some(found) if found == SCHEMA_VERSION => Ok(conn),
+        Some(found) if found > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        }),
+        found => Err(StoreError::CannotOpen {
+            location: path.display().to_string(),
+            reason: format!(
+                "the ledger's schema is at version {} and this build needs {SCHEMA_VERSION}; run a write command (e.g. `provledger project`) once to upgrade it",
+                found.unwrap_or(0)
+            ),
+        }),
+    }
 }
 
 /// The highest applied migration, or `None` if the migration table is absent.

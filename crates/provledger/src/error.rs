@@ -117,7 +117,19 @@ impl AppError {
             | AppError::Projection(
                 ProjectionError::InvalidUrl { .. } | ProjectionError::InvalidQuery { .. },
             ) => EXIT_BAD_INPUT,
-            AppError::Store(StoreError::CannotOpen { .. }) => EXIT_BAD_INPUT,
+            AppError::Store(
+                StoreError::CannotOpen { .. }
+                | StoreError::NoLedger { .. }
+                | StoreError::NotALedger { .. },
+            )
+            | AppError::Projection(
+                ProjectionError::Store(
+                    StoreError::CannotOpen { .. }
+                    | StoreError::NoLedger { .. }
+                    | StoreError::NotALedger { .. },
+                )
+                | ProjectionError::NotReady { .. },
+            ) => EXIT_BAD_INPUT,
             // An input file that is missing, unreadable or not text is bad input.
             AppError::Io { source, .. }
                 if matches!(

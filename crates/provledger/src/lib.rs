@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bounded;
 pub mod cli;
 pub mod demo;
 mod error;

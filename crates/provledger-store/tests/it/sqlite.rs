@@ -10,7 +10,8 @@ use chrono::Utc;
 use provledger_store::conformance::{Backend, StoreRegistry};
 use provledger_store::sqlite::{SqliteOptions, SqliteStore, Synchronous, SCHEMA_VERSION};
 use provledger_store::{
-    verify, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, Position, StoreError,
+    verify, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, OpenMode, Position,
+    StoreError,
 };
 use serde_json::json;
 use tempfile::TempDir;
@@ -266,8 +267,9 @@ fn a_newer_schema_is_refused() {
 fn shares_the_file_with_read_models() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shared.db");
+    let store = SqliteStore::open(&path).unwrap();
     {
-        // Another crate got there first with its own migration table.
+        // Another crate adds its own migration table to the ledger's file.
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT);
@@ -278,7 +280,6 @@ fn shares_the_file_with_read_models() {
         )
         .unwrap();
     }
-    let store = SqliteStore::open(&path).unwrap();
     append(&store, "s", ExpectedVersion::NoStream, 2);
     // Read-model tables remain writable, updatable and deletable.
     let changed = store
@@ -290,6 +291,33 @@ fn shares_the_file_with_read_models() {
     assert_eq!(changed, 3);
     drop(store);
     assert!(SqliteStore::open(&path).is_ok());
+}
+
+#[test]
+fn a_foreign_database_is_not_made_a_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other-app.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY);")
+            .unwrap();
+    }
+    for mode in [OpenMode::Create, OpenMode::ReadWrite, OpenMode::ReadOnly] {
+        let err = SqliteStore::open_in_mode(&path, SqliteOptions::default(), mode).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotALedger { .. }),
+            "{mode:?}: {err}"
+        );
+    }
+    let missing = dir.path().join("missing.db");
+    for mode in [OpenMode::ReadWrite, OpenMode::ReadOnly] {
+        let err = SqliteStore::open_in_mode(&missing, SqliteOptions::default(), mode).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NoLedger { .. }),
+            "{mode:?}: {err}"
+        );
+        assert!(!missing.exists());
+    }
 }
 
 #[test]

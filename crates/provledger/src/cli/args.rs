@@ -21,8 +21,9 @@ pub const DEFAULT_STORE: &str = "sqlite:provledger.db";
     long_about = None
 )]
 pub struct Cli {
-    /// Store URL: sqlite:PATH or postgres://USER@HOST:PORT/DB.
-    #[arg(long, global = true, env = "PROVLEDGER_STORE", value_name = "URL")]
+    /// Store URL: sqlite:PATH or postgres://USER@HOST:PORT/DB [env: PROVLEDGER_STORE].
+    /// An explicit --store or --db wins over the environment.
+    #[arg(long, global = true, value_name = "URL")]
     pub store: Option<String>,
     /// Shorthand for --store sqlite:PATH.
     #[arg(long, global = true, value_name = "PATH", conflicts_with = "store")]
@@ -55,13 +56,18 @@ pub struct WriteOpts {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum TopCommand {
-    /// Create an empty ledger, recording whose clock dates its commands.
+    /// Create an empty ledger (the only command that creates one), recording
+    /// whose clock dates its commands.
     Init {
         /// `live` (default): the ledger's own clock dates every command and
         /// `--at`/`--now` are refused. `simulated`: callers give the time
         /// (demos, scenario scripts, tests); every view says so.
         #[arg(long, value_name = "MODE", default_value = "live")]
         clock: String,
+        /// Create the tables only, for `import` to fill with another ledger's
+        /// export, whose first event (its `LedgerCreated`) brings its clock mode.
+        #[arg(long, conflicts_with = "clock")]
+        for_import: bool,
     },
     /// Orders (R1).
     #[command(subcommand)]
@@ -216,9 +222,12 @@ pub enum TopCommand {
     Rebuild,
     /// Write every event as JSON Lines, hashes included.
     Export {
-        /// Output file (`-` for stdout).
+        /// Output file (`-` for stdout); never the ledger itself.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Replace an existing output file.
+        #[arg(long)]
+        force: bool,
     },
     /// Append the events of a JSON Lines export, checking every hash.
     Import {

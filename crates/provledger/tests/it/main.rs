@@ -5,6 +5,7 @@ mod cli;
 mod evidence;
 mod faults;
 mod group_commit;
+mod hardening;
 mod progress;
 mod setup;
 mod trust;

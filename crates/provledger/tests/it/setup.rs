@@ -62,10 +62,13 @@ struct Cli {
 }
 
 impl Cli {
+    /// An empty ledger made by `init` (the only command that creates one).
     fn new() -> Cli {
-        Cli {
+        let cli = Cli {
             dir: tempfile::tempdir().expect("tempdir"),
-        }
+        };
+        cli.run(&["init", "--clock", "simulated"]).success();
+        cli
     }
 
     fn db(&self) -> PathBuf {
