@@ -141,3 +141,18 @@ fn proofs_between_equal_and_empty_sizes() {
     assert!(verify_consistency(5, 4, &root, &tree.roots[4], &[]).is_err());
     assert!(verify_inclusion(5, 5, &tree.leaves[0], &[], &root).is_err());
 }
+
+/// Why a proof must be checked at a *signed* size: RFC 9162 proofs do not
+/// carry the size themselves. A proof of leaf 0 in a tree of 4 has the same
+/// shape as one in a tree of 3, so it verifies at size 3 against the size-4
+/// root; the checkpoint's signature over (size, root) is what rules that out
+/// (tests/it/checkpoint.rs alters the size and fails the signature).
+#[test]
+fn the_size_is_bound_to_the_root_by_the_signature_not_by_the_proof() {
+    let tree = Tree::of_leaves(&leaves(4, 9));
+    let proof = tree.inclusion(0, 4);
+    assert!(verify_inclusion(0, 4, &tree.leaves[0], &proof, &tree.roots[4]).is_ok());
+    assert!(verify_inclusion(0, 3, &tree.leaves[0], &proof, &tree.roots[4]).is_ok());
+    // At the right size, the right root: size 3's own root does not match.
+    assert!(verify_inclusion(0, 3, &tree.leaves[0], &proof, &tree.roots[3]).is_err());
+}
