@@ -2,6 +2,7 @@
 //! data-driven seed scenarios, the replay and setup properties and the
 //! backend equivalence (SQLite ⇄ PostgreSQL).
 
+mod import_props;
 mod postgres;
 mod replay;
 mod scenarios;

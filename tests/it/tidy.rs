@@ -120,8 +120,10 @@ fn the_store_knows_nothing_of_the_domain() {
 fn nothing_depends_on_the_application_crate() {
     for krate in [
         "provledger-domain",
+        "provledger-proof",
         "provledger-store",
         "provledger-projections",
+        "provledger-verify",
     ] {
         let manifest =
             std::fs::read_to_string(repo_root().join(format!("crates/{krate}/Cargo.toml")))
@@ -172,5 +174,87 @@ fn every_command_is_decided_in_the_one_write_path() {
                 file.display()
             );
         }
+    }
+}
+
+/// The `[dependencies]` section of a crate's manifest.
+fn dependencies_of(krate: &str) -> String {
+    let manifest = std::fs::read_to_string(repo_root().join(format!("crates/{krate}/Cargo.toml")))
+        .expect("manifest");
+    manifest
+        .split("[dependencies]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn the_proof_crate_is_pure() {
+    let deps = dependencies_of("provledger-proof");
+    for forbidden in [
+        "rusqlite",
+        "postgres",
+        "tokio",
+        "reqwest",
+        "hyper",
+        "provledger-domain.workspace",
+        "provledger-store.workspace",
+        "provledger-projections.workspace",
+    ] {
+        assert!(
+            !deps.contains(forbidden),
+            "provledger-proof must not depend on {forbidden}: it is pure and knows neither \
+             a database nor the domain"
+        );
+    }
+    let mut files = Vec::new();
+    rust_files(&repo_root().join("crates/provledger-proof/src"), &mut files);
+    assert!(!files.is_empty());
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("readable source");
+        for forbidden in [
+            "Utc::now",
+            "SystemTime",
+            "std::fs",
+            "std::net",
+            "std::env",
+            "std::process",
+            "println!",
+        ] {
+            assert!(
+                !text.contains(forbidden),
+                "{} uses {forbidden}: the proof crate does no I/O and reads no clock",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_offline_verifier_needs_no_database_and_no_network() {
+    let deps = dependencies_of("provledger-verify");
+    for forbidden in [
+        "rusqlite",
+        "postgres",
+        "tokio",
+        "reqwest",
+        "hyper",
+        "axum",
+        "provledger-store",
+        "provledger-projections",
+        "provledger.workspace",
+    ] {
+        assert!(
+            !deps.contains(forbidden),
+            "provledger-verify must not depend on {forbidden}: an auditor runs it with \
+             nothing but the bundle and the public key"
+        );
+    }
+    for required in ["provledger-domain", "provledger-proof"] {
+        assert!(
+            deps.contains(required),
+            "provledger-verify re-folds with {required}"
+        );
     }
 }

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod access;
+mod admissible;
 mod clock;
 mod command;
 mod decide;
@@ -31,6 +32,10 @@ mod subdomain;
 mod text;
 
 pub use access::{named_on, Principal, Role, WriteKind};
+pub use admissible::{
+    admissible, admissible_org, admissible_reservation, admit, AdmissionState, Candidate,
+    Inadmissible,
+};
 pub use clock::{ClockMode, LedgerEvent, LEDGER_EVENT_TYPES, LEDGER_STREAM};
 pub use command::{
     case_order_id, check_rsd, Actor, Command, Context, LineRequest, OrderRequest, ValidOrder,

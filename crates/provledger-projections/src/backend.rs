@@ -350,6 +350,64 @@ pub(crate) fn transaction_ids(rows: &[TransactionRow]) -> Result<Vec<i64>, Proje
     Ok(ids)
 }
 
+/// Read models that do not exist (yet) in a ledger opened read-only: they
+/// stand at position 0 and hold nothing, so every read replays the log
+/// (or reports that it is behind); writing them is refused.
+pub(crate) struct Absent {
+    /// Why they cannot be read.
+    pub reason: String,
+}
+
+impl Absent {
+    fn refuse<T>(&self) -> Result<T, ProjectionError> {
+        Err(ProjectionError::NotReady {
+            reason: self.reason.clone(),
+        })
+    }
+}
+
+impl Backend for Absent {
+    fn checkpoint(&mut self) -> Result<Position, ProjectionError> {
+        Ok(0)
+    }
+    fn apply(
+        &mut self,
+        _expected: Position,
+        _events: &[Decoded],
+        _cache: &mut StateCache,
+    ) -> Result<Applied, ProjectionError> {
+        self.refuse()
+    }
+    fn write(
+        &mut self,
+        _expected: Position,
+        _out: &BatchOutput,
+    ) -> Result<Applied, ProjectionError> {
+        self.refuse()
+    }
+    fn reset(&mut self) -> Result<(), ProjectionError> {
+        self.refuse()
+    }
+    fn finish_rebuild(&mut self) -> Result<(), ProjectionError> {
+        Ok(())
+    }
+    fn lines(&mut self, _q: &LineQuery) -> Result<Vec<LineRow>, ProjectionError> {
+        Ok(Vec::new())
+    }
+    fn transactions(
+        &mut self,
+        _q: &TransactionQuery,
+    ) -> Result<Vec<TransactionRow>, ProjectionError> {
+        Ok(Vec::new())
+    }
+    fn orders_due(&mut self, _now: DateTime<Utc>) -> Result<Vec<OrderId>, ProjectionError> {
+        self.refuse()
+    }
+    fn order_states(&mut self) -> Result<Vec<StoredState>, ProjectionError> {
+        Ok(Vec::new())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

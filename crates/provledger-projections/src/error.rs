@@ -82,6 +82,13 @@ pub enum ProjectionError {
         /// The store's last position (0: empty).
         head: Position,
     },
+    /// A read-only open found the read models missing or older than this
+    /// build; a writer (e.g. `provledger project`) must create or migrate them.
+    #[error("the read models cannot be read: {reason}; run `provledger project` (with write access) to bring them up to date")]
+    NotReady {
+        /// What was found.
+        reason: String,
+    },
     /// A query parameter is invalid.
     #[error("invalid {field}: {reason}")]
     InvalidQuery {

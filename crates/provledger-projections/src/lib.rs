@@ -109,6 +109,37 @@ impl ReadModels {
         }
     }
 
+    /// Open the read models of the ledger at `store_url` in `mode`: as
+    /// [`ReadModels::open`] unless `mode` is read-only, in which case
+    /// nothing is created, migrated or written. When the `rm_` tables are
+    /// missing or older than this build, the read models stand at position
+    /// 0 and hold nothing (reads replay the log; writing them is
+    /// [`ProjectionError::NotReady`]). Catching up is left to writers and
+    /// projection workers.
+    pub fn open_with_mode(
+        store_url: &str,
+        mode: provledger_store::OpenMode,
+    ) -> Result<ReadModels, ProjectionError> {
+        if !mode.is_read_only() {
+            return Self::open(store_url);
+        }
+        let opened: Result<Box<dyn Backend>, ProjectionError> = match parse_url(store_url)? {
+            StoreUrl::Sqlite(path) => {
+                sqlite::SqliteModels::open_read_only(&path).map(|b| Box::new(b) as Box<dyn Backend>)
+            }
+            StoreUrl::Postgres(url) => postgres::PostgresModels::connect_in_mode(&url, None, true)
+                .map(|b| Box::new(b) as Box<dyn Backend>),
+        };
+        let backend = match opened {
+            Ok(backend) => backend,
+            // Read models never built (or older than this build): every read
+            // replays the log instead; a reader cannot build them.
+            Err(ProjectionError::NotReady { reason }) => Box::new(backend::Absent { reason }),
+            Err(e) => return Err(e),
+        };
+        Ok(Self::with_backend(backend))
+    }
+
     fn with_backend(backend: Box<dyn Backend>) -> ReadModels {
         ReadModels {
             inner: Mutex::new(Inner {

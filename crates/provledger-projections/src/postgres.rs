@@ -217,10 +217,29 @@ impl PostgresModels {
     /// Connect to `url`; keep the read models in `schema` (created if
     /// missing) or, for `None`, in the connection's current schema.
     pub fn connect(url: &str, schema: Option<&str>) -> Result<Self, ProjectionError> {
+        Self::connect_in_mode(url, schema, false)
+    }
+
+    /// [`PostgresModels::connect`], or with `read_only` without creating
+    /// or migrating anything: the read models must exist at this build's
+    /// version, and SELECT on them suffices.
+    pub fn connect_in_mode(
+        url: &str,
+        schema: Option<&str>,
+        read_only: bool,
+    ) -> Result<Self, ProjectionError> {
         if let Some(schema) = schema {
             check_schema_name(url, schema)?;
         }
-        let mut client = connect_client(url, schema)?;
+        let mut client = if read_only {
+            let mut client = Client::connect(url, NoTls)?;
+            if let Some(schema) = schema {
+                client.batch_execute(&format!("SET search_path TO \"{schema}\""))?;
+            }
+            client
+        } else {
+            connect_client(url, schema)?
+        };
         let current: Option<String> = client.query_one("SELECT current_schema()", &[])?.get(0);
         let Some(current) = current else {
             return Err(ProjectionError::InvalidUrl {
@@ -230,7 +249,23 @@ impl PostgresModels {
                     .into(),
             });
         };
-        migrate(&mut client, &current)?;
+        let found = rm_version(&mut client, &current)?;
+        let supported = MIGRATIONS.last().map_or(0, |m| m.version);
+        if found > supported {
+            return Err(ProjectionError::SchemaTooNew { found, supported });
+        }
+        if read_only && found < supported {
+            return Err(ProjectionError::NotReady {
+                reason: format!(
+                    "the read models in schema {current} are at version {found} and this build needs {supported}"
+                ),
+            });
+        }
+        // Read models at this build's version need no migration, so a role
+        // without CREATE on the schema can maintain them.
+        if found < supported {
+            migrate(&mut client, &current)?;
+        }
         let lock_key: i32 = client
             .query_one("SELECT 'rm_checkpoints'::regclass::oid::int4", &[])?
             .get(0);
@@ -290,6 +325,26 @@ fn connect_client(url: &str, schema: Option<&str>) -> Result<Client, ProjectionE
         client.batch_execute(&format!("SET search_path TO \"{schema}\""))?;
     }
     Ok(client)
+}
+
+/// The read models' schema version in `schema` (0 when absent), read
+/// without creating or locking anything.
+fn rm_version(client: &mut Client, schema: &str) -> Result<i64, ProjectionError> {
+    let table: Option<String> = client
+        .query_one(
+            "SELECT to_regclass(format('%I.rm_schema_migrations', $1::text))::text",
+            &[&schema],
+        )?
+        .get(0);
+    Ok(match table {
+        Some(_) => client
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0)::int8 FROM rm_schema_migrations",
+                &[],
+            )?
+            .try_get(0)?,
+        None => 0,
+    })
 }
 
 /// Apply the migrations this schema lacks, under a lock so that processes

@@ -188,6 +188,30 @@ pub(crate) struct SqliteModels {
 }
 
 impl SqliteModels {
+    /// Open the read models in the ledger file at `path` without writing
+    /// anything (see [`provledger_store::OpenMode::ReadOnly`]); they must
+    /// exist at this build's version.
+    pub fn open_read_only(path: &Path) -> Result<Self, ProjectionError> {
+        let conn = provledger_store::sqlite::open_read_only(path)?;
+        let exists: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master \
+             WHERE type = 'table' AND name = 'rm_schema_migrations')",
+            [],
+            |r| r.get(0),
+        )?;
+        let found: i64 = if exists {
+            conn.query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM rm_schema_migrations",
+                [],
+                |r| r.get(0),
+            )?
+        } else {
+            0
+        };
+        check_read_only_version(found)?;
+        Ok(SqliteModels { conn })
+    }
+
     /// Open (creating if needed) the read models in the SQLite file at `path`.
     pub fn open(path: &Path) -> Result<Self, ProjectionError> {
         let mut conn = Connection::open(path)?;
@@ -212,6 +236,22 @@ impl SqliteModels {
         ensure_indexes(&conn)?;
         Ok(SqliteModels { conn })
     }
+}
+
+/// A read-only open needs the read models at exactly this build's version.
+fn check_read_only_version(found: i64) -> Result<(), ProjectionError> {
+    let supported = MIGRATIONS.last().map_or(0, |m| m.version);
+    if found > supported {
+        return Err(ProjectionError::SchemaTooNew { found, supported });
+    }
+    if found < supported {
+        return Err(ProjectionError::NotReady {
+            reason: format!(
+                "the read models are at schema version {found} and this build needs {supported}"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Apply the migrations this file lacks, under the write lock so that

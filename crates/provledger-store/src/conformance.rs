@@ -37,6 +37,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use provledger_proof::merkle::{
+    event_leaf, naive_root, parse_hash, verify_consistency, verify_inclusion, Hash,
+};
+
+use crate::merkle::{consistency_proof, inclusion_proof, root_at};
 use crate::{
     hash, to_stored_precision, verify, AppendOutcome, AppendRequest, EventStore, ExpectedVersion,
     Head, Metadata, NewEvent, Position, RecordedEvent, StoreError, StreamAppend,
@@ -184,6 +189,8 @@ pub const CHECKS: &[(&str, Check)] = &[
         "concurrent_appends_lose_no_update",
         concurrent_appends_lose_no_update,
     ),
+    ("merkle_tree_follows_appends", merkle_tree_follows_appends),
+    ("merkle_root_of_fixed_events", merkle_root_of_fixed_events),
 ];
 
 /// Run every check against `backend`; panics listing each check that failed.
@@ -245,6 +252,8 @@ macro_rules! conformance_tests {
             import_refuses_broken_batches,
             import_large_batches,
             concurrent_appends_lose_no_update,
+            merkle_tree_follows_appends,
+            merkle_root_of_fixed_events,
         );
     };
     (@generate ($backend:expr); $($check:ident),+ $(,)?) => {
@@ -1764,4 +1773,181 @@ pub fn concurrent_appends_lose_no_update(b: &dyn Backend) {
     }
     ensure_eq!(b, head_position(b, s), total, "head position");
     assert_intact(b, s, "after concurrent appends");
+}
+
+// ---------------------------------------------------------------------------
+// The Merkle tree
+// ---------------------------------------------------------------------------
+
+/// The leaf hashes of `events`.
+fn leaves_of(b: &dyn Backend, events: &[RecordedEvent]) -> Vec<Hash> {
+    events
+        .iter()
+        .map(|e| event_leaf(&e.hash).unwrap_or_else(|err| fail!(b, "event hash: {err}")))
+        .collect()
+}
+
+/// Check every tree head against the naive recursive computation, and that
+/// every inclusion proof and a spread of consistency proofs verify.
+fn check_tree(b: &dyn Backend, s: &dyn EventStore, context: &str) {
+    let all = all_events(b, s, 0);
+    let leaves = leaves_of(b, &all);
+    let n = all.len() as u64;
+    for size in 0..=n {
+        let stored =
+            root_at(s, size).unwrap_or_else(|e| fail!(b, "{context}: root at {size}: {e}"));
+        ensure_eq!(
+            b,
+            stored,
+            naive_root(&leaves[..size as usize]),
+            "{context}: the root at size {size} (stored tree vs naive recursion)"
+        );
+    }
+    let root = naive_root(&leaves);
+    for position in 1..=n {
+        let proof = inclusion_proof(s, position, n)
+            .unwrap_or_else(|e| fail!(b, "{context}: inclusion proof of {position}: {e}"));
+        if let Err(e) = verify_inclusion(
+            position - 1,
+            n,
+            &leaves[position as usize - 1],
+            &proof,
+            &root,
+        ) {
+            fail!(b, "{context}: inclusion proof of {position} in {n}: {e}");
+        }
+    }
+    for old in 0..=n {
+        let proof = consistency_proof(s, old, n)
+            .unwrap_or_else(|e| fail!(b, "{context}: consistency proof {old}..{n}: {e}"));
+        let old_root = naive_root(&leaves[..old as usize]);
+        if let Err(e) = verify_consistency(old, n, &old_root, &root, &proof) {
+            fail!(b, "{context}: consistency proof {old}..{n}: {e}");
+        }
+    }
+    ensure!(
+        b,
+        root_at(s, n + 1).is_err(),
+        "{context}: a root beyond the log's end must be refused"
+    );
+    let report = verify(s, &mut |_| {}).unwrap_or_else(|e| fail!(b, "verify failed: {e}"));
+    ensure!(
+        b,
+        report.is_intact(),
+        "{context}: verify: {:?}",
+        report.first_broken
+    );
+    ensure_eq!(
+        b,
+        report.root,
+        hex::encode(root),
+        "{context}: verify's root"
+    );
+}
+
+/// The stored tree follows every way events get in — single appends,
+/// multi-stream appends, group commits with a failing request in the middle,
+/// idempotent replays that write nothing, imports in uneven batches — and
+/// a reopened store continues it.
+pub fn merkle_tree_follows_appends(b: &dyn Backend) {
+    let store = b.fresh();
+    let s = store.as_ref();
+    check_tree(b, s, "empty");
+    build_ledger(b, s);
+    check_tree(b, s, "after build_ledger");
+    // A replay of an idempotent request adds nothing to the tree.
+    append_ok(
+        b,
+        s,
+        single("order-2", ExpectedVersion::Any, 4).with_idempotency_key(Some("build-2".into())),
+    );
+    let results = batch_ok(
+        b,
+        s,
+        vec![
+            single("order-9", ExpectedVersion::NoStream, 3),
+            single("order-1", ExpectedVersion::Exact(1), 1),
+            single("order-10", ExpectedVersion::NoStream, 6),
+        ],
+    );
+    ensure!(b, results[1].is_err(), "the stale request must conflict");
+    let store = b.reopen(store);
+    let s = store.as_ref();
+    append_ok(b, s, single("order-11", ExpectedVersion::NoStream, 10));
+    check_tree(b, s, "after a group commit, a reopen and more appends");
+
+    let source = all_events(b, s, 0);
+    let target = b.fresh();
+    let t = target.as_ref();
+    let mut rest: &[RecordedEvent] = &source;
+    for size in [1usize, 3, 7, 2, 100] {
+        let (chunk, tail) = rest.split_at(size.min(rest.len()));
+        if let Err(e) = t.import_batch(chunk) {
+            fail!(b, "import failed: {e}");
+        }
+        rest = tail;
+    }
+    check_tree(b, t, "after import");
+    let n = source.len() as u64;
+    ensure_eq!(
+        b,
+        root_at(t, n).ok(),
+        root_at(s, n).ok(),
+        "the imported ledger's root"
+    );
+}
+
+/// `n` events with fixed content and times, hashed and chained, as an
+/// export would hold them.
+fn fixed_events(n: u64) -> Vec<RecordedEvent> {
+    let mut prev = hash::GENESIS_HASH.to_string();
+    (1..=n)
+        .map(|position| {
+            let stream = position % 3;
+            let mut event = RecordedEvent {
+                position,
+                stream_id: format!("order-{stream}"),
+                stream_version: position.div_ceil(3),
+                event_type: "Numbered".into(),
+                schema_version: 1,
+                payload: json!({ "n": position, "text": "fixed" }),
+                metadata: metadata(),
+                occurred_at: to_stored_precision(at(position as i64)),
+                recorded_at: to_stored_precision(at(position as i64 + 1)),
+                prev_hash: prev.clone(),
+                hash: String::new(),
+            };
+            event.hash = hash::event_hash(&event);
+            prev = event.hash.clone();
+            event
+        })
+        .collect()
+}
+
+/// The Merkle root of 21 fixed events, the same on every backend.
+pub const FIXED_EVENTS_ROOT: &str =
+    "507bf3ec1fe6be30b10a6c9ba298f8769124bb590c6896d871894f3e118ad5da";
+
+/// Every backend gives the same root for the same events: a fixed ledger
+/// imported into the store has exactly [`FIXED_EVENTS_ROOT`].
+pub fn merkle_root_of_fixed_events(b: &dyn Backend) {
+    let store = b.fresh();
+    let s = store.as_ref();
+    let events = fixed_events(21);
+    if let Err(e) = s.import_batch(&events) {
+        fail!(b, "import of the fixed events failed: {e}");
+    }
+    let root = root_at(s, 21).unwrap_or_else(|e| fail!(b, "root: {e}"));
+    ensure_eq!(
+        b,
+        hex::encode(root),
+        FIXED_EVENTS_ROOT,
+        "the root of the fixed events"
+    );
+    ensure_eq!(
+        b,
+        Some(root),
+        parse_hash(FIXED_EVENTS_ROOT).ok(),
+        "the root of the fixed events"
+    );
 }

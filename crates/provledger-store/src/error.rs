@@ -32,6 +32,35 @@ pub enum StoreError {
         /// What the database said.
         reason: String,
     },
+    /// There is no ledger at this path or URL (a read or write on a store
+    /// that `init` never created). Exit 2; nothing was created.
+    #[error("no ledger at {location}: {reason}; create one with `provledger init` (or give the right --db/--store)")]
+    NoLedger {
+        /// The path or URL (without password).
+        location: String,
+        /// What was found instead.
+        reason: String,
+    },
+    /// The database exists but holds something other than a provledger
+    /// ledger (another application's file). Exit 2; nothing was changed.
+    #[error("{location} is not a provledger ledger: {reason}; give the path of a ledger, or create a new one with `provledger init` at another path")]
+    NotALedger {
+        /// The path or URL (without password).
+        location: String,
+        /// What was found.
+        reason: String,
+    },
+    /// The database file is damaged (its header or pages cannot be read).
+    /// Exit 4: an integrity failure, not bad input.
+    #[error(
+        "the ledger at {location} is damaged: {reason}; restore it from a backup or an export"
+    )]
+    Damaged {
+        /// The path.
+        location: String,
+        /// What the database said.
+        reason: String,
+    },
     /// The store URL could not be understood.
     #[error("invalid store URL {url:?}: {reason}")]
     InvalidUrl {
@@ -64,6 +93,19 @@ pub enum StoreError {
         /// What failed.
         reason: String,
     },
+    /// The stored Merkle tree does not match the log (events removed or
+    /// rewritten behind the store's back). An integrity failure.
+    #[error("the Merkle tree does not match the log at position {position}: {reason}; run `provledger verify` and restore from a verified export")]
+    TreeMismatch {
+        /// The first position where they disagree.
+        position: Position,
+        /// How.
+        reason: String,
+    },
+    /// A tree head or proof could not be built (a node is missing, a size
+    /// is beyond the log).
+    #[error("{0}")]
+    Proof(#[from] provledger_proof::ProofError),
     /// SQLite failed.
     #[error("SQLite error: {0}")]
     Sqlite(#[from] rusqlite::Error),

@@ -16,6 +16,10 @@
 //! * Each event's `hash` is SHA-256 over its canonical encoding chained to the
 //!   previous event's hash ([`hash::event_hash`]); [`verify`] recomputes it.
 //! * Events are never updated or deleted; the database itself refuses it.
+//! * The leaves of an RFC 9162 Merkle tree are the events in position order;
+//!   every backend stores the tree's perfect-subtree hashes in the transaction
+//!   that appends the events ([`EventStore::merkle_nodes`]), and [`merkle`]
+//!   builds tree heads and proofs from them. [`verify`] rebuilds the tree.
 //! * An idempotency key seen before makes the append a no-op that returns the
 //!   first result.
 
@@ -24,6 +28,7 @@
 pub mod conformance;
 mod error;
 pub mod hash;
+pub mod merkle;
 pub mod postgres;
 pub mod sqlite;
 
@@ -31,44 +36,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use error::StoreError;
-
-/// Global position of an event in the whole ledger; the first event is 1.
-pub type Position = u64;
-
-/// Version of a stream: the number of events in it. An empty stream is 0.
-pub type StreamVersion = u64;
-
-/// Who did what, and under which transaction, for one event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Metadata {
-    /// The acting user (an email) or `system` for scheduled events.
-    pub actor: String,
-    /// The transaction (user action) this event belongs to.
-    pub transaction_id: String,
-    /// Groups the events caused by one request, across streams.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub correlation_id: Option<String>,
-    /// The event or command that caused this one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub causation_id: Option<String>,
-    /// The idempotency key of the request that appended this event.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idempotency_key: Option<String>,
-    /// SHA-256 of the canonical request that appended this event: a retry
-    /// with the same key must carry the same request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_fingerprint: Option<String>,
-    /// The channel the request came through: `cli`, `http`, `import` or
-    /// `scheduler`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub via: Option<String>,
-    /// For the command line: the operating-system user who ran it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub os_user: Option<String>,
-    /// For HTTP: the id of the bearer token (never the token).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_id: Option<String>,
-}
+pub use provledger_proof::merkle::{Hash, NodeId};
+pub use provledger_proof::{BrokenLink, Metadata, Position, RecordedEvent, StreamVersion};
+pub use sqlite::sqlite_uri;
 
 /// An event to append; the store assigns position, version, times and hashes.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,33 +53,6 @@ pub struct NewEvent {
     pub metadata: Metadata,
     /// Business time: when the action happened (truncated to microseconds).
     pub occurred_at: DateTime<Utc>,
-}
-
-/// An event as stored, with everything needed to check it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecordedEvent {
-    /// Global position (1-based, gapless).
-    pub position: Position,
-    /// The stream this event belongs to, e.g. `order-WO-1001`.
-    pub stream_id: String,
-    /// Version of the stream after this event (1-based, gapless per stream).
-    pub stream_version: StreamVersion,
-    /// Event type name.
-    pub event_type: String,
-    /// Version of the payload's shape.
-    pub schema_version: u32,
-    /// The event's data.
-    pub payload: serde_json::Value,
-    /// Actor, transaction and correlation data.
-    pub metadata: Metadata,
-    /// Business time (microsecond precision).
-    pub occurred_at: DateTime<Utc>,
-    /// When the store wrote the event (microsecond precision).
-    pub recorded_at: DateTime<Utc>,
-    /// Hash of the event at `position - 1` ([`hash::GENESIS_HASH`] for the first).
-    pub prev_hash: String,
-    /// SHA-256 of this event's canonical encoding and `prev_hash`, lowercase hex.
-    pub hash: String,
 }
 
 /// The version a writer expects a stream to be at.
@@ -287,24 +230,27 @@ pub trait EventStore: Send + Sync {
     /// `prev_hash`/`hash` is correct. Otherwise [`StoreError::ChainBroken`]
     /// (or [`StoreError::Conflict`]) and nothing is written.
     fn import_batch(&self, events: &[RecordedEvent]) -> Result<(), StoreError>;
+
+    /// The stored Merkle node hashes for `ids`, in the same order; `None`
+    /// for a node that is not stored (its subtree is not complete yet, or
+    /// the tree was never built). A node `(level, index)` is the root of the
+    /// perfect subtree over leaves `index·2^level .. (index+1)·2^level`
+    /// (leaf `i` is the event at position `i + 1`); every backend writes
+    /// each node once, in the transaction that appends its last leaf, by
+    /// [`append_batch`](EventStore::append_batch) and
+    /// [`import_batch`](EventStore::import_batch) alike.
+    fn merkle_nodes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError>;
 }
 
-/// The first broken link found by [`verify`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BrokenLink {
-    /// Position of the first event that does not check out.
-    pub position: Position,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-/// The result of recomputing the hash chain.
+/// The result of recomputing the hash chain and the Merkle tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
     /// Events read and checked.
     pub events_checked: u64,
     /// Hash of the last event that checked out.
     pub head_hash: String,
+    /// Merkle root (hex) over the events that checked out.
+    pub root: String,
     /// The first broken link, if any; `None` means the chain is intact.
     pub first_broken: Option<BrokenLink>,
 }
@@ -316,42 +262,181 @@ impl VerifyReport {
     }
 }
 
+/// The tree head of a prefix of the log, as recomputed from the events by
+/// [`verify_with_snapshot`] (not read from the stored tree).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixHead {
+    /// Number of events in the prefix.
+    pub size: u64,
+    /// The Merkle root over them.
+    pub root: Hash,
+    /// The hash of the prefix's last event ([`hash::GENESIS_HASH`] for size 0).
+    pub head_hash: String,
+}
+
+/// Stored nodes compared per round trip while verifying.
+const VERIFY_NODE_BATCH: usize = 4096;
+
 /// Recompute the whole hash chain, reporting the first broken position.
 ///
 /// Checks that positions are gapless from 1, that each `prev_hash` is the
 /// previous event's hash, that each stream's versions are gapless, and that
-/// each `hash` matches the event's content. `progress` is called with the
-/// number of events checked so far, every 10,000 events and at the end.
+/// each `hash` matches the event's content. It also rebuilds the Merkle tree
+/// from the events and compares every stored node with it, and checks that
+/// the stored tree covers no event beyond the log's end (the last events were
+/// deleted). `progress` is called with the number of events checked so far,
+/// every 10,000 events and at the end.
 pub fn verify(
     store: &dyn EventStore,
     progress: &mut dyn FnMut(u64),
 ) -> Result<VerifyReport, StoreError> {
+    verify_with_snapshot(store, progress, None).map(|(report, _)| report)
+}
+
+/// [`verify`], also returning the recomputed tree head of the first
+/// `snapshot_at` events when the log holds that many that check out.
+pub fn verify_with_snapshot(
+    store: &dyn EventStore,
+    progress: &mut dyn FnMut(u64),
+    snapshot_at: Option<u64>,
+) -> Result<(VerifyReport, Option<PrefixHead>), StoreError> {
+    use provledger_proof::merkle::{event_leaf, Frontier};
+
     let mut checker = hash::ChainChecker::new();
+    let mut frontier = Frontier::new();
+    let mut pending: Vec<(NodeId, Hash)> = Vec::new();
     let mut broken = None;
+    let mut snapshot = (snapshot_at == Some(0)).then(|| PrefixHead {
+        size: 0,
+        root: frontier.root(),
+        head_hash: hash::GENESIS_HASH.to_string(),
+    });
     for event in store.read_all(0)? {
         let event = event?;
         if let Err(link) = checker.check(&event) {
             broken = Some(link);
             break;
         }
+        // The checker recomputed the hash, so it is well-formed hex.
+        let leaf = event_leaf(&event.hash)?;
+        pending.extend(frontier.push_leaf(leaf));
+        if snapshot_at == Some(frontier.size()) {
+            snapshot = Some(PrefixHead {
+                size: frontier.size(),
+                root: frontier.root(),
+                head_hash: event.hash.clone(),
+            });
+        }
+        if pending.len() >= VERIFY_NODE_BATCH {
+            broken = compare_nodes(store, &mut pending)?;
+            if broken.is_some() {
+                break;
+            }
+        }
         if checker.checked().is_multiple_of(10_000) {
             progress(checker.checked());
         }
     }
+    if broken.is_none() {
+        broken = compare_nodes(store, &mut pending)?;
+    }
+    if broken.is_none() {
+        let n = frontier.size();
+        if store.merkle_nodes(&[NodeId::new(0, n)])?[0].is_some() {
+            broken = Some(BrokenLink {
+                position: n + 1,
+                reason: format!(
+                    "the Merkle tree holds a leaf for position {} but the log ends at {n}: \
+                     the last events were removed",
+                    n + 1
+                ),
+            });
+        }
+    }
     progress(checker.checked());
-    Ok(VerifyReport {
+    let report = VerifyReport {
         events_checked: checker.checked(),
         head_hash: checker.last_hash().to_string(),
+        root: hex::encode(frontier.root()),
         first_broken: broken,
-    })
+    };
+    Ok((report, snapshot))
+}
+
+/// Compare recomputed nodes with the stored ones; the first that differs
+/// or is missing, as a broken link at the last position it covers.
+fn compare_nodes(
+    store: &dyn EventStore,
+    pending: &mut Vec<(NodeId, Hash)>,
+) -> Result<Option<BrokenLink>, StoreError> {
+    let nodes = std::mem::take(pending);
+    if nodes.is_empty() {
+        return Ok(None);
+    }
+    let ids: Vec<NodeId> = nodes.iter().map(|(id, _)| *id).collect();
+    let stored = store.merkle_nodes(&ids)?;
+    for ((id, expected), found) in nodes.iter().zip(stored) {
+        let problem = match found {
+            None => "is missing",
+            Some(h) if h != *expected => "does not match the events",
+            Some(_) => continue,
+        };
+        return Ok(Some(BrokenLink {
+            position: (id.index + 1) << id.level,
+            reason: format!(
+                "stored Merkle node (level {}, index {}) {problem}: the tree or the events \
+                 were changed behind the store's back",
+                id.level, id.index
+            ),
+        }));
+    }
+    Ok(None)
+}
+
+/// How a store is opened: only `init` (and tools that build a fresh ledger)
+/// may create one; reads must not write at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OpenMode {
+    /// Create the ledger if it does not exist (a new SQLite file is made
+    /// with mode 0600), then apply any missing schema migrations. Refuses an
+    /// existing database that holds something other than a ledger.
+    #[default]
+    Create,
+    /// The ledger must exist ([`StoreError::NoLedger`] otherwise); missing
+    /// schema migrations are applied.
+    ReadWrite,
+    /// The ledger must exist at this build's schema version; nothing is
+    /// created, migrated or locked (SQLite opens the file read-only, falling
+    /// back to an immutable open in a read-only directory; PostgreSQL needs
+    /// only SELECT).
+    ReadOnly,
+}
+
+impl OpenMode {
+    /// True for [`OpenMode::ReadOnly`].
+    pub fn is_read_only(self) -> bool {
+        self == OpenMode::ReadOnly
+    }
 }
 
 /// Open a store from a URL: `sqlite:PATH` (created on first use) or
-/// `postgres://…` / `postgresql://…`.
+/// `postgres://…` / `postgresql://…`. Same as [`open_with_mode`] with
+/// [`OpenMode::Create`].
 pub fn open(url: &str) -> Result<Box<dyn EventStore>, StoreError> {
+    open_with_mode(url, OpenMode::Create)
+}
+
+/// Open a store from a URL in `mode` (see [`OpenMode`]).
+pub fn open_with_mode(url: &str, mode: OpenMode) -> Result<Box<dyn EventStore>, StoreError> {
     match StoreUrl::parse(url)? {
-        StoreUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(&path)?)),
-        StoreUrl::Postgres(conn) => Ok(Box::new(postgres::PostgresStore::connect(&conn)?)),
+        StoreUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open_in_mode(
+            &path,
+            sqlite::SqliteOptions::default(),
+            mode,
+        )?)),
+        StoreUrl::Postgres(conn) => Ok(Box::new(postgres::PostgresStore::connect_in_mode(
+            &conn, None, mode,
+        )?)),
     }
 }
 

@@ -15,6 +15,11 @@
 //! each event's `prev_hash` is the hash of the event just before it. The
 //! reasoning and the alternatives are in `docs/adr/0002-global-order.md`.
 //!
+//! **Merkle tree.** `merkle_nodes` holds the perfect-subtree hashes of the
+//! tree over the events ([`crate::merkle`]), inserted under the same lock and
+//! in the same transaction as the events; a database from before the table
+//! existed gets its tree computed once, when it is opened.
+//!
 //! Values are stored as text exactly as they are hashed (canonical JSON,
 //! [`hash::format_time`] times), so a read-back event hashes byte-for-byte
 //! the same.
@@ -27,9 +32,10 @@ use chrono::{DateTime, Utc};
 use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, SimpleQueryMessage, Statement};
 
 use crate::hash::{self, ChainChecker};
+use crate::merkle::{self, TreeWriter};
 use crate::{
-    to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Head, Metadata,
-    Position, RecordedEvent, StoreError, StreamVersion,
+    to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head, Metadata,
+    NodeId, OpenMode, Position, RecordedEvent, StoreError, StreamVersion,
 };
 
 /// Advisory-lock class (first key) of the append lock: ASCII `pvlg`.
@@ -57,13 +63,14 @@ struct Migration {
 }
 
 /// Every migration this build knows, oldest first.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "events, idempotency keys, append-only triggers",
-    // stream_id uses the "C" collation so that stream ids sort by bytes (as
-    // in SQLite) and a prefix is a contiguous index range. schema_version is
-    // BIGINT because the API's u32 does not fit PostgreSQL's INTEGER.
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "events, idempotency keys, append-only triggers",
+        // stream_id uses the "C" collation so that stream ids sort by bytes (as
+        // in SQLite) and a prefix is a contiguous index range. schema_version is
+        // BIGINT because the API's u32 does not fit PostgreSQL's INTEGER.
+        sql: r#"
 CREATE TABLE events (
     position       BIGINT PRIMARY KEY CHECK (position > 0),
     stream_id      TEXT COLLATE "C" NOT NULL,
@@ -96,7 +103,24 @@ CREATE TRIGGER idempotency_keys_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON idempotency_keys
     FOR EACH STATEMENT EXECUTE FUNCTION provledger_refuse_change();
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "Merkle tree nodes, append-only",
+        // Filled for existing events by `ensure_tree` right after migrating.
+        sql: r#"
+CREATE TABLE merkle_nodes (
+    level INTEGER NOT NULL CHECK (level >= 0 AND level < 64),
+    idx   BIGINT  NOT NULL CHECK (idx >= 0),
+    hash  BYTEA   NOT NULL CHECK (octet_length(hash) = 32),
+    PRIMARY KEY (level, idx)
+);
+CREATE TRIGGER merkle_nodes_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON merkle_nodes
+    FOR EACH STATEMENT EXECUTE FUNCTION provledger_refuse_change();
+"#,
+    },
+];
 
 /// The newest schema version this build knows.
 fn latest_version() -> i64 {
@@ -128,6 +152,10 @@ struct Statements {
     idempotency_get: Statement,
     idempotency_put: Statement,
     insert: Statement,
+    tree_size: Statement,
+    nodes_get: Statement,
+    nodes_put: Statement,
+    hashes_after: Statement,
 }
 
 impl Statements {
@@ -180,6 +208,20 @@ impl Statements {
                  $1::int8[], $2::text[], $3::int8[], $4::text[], $5::int8[], $6::text[], \
                  $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])"
             ))?,
+            tree_size: client
+                .prepare("SELECT COALESCE(MAX(idx) + 1, 0) FROM merkle_nodes WHERE level = 0")?,
+            nodes_get: client.prepare(
+                "SELECT n.level, n.idx, n.hash FROM merkle_nodes n \
+                 JOIN unnest($1::int4[], $2::int8[]) AS k(level, idx) \
+                 ON n.level = k.level AND n.idx = k.idx",
+            )?,
+            nodes_put: client.prepare(
+                "INSERT INTO merkle_nodes (level, idx, hash) \
+                 SELECT * FROM unnest($1::int4[], $2::int8[], $3::bytea[])",
+            )?,
+            hashes_after: client.prepare(
+                "SELECT position, hash FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+            )?,
         })
     }
 }
@@ -222,18 +264,7 @@ impl PostgresStore {
     /// [`StoreError::SchemaTooNew`] when the database was written by a newer
     /// provledger.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let mut client = Client::connect(url, NoTls)?;
-        let schema: Option<String> = client.query_one("SELECT current_schema()", &[])?.get(0);
-        let Some(schema) = schema else {
-            return Err(StoreError::InvalidUrl {
-                url: redact(url),
-                reason: "the connection's search_path names no existing schema; \
-                         create one or set search_path for the user"
-                    .into(),
-            });
-        };
-        client.batch_execute(&format!("SET search_path TO {}", quote_ident(&schema)))?;
-        Self::finish(url, client, &schema)
+        Self::connect_in_mode(url, None, OpenMode::Create)
     }
 
     /// Connect to the database at `url` and keep this ledger in `schema`
@@ -242,30 +273,106 @@ impl PostgresStore {
     /// `schema` must match `[a-z_][a-z0-9_]*`, at most 63 bytes, and must not
     /// start with `pg_`; otherwise [`StoreError::InvalidUrl`].
     pub fn connect_in_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
-        check_schema_name(url, schema)?;
-        let mut client = Client::connect(url, NoTls)?;
-        let mut tx = client.transaction()?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1::int4, $2::int4)",
-            &[&MIGRATION_LOCK_CLASS, &schema_key(schema)],
-        )?;
-        tx.batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {}",
-            quote_ident(schema)
-        ))?;
-        tx.commit()?;
-        client.batch_execute(&format!("SET search_path TO {}", quote_ident(schema)))?;
-        Self::finish(url, client, schema)
+        Self::connect_in_mode(url, Some(schema), OpenMode::Create)
     }
 
-    /// Migrate the schema the session's `search_path` was just set to and
-    /// prepare the statements.
-    fn finish(url: &str, mut client: Client, schema: &str) -> Result<Self, StoreError> {
-        migrate(&mut client, schema)?;
+    /// Connect to the ledger at `url` in `schema` (or, for `None`, the
+    /// schema the connection's `search_path` resolves to) in `mode`.
+    ///
+    /// [`OpenMode::Create`] creates the schema and tables as needed;
+    /// [`OpenMode::ReadWrite`] needs the ledger's tables
+    /// ([`StoreError::NoLedger`]) and applies missing migrations;
+    /// [`OpenMode::ReadOnly`] checks that the tables exist at this build's
+    /// version and creates nothing, so a role with USAGE on the schema and
+    /// SELECT on its tables suffices.
+    pub fn connect_in_mode(
+        url: &str,
+        schema: Option<&str>,
+        mode: OpenMode,
+    ) -> Result<Self, StoreError> {
+        if let Some(schema) = schema {
+            check_schema_name(url, schema)?;
+        }
+        let mut client = Client::connect(url, NoTls)?;
+        let schema = match schema {
+            Some(schema) => {
+                if mode == OpenMode::Create {
+                    let mut tx = client.transaction()?;
+                    tx.execute(
+                        "SELECT pg_advisory_xact_lock($1::int4, $2::int4)",
+                        &[&MIGRATION_LOCK_CLASS, &schema_key(schema)],
+                    )?;
+                    tx.batch_execute(&format!(
+                        "CREATE SCHEMA IF NOT EXISTS {}",
+                        quote_ident(schema)
+                    ))?;
+                    tx.commit()?;
+                }
+                schema.to_string()
+            }
+            None => {
+                let current: Option<String> =
+                    client.query_one("SELECT current_schema()", &[])?.get(0);
+                let Some(current) = current else {
+                    return Err(StoreError::InvalidUrl {
+                        url: redact(url),
+                        reason: "the connection's search_path names no existing schema; \
+                                 create one or set search_path for the user"
+                            .into(),
+                    });
+                };
+                current
+            }
+        };
+        client.batch_execute(&format!("SET search_path TO {}", quote_ident(&schema)))?;
+        // A ledger at this build's version needs no migration, so a role
+        // without CREATE on the schema can read and write it.
+        let mut needs_migration = mode == OpenMode::Create;
+        if mode != OpenMode::Create {
+            let found = ledger_version(&mut client, &schema).map_err(|e| match e {
+                StoreError::NoLedger { reason, .. } => StoreError::NoLedger {
+                    location: format!("{} (schema {schema})", redact(url)),
+                    reason,
+                },
+                other => other,
+            })?;
+            let supported = latest_version();
+            if found > supported {
+                return Err(StoreError::SchemaTooNew { found, supported });
+            }
+            needs_migration = found < supported;
+            if mode == OpenMode::ReadOnly && found < supported {
+                return Err(StoreError::CannotOpen {
+                    location: redact(url),
+                    reason: format!(
+                        "the ledger's schema is at version {found} and this build needs {supported}; run a write command (e.g. `provledger project`) once with a role that may migrate it"
+                    ),
+                });
+            }
+        }
+        Self::finish(url, client, &schema, needs_migration, mode)
+    }
+
+    /// Migrate (when needed) the schema the session's `search_path` was
+    /// just set to and prepare the statements.
+    fn finish(
+        url: &str,
+        mut client: Client,
+        schema: &str,
+        needs_migration: bool,
+        mode: OpenMode,
+    ) -> Result<Self, StoreError> {
+        if needs_migration {
+            migrate(&mut client, schema)?;
+        }
         let lock_key: i32 = client
             .query_one("SELECT 'events'::regclass::oid::int4", &[])?
             .get(0);
         let statements = Statements::prepare(&mut client)?;
+        // A reader writes nothing: a tree that lags is filled by the next writer.
+        if mode != OpenMode::ReadOnly {
+            ensure_tree(&mut client, &statements, lock_key)?;
+        }
         Ok(PostgresStore {
             url: url.to_string(),
             schema: schema.to_string(),
@@ -337,8 +444,10 @@ impl EventStore for PostgresStore {
         // Serialize writers first; only then read anything (READ COMMITTED
         // takes a fresh snapshot per statement, so it sees the last commit).
         tx.execute(&statements.lock, &[&APPEND_LOCK_CLASS, &self.lock_key])?;
+        let head = read_head(&mut tx, statements)?;
+        let batch_head = head.as_ref().map_or(0, |h| h.position);
         let mut batch = Batch {
-            head: read_head(&mut tx, statements)?,
+            head,
             versions: stored_versions(
                 &mut tx,
                 statements,
@@ -355,6 +464,9 @@ impl EventStore for PostgresStore {
         for request in &requests {
             results.push(batch.plan(&mut tx, statements, request));
         }
+        // Before any row goes in, so that a lagging tree catches up to the
+        // old head only.
+        let mut tree = open_tree(&mut tx, statements, batch_head)?;
         // Every request was checked before anything was written, so a
         // conflicting request leaves nothing to undo: the rows of all the
         // others go in with one statement, and the keys with another.
@@ -362,6 +474,12 @@ impl EventStore for PostgresStore {
             insert_events(&mut tx, statements, chunk)?;
         }
         insert_keys(&mut tx, statements, &batch.new_keys)?;
+        if !batch.new_events.is_empty() {
+            for event in &batch.new_events {
+                tree.push(event.position, &event.hash)?;
+            }
+            insert_nodes(&mut tx, statements, &tree.take())?;
+        }
         tx.commit()?;
         Ok(results)
     }
@@ -426,6 +544,12 @@ impl EventStore for PostgresStore {
             .map(Some)
     }
 
+    fn merkle_nodes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError> {
+        let mut conn = self.conn()?;
+        let Conn { client, statements } = &mut *conn;
+        read_nodes(client, statements, ids)
+    }
+
     fn import_batch(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
@@ -437,7 +561,9 @@ impl EventStore for PostgresStore {
             .isolation_level(IsolationLevel::ReadCommitted)
             .start()?;
         tx.execute(&statements.lock, &[&APPEND_LOCK_CLASS, &self.lock_key])?;
-        let mut checker = match read_head(&mut tx, statements)? {
+        let head = read_head(&mut tx, statements)?;
+        let mut tree = open_tree(&mut tx, statements, head.as_ref().map_or(0, |h| h.position))?;
+        let mut checker = match head {
             Some(head) => ChainChecker::continuing(head.position, &head.hash),
             None => ChainChecker::new(),
         };
@@ -477,6 +603,10 @@ impl EventStore for PostgresStore {
         }
         for chunk in events.chunks(IMPORT_CHUNK) {
             insert_events(&mut tx, statements, chunk)?;
+            for event in chunk {
+                tree.push(event.position, &event.hash)?;
+            }
+            insert_nodes(&mut tx, statements, &tree.take())?;
         }
         // Rebuild the idempotency keys from the events' metadata, so that a
         // retried request is still recognised after a migration. A request's
@@ -794,6 +924,120 @@ fn insert_events(
     Ok(())
 }
 
+/// The stored hashes of `ids`, `None` where absent, with one query.
+fn read_nodes(
+    client: &mut impl GenericClient,
+    statements: &Statements,
+    ids: &[NodeId],
+) -> Result<Vec<Option<Hash>>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let levels: Vec<i32> = ids.iter().map(|id| id.level as i32).collect();
+    let indexes: Vec<i64> = ids
+        .iter()
+        .map(|id| i64::try_from(id.index).unwrap_or(i64::MAX))
+        .collect();
+    let mut found: HashMap<NodeId, Hash> = HashMap::new();
+    for row in client.query(&statements.nodes_get, &[&levels, &indexes])? {
+        let level: i32 = row.try_get(0)?;
+        let index: i64 = row.try_get(1)?;
+        let bytes: Vec<u8> = row.try_get(2)?;
+        let id = NodeId::new(
+            u32::try_from(level).unwrap_or(0),
+            u64::try_from(index).unwrap_or(0),
+        );
+        let hash = Hash::try_from(bytes.as_slice()).map_err(|_| StoreError::TreeMismatch {
+            position: id.index << id.level,
+            reason: format!(
+                "stored node (level {}, index {}) is not 32 bytes",
+                id.level, id.index
+            ),
+        })?;
+        found.insert(id, hash);
+    }
+    Ok(ids.iter().map(|id| found.get(id).copied()).collect())
+}
+
+/// Insert completed Merkle nodes with one statement.
+fn insert_nodes(
+    client: &mut impl GenericClient,
+    statements: &Statements,
+    nodes: &[(NodeId, Hash)],
+) -> Result<(), StoreError> {
+    if nodes.is_empty() {
+        return Ok(());
+    }
+    let levels: Vec<i32> = nodes.iter().map(|(id, _)| id.level as i32).collect();
+    let indexes: Vec<i64> = nodes
+        .iter()
+        .map(|(id, _)| to_sql_int(id.index))
+        .collect::<Result<_, _>>()?;
+    let hashes: Vec<&[u8]> = nodes.iter().map(|(_, h)| &h[..]).collect();
+    client.execute(&statements.nodes_put, &[&levels, &indexes, &hashes])?;
+    Ok(())
+}
+
+/// Events whose leaves are computed per step when the tree catches up.
+const TREE_CATCH_UP_PAGE: i64 = 10_000;
+
+/// The tree's writer for a log whose head is at `head`, inside the caller's
+/// transaction (which holds the append lock): a lagging tree is first
+/// brought up to the head; a tree ahead of the log means events were
+/// removed ([`StoreError::TreeMismatch`]).
+fn open_tree(
+    client: &mut impl GenericClient,
+    statements: &Statements,
+    head: Position,
+) -> Result<TreeWriter, StoreError> {
+    let size: i64 = client.query_one(&statements.tree_size, &[])?.try_get(0)?;
+    let size = u64::try_from(size).unwrap_or(0);
+    if size > head {
+        return Err(merkle::tree_ahead(size, head));
+    }
+    let ids = TreeWriter::ids_to_load(size);
+    let hashes = read_nodes(client, statements, &ids)?;
+    let mut tree = TreeWriter::load(size, hashes)?;
+    while tree.size() < head {
+        let after = to_sql_int(tree.size())?;
+        let rows = client.query(&statements.hashes_after, &[&after, &TREE_CATCH_UP_PAGE])?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            let position: i64 = row.try_get(0)?;
+            let hash: String = row.try_get(1)?;
+            tree.push(u64::try_from(position).unwrap_or(0), &hash)?;
+        }
+        insert_nodes(client, statements, &tree.take())?;
+    }
+    Ok(tree)
+}
+
+/// Bring the Merkle tree up to the log's head if it lags (a database
+/// written before the tree existed), under the append lock. Nothing is
+/// written when the tree is current.
+fn ensure_tree(
+    client: &mut Client,
+    statements: &Statements,
+    lock_key: i32,
+) -> Result<(), StoreError> {
+    let head = read_head(client, statements)?.map_or(0, |h| h.position);
+    let size: i64 = client.query_one(&statements.tree_size, &[])?.try_get(0)?;
+    if u64::try_from(size).unwrap_or(0) >= head {
+        return Ok(());
+    }
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()?;
+    tx.execute(&statements.lock, &[&APPEND_LOCK_CLASS, &lock_key])?;
+    let head = read_head(&mut tx, statements)?.map_or(0, |h| h.position);
+    open_tree(&mut tx, statements, head)?;
+    tx.commit()?;
+    Ok(())
+}
+
 fn read_head(
     client: &mut impl GenericClient,
     statements: &Statements,
@@ -817,6 +1061,31 @@ fn current_version(
         .query_one(&statements.stream_version, &[&stream_id])?
         .try_get(0)?;
     Ok(u64::try_from(version).unwrap_or(0))
+}
+
+/// The store schema version of the ledger in `schema`, read without
+/// creating or locking anything; [`StoreError::NoLedger`] when the schema or
+/// its tables do not exist.
+fn ledger_version(client: &mut Client, schema: &str) -> Result<i64, StoreError> {
+    let table: Option<String> = client
+        .query_one(
+            "SELECT to_regclass(format('%I.store_schema_migrations', $1::text))::text",
+            &[&schema],
+        )?
+        .get(0);
+    if table.is_none() {
+        return Err(StoreError::NoLedger {
+            location: schema.to_string(),
+            reason: format!("schema {schema} holds no ledger tables"),
+        });
+    }
+    let found: i64 = client
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0)::int8 FROM store_schema_migrations",
+            &[],
+        )?
+        .try_get(0)?;
+    Ok(found)
 }
 
 /// Apply the migrations this database lacks, under a lock so that processes

@@ -8,6 +8,11 @@
 //!   serves every stream lookup. Triggers refuse `UPDATE` and `DELETE`.
 //! * `idempotency_keys` maps a request's key to the positions it wrote; it is
 //!   append-only too.
+//! * `merkle_nodes` holds the Merkle tree's perfect-subtree hashes, keyed by
+//!   `(level, idx)` (see [`crate::merkle`]); each is inserted in the
+//!   transaction that appends its last leaf and is append-only like the
+//!   events. A file from before the table existed gets its tree computed
+//!   once, when it is opened.
 //! * `store_schema_migrations` records which schema migrations were applied.
 //!   Other crates (the read models, tables prefixed `rm_`) may share the file
 //!   and keep their own migration table, so every name here is distinct from
@@ -26,9 +31,10 @@ use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::hash::{self, ChainChecker};
+use crate::merkle::{self, TreeWriter};
 use crate::{
-    to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Head, Metadata,
-    Position, RecordedEvent, StoreError, StreamVersion,
+    to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head, Metadata,
+    NodeId, OpenMode, Position, RecordedEvent, StoreError, StreamVersion,
 };
 
 /// Newest schema version this build knows (the last migration's version).
@@ -100,10 +106,11 @@ struct Migration {
 }
 
 /// Every schema change, in order. Append only; never edit an applied one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "events and idempotency keys, append-only",
-    sql: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "events and idempotency keys, append-only",
+        sql: "
 CREATE TABLE events (
     position       INTEGER PRIMARY KEY CHECK (position >= 1),
     stream_id      TEXT    NOT NULL,
@@ -140,7 +147,29 @@ BEGIN
     SELECT RAISE(ABORT, 'idempotency keys are append-only: DELETE is refused');
 END;
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "Merkle tree nodes, append-only",
+        // Filled for existing events by `ensure_tree` right after migrating.
+        sql: "
+CREATE TABLE merkle_nodes (
+    level INTEGER NOT NULL CHECK (level >= 0 AND level < 64),
+    idx   INTEGER NOT NULL CHECK (idx >= 0),
+    hash  BLOB    NOT NULL CHECK (length(hash) = 32),
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TRIGGER merkle_nodes_no_update BEFORE UPDATE ON merkle_nodes
+BEGIN
+    SELECT RAISE(ABORT, 'Merkle nodes are append-only: UPDATE is refused');
+END;
+CREATE TRIGGER merkle_nodes_no_delete BEFORE DELETE ON merkle_nodes
+BEGIN
+    SELECT RAISE(ABORT, 'Merkle nodes are append-only: DELETE is refused');
+END;
+",
+    },
+];
 
 /// Column list shared by every query that decodes events (see [`decode_row`]).
 macro_rules! select_events {
@@ -190,23 +219,48 @@ impl SqliteStore {
         SqliteStore::open_with(path, SqliteOptions::default())
     }
 
-    /// Open (creating on first use) the store at `path` with `options`.
-    ///
-    /// Sets WAL journalling, the `synchronous` level, the busy timeout and
-    /// foreign keys, then applies any schema migrations this build knows and
-    /// the file lacks. Errors: [`StoreError::SchemaTooNew`] if the file was
-    /// written by a newer build; [`StoreError::Sqlite`] if the file cannot be
-    /// opened (e.g. its directory does not exist) or is not a database.
+    /// Open (creating on first use) the store at `path` with `options`:
+    /// [`SqliteStore::open_in_mode`] with [`OpenMode::Create`].
     pub fn open_with(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
-        let cannot_open = |e: rusqlite::Error| StoreError::CannotOpen {
-            location: path.display().to_string(),
-            reason: e.to_string(),
-        };
+        SqliteStore::open_in_mode(path, options, OpenMode::Create)
+    }
+
+    /// Open the store at `path` with `options` in `mode`.
+    ///
+    /// [`OpenMode::Create`] creates a missing file (mode 0600) and refuses a
+    /// database that holds other tables ([`StoreError::NotALedger`]);
+    /// [`OpenMode::ReadWrite`] needs an existing ledger
+    /// ([`StoreError::NoLedger`], [`StoreError::NotALedger`]); both set WAL
+    /// journalling, the `synchronous` level, the busy timeout and foreign
+    /// keys, then apply any schema migrations this build knows and the file
+    /// lacks. [`OpenMode::ReadOnly`] opens the file read-only and writes
+    /// nothing (see [`OpenMode`]). A file SQLite cannot read as a database
+    /// is [`StoreError::Damaged`]; one written by a newer build
+    /// [`StoreError::SchemaTooNew`].
+    pub fn open_in_mode(
+        path: &Path,
+        options: SqliteOptions,
+        mode: OpenMode,
+    ) -> Result<SqliteStore, StoreError> {
+        let in_memory = path == Path::new(":memory:");
+        if !in_memory {
+            prepare_file(path, mode)?;
+        }
+        if mode == OpenMode::ReadOnly && !in_memory {
+            let conn = open_read_only(path)?;
+            return Ok(SqliteStore {
+                conn: Mutex::new(conn),
+                reader: None,
+                path: path.to_path_buf(),
+            });
+        }
+        let cannot_open = |e: rusqlite::Error| open_error(path, e);
         let mut conn = Connection::open(path).map_err(cannot_open)?;
         conn.busy_timeout(options.busy_timeout)?;
-        // In-memory databases answer `memory`; files answer `wal`. The first
-        // statement is also where a file that is not a database shows itself.
-        let mode: String = conn
+        // Before anything is written: is this a ledger, or may it become one?
+        check_ledger(&conn, path, mode)?;
+        // In-memory databases answer `memory`; files answer `wal`.
+        let mode_name: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(cannot_open)?;
         conn.pragma_update(None, "synchronous", options.synchronous.pragma_value())?;
@@ -214,7 +268,8 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
         conn.set_prepared_statement_cache_capacity(32);
         migrate(&mut conn)?;
-        let reader = if mode.eq_ignore_ascii_case("wal") {
+        ensure_tree(&mut conn)?;
+        let reader = if mode_name.eq_ignore_ascii_case("wal") {
             let reader = Connection::open(path).map_err(cannot_open)?;
             reader.busy_timeout(options.busy_timeout)?;
             reader.pragma_update(None, "query_only", "ON")?;
@@ -356,6 +411,183 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Whether the file at `path` may be opened in `mode`: a missing (or empty)
+/// file is created for [`OpenMode::Create`], with mode 0600 so that only its
+/// owner can read the ledger; for any other mode it is
+/// [`StoreError::NoLedger`].
+fn prepare_file(path: &Path, mode: OpenMode) -> Result<(), StoreError> {
+    let location = path.display().to_string();
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(StoreError::NotALedger {
+            location,
+            reason: "it is a directory".into(),
+        }),
+        Ok(meta) if meta.len() > 0 || mode == OpenMode::Create => Ok(()),
+        Ok(_) => Err(StoreError::NoLedger {
+            location,
+            reason: "the file is empty".into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if mode != OpenMode::Create {
+                return Err(StoreError::NoLedger {
+                    location,
+                    reason: "the file does not exist".into(),
+                });
+            }
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            match options.open(path) {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(StoreError::CannotOpen {
+                    location,
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        Err(e) => Err(StoreError::CannotOpen {
+            location,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// An error opening or first reading `path`: a file SQLite cannot read as
+/// a database is damaged (exit 4); anything else cannot be opened (exit 2).
+fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
+    let location = path.display().to_string();
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+            StoreError::Damaged {
+                location,
+                reason: format!(
+                    "{e} (the file is not an SQLite database, or its header is damaged)"
+                ),
+            }
+        }
+        _ => StoreError::CannotOpen {
+            location,
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// Refuse a database that is not a ledger (nor, for [`OpenMode::Create`],
+/// an empty database that may become one), before anything is written.
+fn check_ledger(conn: &Connection, path: &Path, mode: OpenMode) -> Result<(), StoreError> {
+    let open_err = |e| open_error(path, e);
+    let ledger: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master \
+             WHERE type = 'table' AND name = 'store_schema_migrations')",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(open_err)?;
+    if ledger {
+        return Ok(());
+    }
+    let tables: i64 = conn
+        .query_row("SELECT COUNT(*) FROM sqlite_master", [], |row| row.get(0))
+        .map_err(open_err)?;
+    let location = path.display().to_string();
+    match (mode, tables) {
+        (OpenMode::Create, 0) => Ok(()),
+        (_, 0) => Err(StoreError::NoLedger {
+            location,
+            reason: "the database is empty".into(),
+        }),
+        _ => Err(StoreError::NotALedger {
+            location,
+            reason: format!(
+                "it is an SQLite database with {tables} other schema object(s) and no ledger tables; nothing was changed"
+            ),
+        }),
+    }
+}
+
+/// `path` as an SQLite URI (`file:…`), so that query parameters such as
+/// `mode=ro` or `immutable=1` can be added.
+pub fn sqlite_uri(path: &Path, params: &str) -> String {
+    let mut uri = String::from("file:");
+    for byte in path.to_string_lossy().bytes() {
+        match byte {
+            b'?' | b'#' | b'%' => uri.push_str(&format!("%{byte:02X}")),
+            _ => uri.push(char::from(byte)),
+        }
+    }
+    if !params.is_empty() {
+        uri.push('?');
+        uri.push_str(params);
+    }
+    uri
+}
+
+/// Open an existing ledger file without writing anything: `mode=ro`, which
+/// never waits for a writer in WAL mode; when the shared-memory index
+/// cannot be used (a read-only directory where `-shm` does not exist) and
+/// no WAL holds unmerged commits, the file is opened `immutable=1`.
+///
+/// Checks that the file is a ledger at this build's schema version. Public
+/// so that the read models open their connection the same way.
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let attempt = |params: &str| -> Result<Connection, rusqlite::Error> {
+        let conn = Connection::open_with_flags(sqlite_uri(path, params), flags)?;
+        conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |row| {
+            row.get::<_, i64>(0)
+        })?;
+        Ok(conn)
+    };
+    let conn = match attempt("mode=ro") {
+        Ok(conn) => conn,
+        Err(e)
+            if matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+            ) =>
+        {
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            let wal_pending = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+            if wal_pending {
+                return Err(StoreError::CannotOpen {
+                    location: path.display().to_string(),
+                    reason: format!(
+                        "{e}; the ledger's write-ahead log holds commits that a read-only open cannot see without its shared-memory file: open it once with write access (e.g. `provledger project`), or give read access to {}-shm",
+                        path.display()
+                    ),
+                });
+            }
+            attempt("immutable=1").map_err(|e| open_error(path, e))?
+        }
+        Err(e) => return Err(open_error(path, e)),
+    };
+    check_ledger(&conn, path, OpenMode::ReadOnly)?;
+    match current_schema_version(&conn)? {
+        Some(found) if found == SCHEMA_VERSION => Ok(conn),
+        Some(found) if found > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        }),
+        found => Err(StoreError::CannotOpen {
+            location: path.display().to_string(),
+            reason: format!(
+                "the ledger's schema is at version {} and this build needs {SCHEMA_VERSION}; run a write command (e.g. `provledger project`) once to upgrade it",
+                found.unwrap_or(0)
+            ),
+        }),
+    }
+}
+
 /// The highest applied migration, or `None` if the migration table is absent.
 fn current_schema_version(conn: &Connection) -> Result<Option<i64>, StoreError> {
     let exists: bool = conn.query_row(
@@ -373,6 +605,127 @@ fn current_schema_version(conn: &Connection) -> Result<Option<i64>, StoreError> 
         |row| row.get(0),
     )?;
     Ok(Some(version))
+}
+
+/// Leaves the stored Merkle tree covers (one more than the last leaf's index).
+fn tree_size_on(conn: &Connection) -> Result<u64, StoreError> {
+    let size: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(idx) + 1, 0) FROM merkle_nodes WHERE level = 0")?
+        .query_row([], |row| row.get(0))?;
+    Ok(u64::try_from(size).unwrap_or(0))
+}
+
+/// The stored hashes of `ids`, `None` where absent.
+///
+/// Ids of one level that lie close together (as `verify` asks for them:
+/// every node completed by a run of events) are read with one range query
+/// per level; scattered ones (a proof's) with one indexed lookup each.
+fn read_nodes_on(conn: &Connection, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError> {
+    let mut by_level: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for id in ids {
+        by_level.entry(id.level).or_default().push(id.index);
+    }
+    let mut found: std::collections::HashMap<NodeId, Hash> = std::collections::HashMap::new();
+    let mut point =
+        conn.prepare_cached("SELECT idx, hash FROM merkle_nodes WHERE level = ?1 AND idx = ?2")?;
+    let mut range = conn.prepare_cached(
+        "SELECT idx, hash FROM merkle_nodes WHERE level = ?1 AND idx BETWEEN ?2 AND ?3",
+    )?;
+    let mut keep = |level: u32, row: &rusqlite::Row<'_>| -> Result<(), StoreError> {
+        let index: i64 = row.get(0)?;
+        let bytes: Vec<u8> = row.get(1)?;
+        let id = NodeId::new(level, u64::try_from(index).unwrap_or(0));
+        let hash = Hash::try_from(bytes.as_slice()).map_err(|_| StoreError::TreeMismatch {
+            position: id.index << id.level,
+            reason: format!(
+                "stored node (level {}, index {}) is not 32 bytes",
+                id.level, id.index
+            ),
+        })?;
+        found.insert(id, hash);
+        Ok(())
+    };
+    for (level, indexes) in &by_level {
+        let (min, max) = indexes
+            .iter()
+            .fold((u64::MAX, 0), |(lo, hi), &i| (lo.min(i), hi.max(i)));
+        let to_int = |i: u64| i64::try_from(i).unwrap_or(i64::MAX);
+        if indexes.len() > 8 && max - min < 4 * indexes.len() as u64 {
+            let mut rows = range.query(params![level, to_int(min), to_int(max)])?;
+            while let Some(row) = rows.next()? {
+                keep(*level, row)?;
+            }
+        } else {
+            for &index in indexes {
+                let mut rows = point.query(params![level, to_int(index)])?;
+                if let Some(row) = rows.next()? {
+                    keep(*level, row)?;
+                }
+            }
+        }
+    }
+    Ok(ids.iter().map(|id| found.get(id).copied()).collect())
+}
+
+/// Insert completed Merkle nodes (inside the caller's transaction).
+fn insert_nodes(conn: &Connection, nodes: &[(NodeId, Hash)]) -> Result<(), StoreError> {
+    let mut stmt =
+        conn.prepare_cached("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")?;
+    for (id, hash) in nodes {
+        let index = i64::try_from(id.index).unwrap_or(i64::MAX);
+        stmt.execute(params![id.level, index, &hash[..]])?;
+    }
+    Ok(())
+}
+
+/// Events whose leaves are computed per step when the tree catches up.
+const TREE_CATCH_UP_PAGE: i64 = 10_000;
+
+/// The tree's writer for a log whose head is at `head`, inside the caller's
+/// write transaction: the tree is first brought up to the head if it lags
+/// (a ledger written before the tree existed). A tree ahead of the log
+/// means events were removed: [`StoreError::TreeMismatch`].
+fn open_tree(conn: &Connection, head: Position) -> Result<TreeWriter, StoreError> {
+    let size = tree_size_on(conn)?;
+    if size > head {
+        return Err(merkle::tree_ahead(size, head));
+    }
+    let ids = TreeWriter::ids_to_load(size);
+    let mut tree = TreeWriter::load(size, read_nodes_on(conn, &ids)?)?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT position, hash FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
+    )?;
+    while tree.size() < head {
+        let after = i64::try_from(tree.size()).unwrap_or(i64::MAX);
+        let mut rows = stmt.query(params![after, TREE_CATCH_UP_PAGE])?;
+        let mut any = false;
+        while let Some(row) = rows.next()? {
+            any = true;
+            let position: i64 = row.get(0)?;
+            let hash: String = row.get(1)?;
+            tree.push(u64::try_from(position).unwrap_or(0), &hash)?;
+        }
+        insert_nodes(conn, &tree.take())?;
+        if !any {
+            break;
+        }
+    }
+    Ok(tree)
+}
+
+/// Bring the Merkle tree up to the log's head if it lags (a file written
+/// before the tree existed), in one write transaction. Nothing is written
+/// when the tree is current.
+fn ensure_tree(conn: &mut Connection) -> Result<(), StoreError> {
+    let head = read_head(conn)?.map_or(0, |h| h.position);
+    if tree_size_on(conn)? >= head {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let head = read_head(&tx)?.map_or(0, |h| h.position);
+    open_tree(&tx, head)?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// A `u64` as an SQLite integer; values beyond `i64::MAX` cannot be stored.
@@ -514,16 +867,18 @@ fn check_and_encode<'a>(
 struct ImportWriter<'a, 'c> {
     conn: &'c Connection,
     insert: CachedStatement<'c>,
+    tree: TreeWriter,
     streams_seen: HashSet<&'a str>,
     /// Key → (first position, last position, number of events).
     keys: BTreeMap<&'a str, (Position, Position, u64)>,
 }
 
 impl<'a, 'c> ImportWriter<'a, 'c> {
-    fn new(conn: &'c Connection) -> Result<Self, StoreError> {
+    fn new(conn: &'c Connection, tree: TreeWriter) -> Result<Self, StoreError> {
         Ok(ImportWriter {
             conn,
             insert: conn.prepare_cached(INSERT_EVENT)?,
+            tree,
             streams_seen: HashSet::new(),
             keys: BTreeMap::new(),
         })
@@ -548,6 +903,7 @@ impl<'a, 'c> ImportWriter<'a, 'c> {
                 }
             }
             row.insert(&mut self.insert)?;
+            self.tree.push(event.position, &event.hash)?;
             if let Some(key) = &event.metadata.idempotency_key {
                 let entry =
                     self.keys
@@ -557,7 +913,7 @@ impl<'a, 'c> ImportWriter<'a, 'c> {
                 entry.2 += 1;
             }
         }
-        Ok(())
+        insert_nodes(self.conn, &self.tree.take())
     }
 
     /// Write every chunk `chunks` delivers (dropping it on failure, which
@@ -777,6 +1133,21 @@ fn append_one(
     }))
 }
 
+/// Add the events the successful, non-replayed requests wrote to the tree
+/// and insert the nodes they complete (inside the batch transaction).
+fn grow_tree(
+    conn: &Connection,
+    tree: &mut TreeWriter,
+    results: &[Result<AppendOutcome, StoreError>],
+) -> Result<(), StoreError> {
+    for outcome in results.iter().flatten().filter(|o| !o.replayed) {
+        for event in &outcome.events {
+            tree.push(event.position, &event.hash)?;
+        }
+    }
+    insert_nodes(conn, &tree.take())
+}
+
 /// The least string greater than every string starting with `prefix`, or
 /// `None` when there is none (empty prefix, or only `char::MAX`s).
 ///
@@ -855,6 +1226,7 @@ impl EventStore for SqliteStore {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let recorded_at = to_stored_precision(Utc::now());
         let mut head = read_head(&tx)?;
+        let mut tree = open_tree(&tx, head.as_ref().map_or(0, |h| h.position))?;
 
         if requests.len() == 1 {
             // The common case needs no savepoint: a failed request rolls back
@@ -865,6 +1237,7 @@ impl EventStore for SqliteStore {
                 results.push(result);
             }
             if results.iter().all(Result::is_ok) {
+                grow_tree(&tx, &mut tree, &results)?;
                 tx.commit()?;
             } else {
                 tx.rollback()?;
@@ -886,6 +1259,7 @@ impl EventStore for SqliteStore {
             }
             results.push(result);
         }
+        grow_tree(&tx, &mut tree, &results)?;
         tx.commit()?;
         Ok(results)
     }
@@ -960,6 +1334,10 @@ impl EventStore for SqliteStore {
         }
     }
 
+    fn merkle_nodes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError> {
+        read_nodes_on(&self.read_lock(), ids)
+    }
+
     fn import_batch(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
@@ -967,7 +1345,8 @@ impl EventStore for SqliteStore {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let head = read_head(&tx)?;
-        let mut writer = ImportWriter::new(&tx)?;
+        let tree = open_tree(&tx, head.as_ref().map_or(0, |h| h.position))?;
+        let mut writer = ImportWriter::new(&tx, tree)?;
         if events.len() <= 2 * IMPORT_CHUNK {
             let mut written = Ok(());
             let checked = check_and_encode(events, head.as_ref(), |rows| {

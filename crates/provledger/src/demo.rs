@@ -34,6 +34,8 @@ pub fn run_demo(
         format!("sqlite:{}", dir.join("demo.db").display())
     };
     let ledger = Ledger::open(&url)?;
+    // The URL as shown: a password is never printed.
+    let url = provledger_store::redact_url(&url);
     if let Some(head) = ledger.store().head()? {
         return Err(AppError::BadInput(format!(
             "the demo needs a fresh store but {url} already holds {} events; give a new --db path, or omit --db/--store to use a temporary one",

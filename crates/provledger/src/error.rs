@@ -76,6 +76,13 @@ pub enum AppError {
         /// What is wrong.
         reason: String,
     },
+    /// The ledger does not match a checkpoint, or evidence does not check
+    /// out (a bad signature, a failing proof). Exit 4.
+    #[error("evidence check failed: {reason}")]
+    Evidence {
+        /// What does not match.
+        reason: String,
+    },
     /// A group commit's transaction failed (or the committer stopped)
     /// before this command was written: nothing of it was stored, so it is
     /// safe to retry. Exit 4, HTTP 503.
@@ -110,7 +117,19 @@ impl AppError {
             | AppError::Projection(
                 ProjectionError::InvalidUrl { .. } | ProjectionError::InvalidQuery { .. },
             ) => EXIT_BAD_INPUT,
-            AppError::Store(StoreError::CannotOpen { .. }) => EXIT_BAD_INPUT,
+            AppError::Store(
+                StoreError::CannotOpen { .. }
+                | StoreError::NoLedger { .. }
+                | StoreError::NotALedger { .. },
+            )
+            | AppError::Projection(
+                ProjectionError::Store(
+                    StoreError::CannotOpen { .. }
+                    | StoreError::NoLedger { .. }
+                    | StoreError::NotALedger { .. },
+                )
+                | ProjectionError::NotReady { .. },
+            ) => EXIT_BAD_INPUT,
             // An input file that is missing, unreadable or not text is bad input.
             AppError::Io { source, .. }
                 if matches!(

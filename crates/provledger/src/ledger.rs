@@ -19,7 +19,8 @@ use provledger_projections::{
     TransactionRow,
 };
 use provledger_store::{
-    to_stored_precision, AppendRequest, EventStore, ExpectedVersion, RecordedEvent, VerifyReport,
+    to_stored_precision, AppendRequest, EventStore, ExpectedVersion, OpenMode, RecordedEvent,
+    VerifyReport,
 };
 use serde::Serialize;
 
@@ -95,6 +96,10 @@ pub struct Ledger {
     deferred_projections: AtomicBool,
     /// The clock mode, once the ledger's first event has fixed it.
     clock: OnceLock<ClockMode>,
+    /// Opened read-only: reads never catch the read models up (that is the
+    /// writers' and the projection workers' job); a read on read models that
+    /// lag the log replays the log instead (see [`Ledger::lag`]).
+    read_only: bool,
 }
 
 /// The stream and transaction id conventions.
@@ -108,11 +113,33 @@ pub fn fold_stream(events: &[RecordedEvent]) -> Result<OrderState, AppError> {
 }
 
 impl Ledger {
-    /// Open (creating on first use) the store at `url` and its read models.
+    /// Open (creating on first use) the store at `url` and its read models:
+    /// [`Ledger::open_with`] in [`OpenMode::Create`].
     pub fn open(url: &str) -> Result<Ledger, AppError> {
-        let store = provledger_store::open(url)?;
-        let read_models = ReadModels::open(url)?;
-        Ok(Ledger::from_parts(store, read_models))
+        Ledger::open_with(url, OpenMode::Create)
+    }
+
+    /// Open the ledger at `url` in `mode`: only [`OpenMode::Create`] makes
+    /// a new ledger; [`OpenMode::ReadOnly`] writes nothing at all (see
+    /// [`OpenMode`]) and needs only read access to the database.
+    pub fn open_with(url: &str, mode: OpenMode) -> Result<Ledger, AppError> {
+        let store = provledger_store::open_with_mode(url, mode)?;
+        let read_models = ReadModels::open_with_mode(url, mode)?;
+        let mut ledger = Ledger::from_parts(store, read_models);
+        ledger.read_only = mode.is_read_only();
+        Ok(ledger)
+    }
+
+    /// True when this ledger was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// How many events the read models are behind the log (0: current).
+    pub fn lag(&self) -> Result<u64, AppError> {
+        let head = self.store.head()?.map_or(0, |h| h.position);
+        let checkpoint = self.read_models.checkpoint()?;
+        Ok(head.saturating_sub(checkpoint))
     }
 
     /// Assemble a ledger from parts (tests, other backends).
@@ -123,6 +150,7 @@ impl Ledger {
             states: OrderCache::default(),
             deferred_projections: AtomicBool::new(false),
             clock: OnceLock::new(),
+            read_only: false,
         }
     }
 
@@ -265,6 +293,18 @@ impl Ledger {
 
     /// Line state, current or at a point in time (replayed, not read-model).
     pub fn lines(&self, query: &LineQuery, as_of: Option<AsOf>) -> Result<Vec<LineRow>, AppError> {
+        if self.read_only {
+            let store = self.store.as_ref();
+            return Ok(match as_of {
+                Some(point) => provledger_projections::lines_as_of(store, query, point)?,
+                None => match self.current_head_if_lagging()? {
+                    Some(head) => {
+                        provledger_projections::lines_as_of(store, query, AsOf::Position(head))?
+                    }
+                    None => self.read_models.lines(query)?,
+                },
+            });
+        }
         match as_of {
             Some(point) => Ok(self
                 .read_models
@@ -277,8 +317,13 @@ impl Ledger {
     }
 
     /// The Transaction Manager view (R9).
+    ///
+    /// On a read-only ledger the rows are those of the read models as they
+    /// stand; [`Ledger::lag`] says how far behind the log they are.
     pub fn transactions(&self, query: &TransactionQuery) -> Result<Vec<TransactionRow>, AppError> {
-        self.read_models.catch_up(self.store.as_ref())?;
+        if !self.read_only {
+            self.read_models.catch_up(self.store.as_ref())?;
+        }
         Ok(self.read_models.transactions(query)?)
     }
 
@@ -288,6 +333,18 @@ impl Ledger {
         query: &HistoryQuery,
         as_of: Option<AsOf>,
     ) -> Result<Vec<HistoryRow>, AppError> {
+        if self.read_only {
+            let store = self.store.as_ref();
+            return Ok(match as_of {
+                Some(point) => provledger_projections::history_as_of(store, query, point)?,
+                None => match self.current_head_if_lagging()? {
+                    Some(head) => {
+                        provledger_projections::history_as_of(store, query, AsOf::Position(head))?
+                    }
+                    None => self.read_models.history(store, query)?,
+                },
+            });
+        }
         match as_of {
             Some(point) => Ok(self
                 .read_models
@@ -297,6 +354,13 @@ impl Ledger {
                 Ok(self.read_models.history(self.store.as_ref(), query)?)
             }
         }
+    }
+
+    /// The log's head position when the read models lag behind it.
+    fn current_head_if_lagging(&self) -> Result<Option<u64>, AppError> {
+        let head = self.store.head()?.map_or(0, |h| h.position);
+        let checkpoint = self.read_models.checkpoint()?;
+        Ok((checkpoint < head).then_some(head))
     }
 
     /// Recompute the hash chain.

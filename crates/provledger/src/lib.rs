@@ -8,9 +8,11 @@
 
 #![warn(missing_docs)]
 
+pub mod bounded;
 pub mod cli;
 pub mod demo;
 mod error;
+pub mod evidence;
 pub mod group_commit;
 pub mod http;
 pub mod input;

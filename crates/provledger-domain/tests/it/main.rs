@@ -8,6 +8,7 @@
 mod harness;
 
 mod access;
+mod admissible;
 mod contact;
 mod docs;
 mod emails;

@@ -433,7 +433,7 @@ fn processes_starting_at_once_migrate_once() {
     for result in results {
         result.unwrap();
     }
-    assert_eq!(applied, 1, "one migration, applied once");
+    assert_eq!(applied, 2, "each of the two migrations, applied once");
 }
 
 #[test]
@@ -673,4 +673,44 @@ impl SpawnCaptured for Command {
             .spawn()
             .expect("spawn the test binary")
     }
+}
+
+/// A database written before the Merkle tree existed (schema version 1)
+/// gets its tree computed once, when it is opened, and then verifies.
+#[test]
+fn a_database_from_before_the_tree_gets_its_tree_on_open() {
+    let Some(ledger) = Ledger::fresh("backfill") else {
+        return;
+    };
+    let store = &ledger.store;
+    for i in 0..29u64 {
+        store
+            .append(AppendRequest::single(
+                format!("s{}", i % 4),
+                ExpectedVersion::Any,
+                (0..=i % 3).map(|n| event("E", json!({ "n": n }))).collect(),
+            ))
+            .unwrap();
+    }
+    let head = store.head().unwrap().unwrap().position;
+    let root = provledger_store::merkle::root_at(store, head).unwrap();
+    store
+        .execute_raw_sql_for_tests(
+            "DROP TABLE merkle_nodes; DELETE FROM store_schema_migrations WHERE version = 2",
+        )
+        .unwrap();
+    let reopened = ledger.reopen();
+    assert_eq!(
+        provledger_store::merkle::root_at(&reopened, head).unwrap(),
+        root
+    );
+    assert_intact(&reopened, head);
+    reopened
+        .append(AppendRequest::single(
+            "s0",
+            ExpectedVersion::Any,
+            vec![event("E", json!({}))],
+        ))
+        .unwrap();
+    assert_intact(&reopened, head + 1);
 }

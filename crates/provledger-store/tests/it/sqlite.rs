@@ -10,7 +10,8 @@ use chrono::Utc;
 use provledger_store::conformance::{Backend, StoreRegistry};
 use provledger_store::sqlite::{SqliteOptions, SqliteStore, Synchronous, SCHEMA_VERSION};
 use provledger_store::{
-    verify, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, Position, StoreError,
+    verify, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, OpenMode, Position,
+    StoreError,
 };
 use serde_json::json;
 use tempfile::TempDir;
@@ -234,7 +235,9 @@ fn schema_is_versioned_and_append_only() {
             "events_no_delete",
             "events_no_update",
             "idempotency_keys_no_delete",
-            "idempotency_keys_no_update"
+            "idempotency_keys_no_update",
+            "merkle_nodes_no_delete",
+            "merkle_nodes_no_update"
         ]
     );
 }
@@ -264,8 +267,9 @@ fn a_newer_schema_is_refused() {
 fn shares_the_file_with_read_models() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shared.db");
+    let store = SqliteStore::open(&path).unwrap();
     {
-        // Another crate got there first with its own migration table.
+        // Another crate adds its own migration table to the ledger's file.
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT);
@@ -276,7 +280,6 @@ fn shares_the_file_with_read_models() {
         )
         .unwrap();
     }
-    let store = SqliteStore::open(&path).unwrap();
     append(&store, "s", ExpectedVersion::NoStream, 2);
     // Read-model tables remain writable, updatable and deletable.
     let changed = store
@@ -288,6 +291,33 @@ fn shares_the_file_with_read_models() {
     assert_eq!(changed, 3);
     drop(store);
     assert!(SqliteStore::open(&path).is_ok());
+}
+
+#[test]
+fn a_foreign_database_is_not_made_a_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other-app.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY);")
+            .unwrap();
+    }
+    for mode in [OpenMode::Create, OpenMode::ReadWrite, OpenMode::ReadOnly] {
+        let err = SqliteStore::open_in_mode(&path, SqliteOptions::default(), mode).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotALedger { .. }),
+            "{mode:?}: {err}"
+        );
+    }
+    let missing = dir.path().join("missing.db");
+    for mode in [OpenMode::ReadWrite, OpenMode::ReadOnly] {
+        let err = SqliteStore::open_in_mode(&missing, SqliteOptions::default(), mode).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NoLedger { .. }),
+            "{mode:?}: {err}"
+        );
+        assert!(!missing.exists());
+    }
 }
 
 #[test]
@@ -443,4 +473,44 @@ fn import_names_the_first_offending_position() {
         }
         assert_eq!(target.head().unwrap().map(|h| h.position), Some(10));
     }
+}
+
+/// A ledger written before the Merkle tree existed (schema version 1) gets
+/// its tree computed once, when it is opened, and then verifies.
+#[test]
+fn a_ledger_from_before_the_tree_gets_its_tree_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let expected_root = {
+        let store = SqliteStore::open(&path).unwrap();
+        for i in 0..37 {
+            append(
+                &store,
+                &format!("s{}", i % 5),
+                ExpectedVersion::Any,
+                1 + i % 3,
+            );
+        }
+        let head = store.head().unwrap().unwrap().position;
+        let root = provledger_store::merkle::root_at(&store, head).unwrap();
+        // Take the file back to schema version 1: no tree at all.
+        store
+            .execute_raw_sql_for_tests(
+                "DROP TRIGGER merkle_nodes_no_update; DROP TRIGGER merkle_nodes_no_delete; \
+                 DROP TABLE merkle_nodes; \
+                 DELETE FROM store_schema_migrations WHERE version = 2;",
+            )
+            .unwrap();
+        (head, root)
+    };
+    let store = SqliteStore::open(&path).unwrap();
+    let (head, root) = expected_root;
+    assert_eq!(
+        provledger_store::merkle::root_at(&store, head).unwrap(),
+        root
+    );
+    let report = verify(&store, &mut |_| {}).unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    append(&store, "s0", ExpectedVersion::Any, 2);
+    assert!(verify(&store, &mut |_| {}).unwrap().is_intact());
 }

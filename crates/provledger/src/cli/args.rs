@@ -21,8 +21,9 @@ pub const DEFAULT_STORE: &str = "sqlite:provledger.db";
     long_about = None
 )]
 pub struct Cli {
-    /// Store URL: sqlite:PATH or postgres://USER@HOST:PORT/DB.
-    #[arg(long, global = true, env = "PROVLEDGER_STORE", value_name = "URL")]
+    /// Store URL: sqlite:PATH or postgres://USER@HOST:PORT/DB [env: PROVLEDGER_STORE].
+    /// An explicit --store or --db wins over the environment.
+    #[arg(long, global = true, value_name = "URL")]
     pub store: Option<String>,
     /// Shorthand for --store sqlite:PATH.
     #[arg(long, global = true, value_name = "PATH", conflicts_with = "store")]
@@ -55,13 +56,18 @@ pub struct WriteOpts {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum TopCommand {
-    /// Create an empty ledger, recording whose clock dates its commands.
+    /// Create an empty ledger (the only command that creates one), recording
+    /// whose clock dates its commands.
     Init {
         /// `live` (default): the ledger's own clock dates every command and
         /// `--at`/`--now` are refused. `simulated`: callers give the time
         /// (demos, scenario scripts, tests); every view says so.
         #[arg(long, value_name = "MODE", default_value = "live")]
         clock: String,
+        /// Create the tables only, for `import` to fill with another ledger's
+        /// export, whose first event (its `LedgerCreated`) brings its clock mode.
+        #[arg(long, conflicts_with = "clock")]
+        for_import: bool,
     },
     /// Orders (R1).
     #[command(subcommand)]
@@ -154,8 +160,47 @@ pub enum TopCommand {
         #[arg(long, value_name = "POSITION")]
         as_of_position: Option<u64>,
     },
-    /// Recompute the hash chain; report the first broken position.
-    Verify,
+    /// Recompute the hash chain and the Merkle tree; report the first broken
+    /// position. With --against: also prove the ledger still holds a kept
+    /// checkpoint's exact prefix and extends it.
+    Verify {
+        /// A checkpoint file written by `checkpoint` (needs --pubkey).
+        #[arg(long, value_name = "FILE", requires = "pubkey")]
+        against: Option<PathBuf>,
+        /// The public key (PREFIX.pub) the checkpoint must be signed with.
+        #[arg(long, value_name = "FILE", requires = "against")]
+        pubkey: Option<PathBuf>,
+    },
+    /// Create an Ed25519 key pair: PREFIX.key (secret, mode 0600) and PREFIX.pub.
+    Keygen {
+        /// Path prefix of the two files.
+        #[arg(long, value_name = "PREFIX")]
+        out: PathBuf,
+    },
+    /// Sign the current tree head {ledger id, clock mode, size, root, head
+    /// hash, time} and write it as a small JSON checkpoint to keep elsewhere.
+    Checkpoint {
+        /// The secret key (PREFIX.key).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Where to write the checkpoint.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Write a self-contained evidence bundle for one subscription: every
+    /// event of its order, each with an inclusion proof against a signed
+    /// checkpoint. Check it offline with `provledger-verify`.
+    Evidence {
+        /// The subscription.
+        #[arg(long)]
+        subscription: String,
+        /// The secret key (PREFIX.key) that signs the bundle's checkpoint.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Where to write the bundle.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Run the projections: bring every read model up to date (a projection
     /// worker). Several workers may share a database; each event is applied
     /// once, and a worker that dies leaves the last committed checkpoint.
@@ -177,9 +222,12 @@ pub enum TopCommand {
     Rebuild,
     /// Write every event as JSON Lines, hashes included.
     Export {
-        /// Output file (`-` for stdout).
+        /// Output file (`-` for stdout); never the ledger itself.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Replace an existing output file.
+        #[arg(long)]
+        force: bool,
     },
     /// Append the events of a JSON Lines export, checking every hash.
     Import {

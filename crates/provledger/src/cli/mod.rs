@@ -4,7 +4,7 @@
 //! The command names, options, JSON fields and exit statuses are a contract
 //! (DESIGN.md §3, docs/cli.md); scripts depend on them.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -15,15 +15,14 @@ use provledger_domain::{
 use provledger_projections::{
     AsOf, HistoryQuery, LineQuery, TransactionQuery, TransactionStatus, TransactionType,
 };
-use provledger_store::redact_url;
-use sha2::{Digest, Sha256};
+use provledger_store::{redact_url, OpenMode};
 
 use crate::input::{self, Targeted};
 use crate::output::{self, progress, Format};
 use crate::script::{parse_script, run_script, StepResult};
 use crate::setup::SubdomainStatus;
 use crate::shell::{Origin, RequestedTime, Submission};
-use crate::transfer::{export, import, migrate};
+use crate::transfer::{export_to, import, migrate};
 use crate::{
     AppError, CommandOutcome, Ledger, OutcomeStatus, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK,
     EXIT_REFUSED,
@@ -49,16 +48,7 @@ pub fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, AppError> {
 }
 
 fn read_input(path: &Path) -> Result<String, AppError> {
-    let mut text = String::new();
-    if path == Path::new("-") {
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| AppError::io("cannot read standard input", e))?;
-    } else {
-        text = std::fs::read_to_string(path)
-            .map_err(|e| AppError::io(format!("cannot read {}", path.display()), e))?;
-    }
-    Ok(text)
+    crate::bounded::read_input(path)
 }
 
 /// The submission of `command` on `order` with the write options: the
@@ -86,27 +76,43 @@ fn submission(
 }
 
 fn attachment(path: &Path) -> Result<Attachment, AppError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| AppError::io(format!("cannot read attachment {}", path.display()), e))?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string());
+    let (file_name, size_bytes, sha256) = crate::bounded::attachment(path)?;
     Ok(Attachment {
         file_name,
-        size_bytes: bytes.len() as u64,
-        sha256: hex::encode(Sha256::digest(&bytes)),
+        size_bytes,
+        sha256,
     })
 }
 
-/// The resolved store URL.
+/// The resolved store URL: `--db`, else `--store`, else `PROVLEDGER_STORE`,
+/// else the default (an explicit flag wins over the environment).
 pub fn store_url(cli: &Cli) -> String {
     if let Some(path) = &cli.db {
         format!("sqlite:{}", path.display())
+    } else if let Some(store) = &cli.store {
+        store.clone()
     } else {
-        cli.store
-            .clone()
+        std::env::var("PROVLEDGER_STORE")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_STORE.to_string())
+    }
+}
+
+/// How a command opens the ledger: only `init` (and `demo`, which builds a
+/// fresh one) creates; reads open read-only and write nothing.
+pub fn open_mode(command: &TopCommand) -> OpenMode {
+    match command {
+        TopCommand::Init { .. } | TopCommand::Demo => OpenMode::Create,
+        TopCommand::Lines { .. }
+        | TopCommand::Transactions { .. }
+        | TopCommand::History { .. }
+        | TopCommand::Verify { .. }
+        | TopCommand::Checkpoint { .. }
+        | TopCommand::Evidence { .. }
+        | TopCommand::Export { .. }
+        | TopCommand::Subdomain(_) => OpenMode::ReadOnly,
+        _ => OpenMode::ReadWrite,
     }
 }
 
@@ -176,13 +182,32 @@ fn opt<T>(
     raw.as_deref().map(parse).transpose()
 }
 
+/// On a read-only ledger whose read models lag the log, say so on stderr
+/// (views that replay the log are exact anyway; the Transaction Manager
+/// shows the read models as they stand).
+fn report_lag(ledger: &Ledger, io: &mut Io<'_>) -> Result<(), AppError> {
+    if ledger.is_read_only() {
+        let behind = ledger.lag()?;
+        if behind > 0 {
+            let _ = writeln!(
+                io.err,
+                "note: the read models are {behind} events behind the log, so the last {behind} events are not shown; run `provledger project` to bring them up to date"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Run a parsed command line; returns the exit status.
 pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
     let url = store_url(&cli);
     let format = cli.format;
     match cli.command {
         TopCommand::Demo => {
-            return crate::demo::run_demo(cli.store.is_some() || cli.db.is_some(), &url, format, io)
+            let explicit = cli.store.is_some()
+                || cli.db.is_some()
+                || std::env::var("PROVLEDGER_STORE").is_ok_and(|s| !s.trim().is_empty());
+            return crate::demo::run_demo(explicit, &url, format, io);
         }
         TopCommand::Migrate { from, to } => {
             let report = migrate(&from, &to)?;
@@ -200,10 +225,27 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
         }
         TopCommand::Serve(args) => return crate::http::run_serve(&url, &args),
         TopCommand::Token(cmd) => return crate::http::run_token(&url, format, &cmd, io),
-        TopCommand::Init { clock } => {
-            let clock = ClockMode::parse(&clock)?;
-            let ledger = Ledger::open(&url)?;
-            let clock = ledger.initialise(clock)?;
+        TopCommand::Keygen { out } => return crate::evidence::keygen(&out, format, io),
+        TopCommand::Init { clock, for_import } => {
+            let ledger = Ledger::open_with(&url, OpenMode::Create)?;
+            let head = ledger.store().head()?.map_or(0, |h| h.position);
+            if for_import {
+                if head > 0 {
+                    return Err(AppError::BadInput(format!(
+                        "{} already holds {head} events; `init --for-import` makes an empty ledger for an import — give a new path",
+                        redact_url(&url)
+                    )));
+                }
+                emit(
+                    io,
+                    &format!(
+                        "empty ledger ready at {} for `provledger import`: the export's first event brings its clock mode\n",
+                        redact_url(&url)
+                    ),
+                )?;
+                return Ok(EXIT_OK);
+            }
+            let clock = ledger.initialise(ClockMode::parse(&clock)?)?;
             ledger.catch_up()?;
             let head = ledger.store().head()?.map_or(0, |h| h.position);
             emit(
@@ -217,7 +259,7 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
         }
         _ => {}
     }
-    let ledger = Ledger::open(&url)?;
+    let ledger = Ledger::open_with(&url, open_mode(&cli.command))?;
     let clock = ledger.clock()?;
     let write = |io: &mut Io<'_>, (order_id, command): Targeted, w: &WriteOpts| {
         let outcome = ledger.submit(submission(&order_id, command, w)?)?;
@@ -228,7 +270,32 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
         | TopCommand::Demo
         | TopCommand::Migrate { .. }
         | TopCommand::Serve(_)
-        | TopCommand::Token(_) => Ok(EXIT_OK),
+        | TopCommand::Token(_)
+        | TopCommand::Keygen { .. } => Ok(EXIT_OK),
+        TopCommand::Checkpoint { key, out } => {
+            crate::evidence::checkpoint(&ledger, &key, &out, format, io)
+        }
+        TopCommand::Evidence {
+            subscription,
+            key,
+            out,
+        } => crate::evidence::evidence(&ledger, &subscription, &key, &out, format, io),
+        TopCommand::Verify {
+            against: Some(checkpoint),
+            pubkey: Some(pubkey),
+        } => {
+            let bar = progress("verifying");
+            let result = crate::evidence::verify_against(
+                &ledger,
+                &checkpoint,
+                &pubkey,
+                &mut |n| bar.set_position(n),
+                format,
+                io,
+            );
+            bar.finish_and_clear();
+            result
+        }
         TopCommand::Order(OrderCmd::Place { file, write: w }) => {
             let text = read_input(&file)?;
             let request: OrderRequest = serde_json::from_str(&text).map_err(|e| {
@@ -413,6 +480,7 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
                 limit,
             };
             let rows = ledger.transactions(&query)?;
+            report_lag(&ledger, io)?;
             emit(
                 io,
                 &output::render_view(&rows, &output::transactions_kind(), format, Some(clock))?,
@@ -436,7 +504,7 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
             )?;
             Ok(EXIT_OK)
         }
-        TopCommand::Verify => {
+        TopCommand::Verify { .. } => {
             let bar = progress("verifying");
             let report = ledger.verify(&mut |n| bar.set_position(n))?;
             bar.finish_and_clear();
@@ -473,8 +541,9 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
         } => {
             let ledger = match batch_size {
                 Some(n) => Ledger::from_parts(
-                    provledger_store::open(&url)?,
-                    provledger_projections::ReadModels::open(&url)?.with_batch_size(n),
+                    provledger_store::open_with_mode(&url, OpenMode::ReadWrite)?,
+                    provledger_projections::ReadModels::open_with_mode(&url, OpenMode::ReadWrite)?
+                        .with_batch_size(n),
                 ),
                 None => ledger,
             };
@@ -520,8 +589,8 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<i32, AppError> {
             }
             Ok(EXIT_OK)
         }
-        TopCommand::Export { out } => {
-            let n = export(&ledger, &out, &mut *io.out)?;
+        TopCommand::Export { out, force } => {
+            let n = export_to(&ledger, &url, &out, force, &mut *io.out)?;
             if out != Path::new("-") {
                 emit(io, &format!("exported {n} events to {}\n", out.display()))?;
             }

@@ -60,6 +60,11 @@ pub struct ServeArgs {
     /// then says so (`Provledger-Clock: simulated`).
     #[arg(long)]
     pub allow_simulated: bool,
+    /// Sign evidence bundles (`GET /api/v1/evidence/subscriptions/{s}`)
+    /// with this key (`provledger keygen`); without it that route returns
+    /// the subscription's order events unsigned.
+    #[arg(long, value_name = "PREFIX.key")]
+    pub evidence_key: Option<std::path::PathBuf>,
 }
 
 /// `provledger token …`
@@ -93,6 +98,7 @@ pub struct AppState {
     writes: Arc<Mutex<()>>,
     metrics: Arc<Metrics>,
     simulated: bool,
+    evidence_key: Option<Arc<std::path::PathBuf>>,
 }
 
 impl AppState {
@@ -112,7 +118,19 @@ impl AppState {
             writes: Arc::new(Mutex::new(())),
             metrics: Arc::new(Metrics::default()),
             simulated,
+            evidence_key: None,
         }
+    }
+
+    /// Sign evidence bundles with the key at `path`.
+    pub fn with_evidence_key(mut self, path: std::path::PathBuf) -> AppState {
+        self.evidence_key = Some(Arc::new(path));
+        self
+    }
+
+    /// The evidence signing key's path, if the server signs bundles.
+    pub fn evidence_key(&self) -> Option<&std::path::Path> {
+        self.evidence_key.as_deref().map(|p| p.as_path())
     }
 
     /// Whether the ledger's clock is simulated (every response says so).
@@ -309,7 +327,12 @@ pub fn run_serve(url: &str, args: &ServeArgs) -> Result<i32, AppError> {
         ));
     }
     ledger.catch_up()?;
-    let state = AppState::shared(Arc::clone(&ledger));
+    let mut state = AppState::shared(Arc::clone(&ledger));
+    if let Some(key) = &args.evidence_key {
+        // Fail now, not on the first request, when the key is unusable.
+        crate::evidence::load_secret_key(key)?;
+        state = state.with_evidence_key(key.clone());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

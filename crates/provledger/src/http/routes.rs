@@ -877,8 +877,10 @@ pub struct EvidenceBody {
     pub events: Vec<RecordedEvent>,
 }
 
-/// Evidence for a subscription: every event of its order in full. (A signed
-/// bundle with inclusion proofs, DESIGN.md §5, replaces this when it lands.)
+/// Evidence for a subscription: with `serve --evidence-key`, the signed
+/// bundle of `provledger evidence` (DESIGN.md §5: every event of its order
+/// with an inclusion proof against a signed checkpoint); without a key,
+/// every event of its order in full, unsigned.
 #[utoipa::path(get, path = "/api/v1/evidence/subscriptions/{s}", tag = "reads",
     params(("s" = String, Path, description = "Subscription id")),
     responses((status = 200, description = "{kind, subscription_id, order_id, events}"),
@@ -894,6 +896,25 @@ pub async fn evidence(
         SubscriptionId::parse(&s).map_err(|_| Problem::subscription_not_found(&s))?;
     let principal = caller.principal;
     let sub = subscription_id.to_string();
+    if let Some(key) = state.evidence_key().map(std::path::Path::to_path_buf) {
+        let bundle = state
+            .blocking(move |ledger| {
+                if subscription_order(ledger, &principal, &subscription_id)?.is_none() {
+                    return Ok(None);
+                }
+                signed_bundle(ledger, &sub, &key).map(Some)
+            })
+            .await?
+            .ok_or_else(|| Problem::subscription_not_found(&s))?;
+        let filename = format!("attachment; filename=\"evidence-{s}.json\"");
+        let mut response = ([(header::CONTENT_TYPE, "application/json")], bundle).into_response();
+        if let Ok(v) = header::HeaderValue::from_str(&filename) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_DISPOSITION, v);
+        }
+        return Ok(response);
+    }
     let body = state
         .blocking(move |ledger| {
             let Some(order_id) = subscription_order(ledger, &principal, &subscription_id)? else {
@@ -920,4 +941,36 @@ pub async fn evidence(
             .insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(response)
+}
+
+/// A signed evidence bundle (DESIGN.md §5) for `subscription`, made by the
+/// same code as `provledger evidence`, as JSON text.
+fn signed_bundle(
+    ledger: &Ledger,
+    subscription: &str,
+    key: &std::path::Path,
+) -> Result<String, AppError> {
+    let path = std::env::temp_dir().join(format!(
+        "provledger-evidence-{}.json",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let mut sink = std::io::sink();
+    let mut sink_err = std::io::sink();
+    let mut io = crate::cli::Io {
+        out: &mut sink,
+        err: &mut sink_err,
+    };
+    let made = crate::evidence::evidence(
+        ledger,
+        subscription,
+        key,
+        &path,
+        crate::output::Format::Json,
+        &mut io,
+    );
+    let text = made.and_then(|_| {
+        std::fs::read_to_string(&path).map_err(|e| AppError::io("cannot read the bundle", e))
+    });
+    let _ = std::fs::remove_file(&path);
+    text
 }

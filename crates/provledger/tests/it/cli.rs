@@ -1,6 +1,6 @@
 //! The CLI contract, command by command, through the real binary.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use assert_cmd::Command;
 use predicates::prelude::*;
@@ -19,10 +19,25 @@ const ORDER: &str = r#"{"order_id": "WO-1001", "ordering_contact": "olivia@partn
             "rsd": "2026-12-01", "provisioning_contact": "it@customer.example"}]}"#;
 
 impl Ledger {
-    fn new() -> Ledger {
+    /// A directory with no ledger in it yet.
+    fn bare() -> Ledger {
         Ledger {
             dir: tempfile::tempdir().expect("tempdir"),
         }
+    }
+
+    /// An empty ledger made by `init --for-import`, for an export to fill.
+    fn for_import() -> Ledger {
+        let ledger = Ledger::bare();
+        ledger.run(&["init", "--for-import"]).success();
+        ledger
+    }
+
+    /// An empty ledger made by `init` (the only command that creates one).
+    fn new() -> Ledger {
+        let ledger = Ledger::bare();
+        ledger.run(&["init", "--clock", "simulated"]).success();
+        ledger
     }
 
     fn db(&self) -> PathBuf {
@@ -99,7 +114,7 @@ fn tx_rows(value: &Value) -> &Vec<Value> {
 
 #[test]
 fn init_creates_an_empty_ledger() {
-    let ledger = Ledger::new();
+    let ledger = Ledger::bare();
     ledger
         .run(&["init"])
         .success()
@@ -123,8 +138,9 @@ fn order_place_from_file_and_stdin_with_json_contract() {
     ]);
     assert_eq!(out["status"], "success");
     assert_eq!(out["transaction_id"], "TX-WO-1001-1");
-    // The order's event, then its id and its two subscriptions reserved.
-    assert_eq!(out["positions"], serde_json::json!([1, 2, 3, 4]));
+    // After the ledger's LedgerCreated: the order's event, then its id and
+    // its two subscriptions reserved.
+    assert_eq!(out["positions"], serde_json::json!([2, 3, 4, 5]));
     assert!(out["message"].as_str().unwrap().contains("2 line"));
     ledger
         .cmd()
@@ -231,7 +247,7 @@ fn contact_change_success_refusals_and_bad_input() {
         "2026-11-21T09:00:00Z",
     ]);
     assert_eq!(ok["status"], "success");
-    assert_eq!(ok["positions"], serde_json::json!([5, 6]));
+    assert_eq!(ok["positions"], serde_json::json!([6, 7]));
     // R6: no access → exit 3, recorded.
     ledger
         .run(&[
@@ -676,7 +692,7 @@ fn verify_detects_tampering_with_exit_4() {
         !triggers.is_empty(),
         "the events table has protecting triggers"
     );
-    let refused = conn.execute("UPDATE events SET payload = '{}' WHERE position = 5", []);
+    let refused = conn.execute("UPDATE events SET payload = '{}' WHERE position = 6", []);
     assert!(
         refused.is_err(),
         "UPDATE must be refused while the triggers stand"
@@ -686,7 +702,7 @@ fn verify_detects_tampering_with_exit_4() {
             .expect("drop trigger");
     }
     conn.execute(
-        "UPDATE events SET payload = replace(payload, 'a@customer.example', 'evil@else.example') WHERE position = 5",
+        "UPDATE events SET payload = replace(payload, 'a@customer.example', 'evil@else.example') WHERE position = 6",
         [],
     )
     .expect("tamper");
@@ -694,7 +710,7 @@ fn verify_detects_tampering_with_exit_4() {
     ledger
         .run(&["verify"])
         .code(4)
-        .stderr(predicate::str::contains("position 5"));
+        .stderr(predicate::str::contains("position 6"));
     let report = ledger
         .cmd()
         .args(["--format", "json", "verify"])
@@ -702,7 +718,7 @@ fn verify_detects_tampering_with_exit_4() {
         .expect("run");
     assert_eq!(report.status.code(), Some(4));
     let report: Value = serde_json::from_slice(&report.stdout).expect("json");
-    assert_eq!(report["first_broken"]["position"], 5);
+    assert_eq!(report["first_broken"]["position"], 6);
 }
 
 #[test]
@@ -721,7 +737,7 @@ fn rebuild_export_import_round_trip() {
     ledger
         .run(&["export", "--out", export.to_str().unwrap()])
         .success();
-    let copy = Ledger::new();
+    let copy = Ledger::for_import();
     copy.run(&["import", "--file", export.to_str().unwrap()])
         .success();
     assert_eq!(copy.json(&["lines"]), before);
@@ -743,7 +759,7 @@ fn rebuild_export_import_round_trip() {
 }
 
 #[test]
-fn import_stops_at_a_bad_line_keeping_what_came_before_and_the_rest_continues() {
+fn import_refuses_the_batch_of_a_bad_line_and_the_fixed_file_imports() {
     let ledger = Ledger::placed();
     ledger
         .run(&["tick", "--now", "2026-12-10T00:00:00Z"])
@@ -755,19 +771,18 @@ fn import_stops_at_a_bad_line_keeping_what_came_before_and_the_rest_continues() 
     let text = std::fs::read_to_string(&export).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.len() >= 4, "{lines:?}");
-    // Line 3 is damaged.
+    // Line 3 is damaged: its batch (here the whole file) is refused.
     let mut damaged: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
     damaged[2] = "{\"position\": 3, \"oops\"".to_string();
-    let copy = Ledger::new();
+    let copy = Ledger::for_import();
     let bad = copy.file("bad.jsonl", &(damaged.join("\n") + "\n"));
     copy.run(&["import", "--file", bad.to_str().unwrap()])
         .code(2)
         .stderr(predicate::str::contains("import line 3"));
-    assert_eq!(copy.event_count(), 2, "the two lines before the bad one");
+    assert_eq!(copy.event_count(), 0, "nothing of the bad line's batch");
     copy.run(&["verify"]).success();
-    // The rest of the file continues the ledger.
-    let rest = copy.file("rest.jsonl", &(lines[2..].join("\n") + "\n"));
-    copy.run(&["import", "--file", rest.to_str().unwrap()])
+    // The fixed file imports whole.
+    copy.run(&["import", "--file", export.to_str().unwrap()])
         .success();
     let again = copy.dir.path().join("again.jsonl");
     copy.run(&["export", "--out", again.to_str().unwrap()])
@@ -818,7 +833,7 @@ fn run_and_demo() {
         .run(&["run", "--file", script.to_str().unwrap()])
         .code(3)
         .stdout(predicate::str::contains("failed"));
-    let demo = Ledger::new();
+    let demo = Ledger::bare();
     demo.run(&["demo"])
         .success()
         .stdout(predicate::str::contains("Transaction Manager"))
@@ -849,20 +864,38 @@ fn invalid_store_url_is_bad_input() {
     let dir = tempfile::tempdir().expect("tempdir");
     let not_a_db = dir.path().join("notes.db");
     std::fs::write(&not_a_db, "these are not the events you are looking for").expect("write");
-    for db in [Path::new("/nonexistent/dir/ledger.db"), not_a_db.as_path()] {
-        Command::cargo_bin("provledger")
-            .expect("binary")
-            .env_remove("PROVLEDGER_STORE")
-            .arg("--db")
-            .arg(db)
-            .arg("lines")
-            .assert()
-            .code(2)
-            .stderr(predicate::str::contains("cannot open the ledger"))
-            .stderr(predicate::str::contains("give another --db"));
-    }
+    Command::cargo_bin("provledger")
+        .expect("binary")
+        .env_remove("PROVLEDGER_STORE")
+        .arg("--db")
+        .arg("/nonexistent/dir/ledger.db")
+        .arg("lines")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "no ledger at /nonexistent/dir/ledger.db",
+        ))
+        .stderr(predicate::str::contains("provledger init"));
+    // A file that is not an SQLite database (or whose header is damaged)
+    // is an integrity failure, not bad input.
+    Command::cargo_bin("provledger")
+        .expect("binary")
+        .env_remove("PROVLEDGER_STORE")
+        .arg("--db")
+        .arg(&not_a_db)
+        .arg("lines")
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("damaged"));
     let binary = dir.path().join("order.json");
     std::fs::write(&binary, [0xff, 0xfe, 0x00]).expect("write");
+    Command::cargo_bin("provledger")
+        .expect("binary")
+        .arg("--db")
+        .arg(dir.path().join("ledger.db"))
+        .arg("init")
+        .assert()
+        .success();
     Command::cargo_bin("provledger")
         .expect("binary")
         .arg("--db")

@@ -88,6 +88,13 @@ impl EventStore for FaultyStore {
     fn import_batch(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
         self.inner.import_batch(events)
     }
+
+    fn merkle_nodes(
+        &self,
+        ids: &[provledger_store::NodeId],
+    ) -> Result<Vec<Option<provledger_store::Hash>>, StoreError> {
+        self.inner.merkle_nodes(ids)
+    }
 }
 
 fn ledger(dir: &std::path::Path, fault: Fault) -> (Ledger, Arc<AtomicU32>) {

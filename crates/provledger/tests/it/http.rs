@@ -213,13 +213,22 @@ impl Server {
 
     /// Start a server over `ledger`.
     pub async fn over(ledger: Ledger, tokens: Tokens, dir: Option<tempfile::TempDir>) -> Server {
+        Server::over_state(AppState::new(ledger), tokens, dir).await
+    }
+
+    /// Start a server with `state`.
+    pub async fn over_state(
+        state: AppState,
+        tokens: Tokens,
+        dir: Option<tempfile::TempDir>,
+    ) -> Server {
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            serve_on(listener, AppState::new(ledger), async {
+            serve_on(listener, state, async {
                 let _ = stopped.await;
             })
             .await
@@ -1057,4 +1066,59 @@ fn token_cli_creates_lists_and_revokes_and_keeps_only_the_hash() {
     assert_eq!(code, Some(2), "{err}");
     let (code, _, err) = run(&["token", "revoke", "nope"]);
     assert_eq!(code, Some(2), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_is_a_signed_bundle_when_the_server_has_a_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("ledger.db").display());
+    let prefix = dir.path().join("ev");
+    let (state, tokens) = tokio::task::spawn_blocking(move || {
+        let ledger = Ledger::open(&url).expect("ledger");
+        seed(&ledger);
+        let tokens = make_tokens(&ledger);
+        let mut sink = Vec::new();
+        let mut err = Vec::new();
+        let mut io = provledger::cli::Io {
+            out: &mut sink,
+            err: &mut err,
+        };
+        provledger::evidence::keygen(&prefix, provledger::output::Format::Json, &mut io)
+            .expect("keygen");
+        let key = prefix.with_extension("key");
+        (AppState::new(ledger).with_evidence_key(key), tokens)
+    })
+    .await
+    .expect("seeded");
+    let s = Server::over_state(state, tokens, Some(dir)).await;
+    let (status, bundle) = s
+        .get(
+            "/api/v1/evidence/subscriptions/Sub100042",
+            &s.tokens.auditor,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    assert!(bundle["checkpoint"].is_object(), "{bundle}");
+    assert!(bundle["key_id"].is_string(), "{bundle}");
+    let events = bundle["events"].as_array().expect("events");
+    assert!(!events.is_empty());
+    assert!(
+        events.iter().all(|e| e["inclusion_proof"].is_array()),
+        "{bundle}"
+    );
+    let (status, _) = s
+        .get(
+            "/api/v1/evidence/subscriptions/Sub999999",
+            &s.tokens.auditor,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s
+        .get(
+            "/api/v1/evidence/subscriptions/Sub100042",
+            &s.tokens.partner_a,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    s.stop().await;
 }

@@ -3,8 +3,10 @@
 
 mod browser;
 mod cli;
+mod evidence;
 mod faults;
 mod group_commit;
+mod hardening;
 mod http;
 mod progress;
 mod scale_out;

@@ -16,6 +16,12 @@ fn provledger(db: &Path) -> Command {
     cmd
 }
 
+fn provledger_init(db: &Path) -> Command {
+    let mut cmd = provledger(db);
+    cmd.args(["init", "--clock", "simulated"]);
+    cmd
+}
+
 fn demo_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/demo.jsonl")
 }
@@ -36,6 +42,7 @@ fn quiet(mut cmd: Command, what: &str) -> String {
 fn long_work_is_quiet_when_stderr_is_not_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("source.db");
+    quiet(provledger_init(&source), "init");
     let mut run = provledger(&source);
     run.arg("run").arg("--file").arg(demo_script());
     // The demo script records refusals (exit 3) on purpose; only its
@@ -49,6 +56,9 @@ fn long_work_is_quiet_when_stderr_is_not_a_terminal() {
     quiet(cmd, "export");
 
     let target = dir.path().join("target.db");
+    let mut init = provledger(&target);
+    init.args(["init", "--for-import"]);
+    quiet(init, "init");
     let mut cmd = provledger(&target);
     cmd.arg("import").arg("--file").arg(&export);
     assert!(quiet(cmd, "import").contains("imported"));

@@ -62,10 +62,13 @@ struct Cli {
 }
 
 impl Cli {
+    /// An empty ledger made by `init` (the only command that creates one).
     fn new() -> Cli {
-        Cli {
+        let cli = Cli {
             dir: tempfile::tempdir().expect("tempdir"),
-        }
+        };
+        cli.run(&["init", "--clock", "simulated"]).success();
+        cli
     }
 
     fn db(&self) -> PathBuf {
@@ -698,6 +701,13 @@ impl EventStore for Interleaving {
     }
     fn import_batch(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
         self.inner.import_batch(events)
+    }
+
+    fn merkle_nodes(
+        &self,
+        ids: &[provledger_store::NodeId],
+    ) -> Result<Vec<Option<provledger_store::Hash>>, StoreError> {
+        self.inner.merkle_nodes(ids)
     }
 }
 
