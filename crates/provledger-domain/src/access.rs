@@ -116,9 +116,100 @@ pub fn named_on(order: &Order, user: &Email) -> bool {
         || order.distributor_contacts.iter().any(|e| e.same_user(user))
 }
 
+/// Prefix of the streams that record HTTP tokens (`token-<id>`).
+pub const TOKEN_STREAM_PREFIX: &str = "token-";
+
+/// The state of a token stream, as far as import admission is concerned:
+/// nothing, created, or created and revoked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TokenStreamState {
+    /// No event yet.
+    #[default]
+    Empty,
+    /// `TokenCreated` seen.
+    Created,
+    /// `TokenRevoked` seen after it.
+    Revoked,
+}
+
+/// Whether a token event could have been appended to its stream in `state`
+/// (`provledger token create` / `revoke`): `TokenCreated` first, with the
+/// stream's id, a user's email, a role and a 64-hex-digit SHA-256 (never a
+/// token); then at most one `TokenRevoked` of the same id. Returns the
+/// state after it, or why not.
+pub fn admit_token_event(
+    state: TokenStreamState,
+    stream_id: &str,
+    event_type: &str,
+    schema_version: u32,
+    payload: &serde_json::Value,
+) -> Result<TokenStreamState, String> {
+    let id = stream_id
+        .strip_prefix(TOKEN_STREAM_PREFIX)
+        .unwrap_or_default();
+    if schema_version != 1 {
+        return Err(format!(
+            "{event_type} schema version {schema_version} is not 1"
+        ));
+    }
+    if payload.get("id").and_then(|v| v.as_str()) != Some(id) {
+        return Err(format!(
+            "a token event in stream {stream_id:?} names another id"
+        ));
+    }
+    match (event_type, state) {
+        ("TokenCreated", TokenStreamState::Empty) => {
+            let user = payload.get("user").and_then(|v| v.as_str()).unwrap_or_default();
+            Email::parse(user).map_err(|e| e.to_string())?;
+            let role = payload.get("role").and_then(|v| v.as_str()).unwrap_or_default();
+            role.parse::<Role>().map_err(|e| e.to_string())?;
+            let hash = payload
+                .get("token_sha256")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err("TokenCreated must carry the token's SHA-256 (64 hex digits)".into());
+            }
+            Ok(TokenStreamState::Created)
+        }
+        ("TokenRevoked", TokenStreamState::Created) => Ok(TokenStreamState::Revoked),
+        (other, state) => Err(format!(
+            "{other} cannot follow a token stream in state {state:?}: a token is created once and revoked at most once"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_stream_is_created_once_and_revoked_at_most_once() {
+        let created = serde_json::json!({
+            "id": "0123456789abcdef", "user": "pat@partner.example", "role": "user",
+            "expires_at": null, "token_sha256": "ab".repeat(32)
+        });
+        let revoked = serde_json::json!({ "id": "0123456789abcdef" });
+        let stream = "token-0123456789abcdef";
+        let admit = |state, kind, payload: &serde_json::Value| {
+            admit_token_event(state, stream, kind, 1, payload)
+        };
+        let after = admit(TokenStreamState::Empty, "TokenCreated", &created);
+        assert_eq!(after, Ok(TokenStreamState::Created));
+        assert!(admit(TokenStreamState::Created, "TokenCreated", &created).is_err());
+        assert!(admit(TokenStreamState::Empty, "TokenRevoked", &revoked).is_err());
+        assert_eq!(
+            admit(TokenStreamState::Created, "TokenRevoked", &revoked),
+            Ok(TokenStreamState::Revoked)
+        );
+        assert!(admit(TokenStreamState::Revoked, "TokenRevoked", &revoked).is_err());
+        let mut leaked = created.clone();
+        leaked["token_sha256"] = serde_json::json!("plt_0123456789abcdef_secret");
+        assert!(admit(TokenStreamState::Empty, "TokenCreated", &leaked).is_err());
+        let mut other = created;
+        other["id"] = serde_json::json!("ffffffffffffffff");
+        assert!(admit(TokenStreamState::Empty, "TokenCreated", &other).is_err());
+    }
 
     #[test]
     fn roles_parse_and_print() {

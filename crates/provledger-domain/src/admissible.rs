@@ -63,6 +63,8 @@ pub enum AdmissionState {
     Reservation(ReservationState),
     /// The ledger stream; the flag says whether it holds an event yet.
     Ledger(bool),
+    /// A token stream (`token-…`, the HTTP API's tokens).
+    Token(crate::TokenStreamState),
 }
 
 impl AdmissionState {
@@ -77,6 +79,8 @@ impl AdmissionState {
             Ok(AdmissionState::Reservation(ReservationState::default()))
         } else if stream_id == LEDGER_STREAM {
             Ok(AdmissionState::Ledger(false))
+        } else if stream_id.starts_with(crate::TOKEN_STREAM_PREFIX) {
+            Ok(AdmissionState::Token(crate::TokenStreamState::Empty))
         } else {
             Err(no(format!(
                 "stream {stream_id:?} is of no kind this ledger knows (order-…, org-…, reservation-…, ledger)"
@@ -152,6 +156,15 @@ pub fn admit(
             same_time(decoded.at(), event.occurred_at)?;
             Ok(AdmissionState::Ledger(true))
         }
+        AdmissionState::Token(token) => crate::admit_token_event(
+            *token,
+            event.stream_id,
+            event.event_type,
+            event.schema_version,
+            event.payload,
+        )
+        .map(AdmissionState::Token)
+        .map_err(no),
     }
 }
 

@@ -31,7 +31,9 @@ mod stream;
 mod subdomain;
 mod text;
 
-pub use access::{named_on, Principal, Role, WriteKind};
+pub use access::{
+    admit_token_event, named_on, Principal, Role, TokenStreamState, WriteKind, TOKEN_STREAM_PREFIX,
+};
 pub use admissible::{
     admissible, admissible_org, admissible_reservation, admit, AdmissionState, Candidate,
     Inadmissible,

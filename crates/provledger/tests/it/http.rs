@@ -1055,6 +1055,30 @@ fn token_cli_creates_lists_and_revokes_and_keeps_only_the_hash() {
     // The token events are in the hash chain and the chain verifies.
     let (code, _, err) = run(&["verify"]);
     assert_eq!(code, Some(0), "{err}");
+    // An export with token streams imports into a new ledger (import replays the rules).
+    let export = dir.path().join("export.jsonl");
+    let export_arg = export.display().to_string();
+    let (code, _, err) = run(&["export", "--out", &export_arg]);
+    assert_eq!(code, Some(0), "{err}");
+    let copy = dir.path().join("copy.db");
+    let run_copy = |args: &[&str]| {
+        assert_cmd::Command::cargo_bin("provledger")
+            .expect("binary")
+            .arg("--db")
+            .arg(&copy)
+            .args(args)
+            .output()
+            .expect("ran")
+    };
+    assert!(run_copy(&["init", "--for-import"]).status.success());
+    let imported = run_copy(&["import", "--file", &export_arg]);
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let listed = run_copy(&["--format", "json", "token", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(id));
     let (code, _, err) = run(&[
         "token",
         "create",
