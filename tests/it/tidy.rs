@@ -258,3 +258,20 @@ fn the_offline_verifier_needs_no_database_and_no_network() {
         );
     }
 }
+
+#[test]
+fn the_http_server_writes_only_through_the_one_write_path() {
+    let mut files = Vec::new();
+    rust_files(&repo_root().join("crates/provledger/src/http"), &mut files);
+    assert!(!files.is_empty());
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read");
+        for forbidden in [".append(", ".append_batch(", "to_new_events("] {
+            assert!(
+                !text.contains(forbidden),
+                "{} calls {forbidden}…) itself; HTTP writes go through Ledger::submit",
+                file.display()
+            );
+        }
+    }
+}

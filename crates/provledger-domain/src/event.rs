@@ -136,6 +136,8 @@ pub enum RefusedAction {
     OnboardOrg,
     /// Opening a support case (R10).
     OpenSupportCase,
+    /// Resolving a support case (R10).
+    ResolveSupportCase,
     /// Starting the setup wizard (R13).
     StartSetup,
     /// Completing the setup wizard, or handing it over (R13–R17).

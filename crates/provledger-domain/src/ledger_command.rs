@@ -14,8 +14,9 @@
 //! re-decision finds the id taken.
 
 use crate::{
-    decide, decide_setup, setup_needs, Actor, Command, Context, DomainError, OrderId, OrderState,
-    ReservationEvent, ReservationKey, SetupCommand, SetupDecision, SetupNeeds, SetupView,
+    decide, decide_setup, due_events, setup_needs, Actor, Command, Context, DomainError, Event,
+    LineId, OrderId, OrderState, RefusalCode, RefusedAction, ReservationEvent, ReservationKey,
+    Role, SetupCommand, SetupDecision, SetupNeeds, SetupView, ValidSetup, WriteKind,
 };
 
 /// A command against one order, of either kind.
@@ -41,6 +42,92 @@ impl LedgerCommand {
     pub fn places_order(&self) -> bool {
         matches!(self, LedgerCommand::Order(Command::PlaceOrder(_)))
     }
+
+    /// The kind of write, as roles are granted it (DESIGN.md §2).
+    pub fn write_kind(&self) -> WriteKind {
+        match self {
+            LedgerCommand::Order(Command::PlaceOrder(_)) => WriteKind::PlaceOrder,
+            LedgerCommand::Order(Command::ChangeContact { .. } | Command::ResendEmail { .. }) => {
+                WriteKind::LineAction
+            }
+            LedgerCommand::Order(
+                Command::OpenSupportCase { .. } | Command::ResolveSupportCase { .. },
+            ) => WriteKind::SupportCase,
+            LedgerCommand::Order(Command::OnboardOrg { .. } | Command::StartSetup)
+            | LedgerCommand::Setup(_) => WriteKind::Setup,
+        }
+    }
+
+    /// What a refusal of this command records as attempted (`None` for
+    /// placing an order, which has no order to record it on).
+    pub fn refused_action(&self) -> Option<RefusedAction> {
+        Some(match self {
+            LedgerCommand::Order(command) => match command {
+                Command::PlaceOrder(_) => return None,
+                Command::ChangeContact { .. } => RefusedAction::ChangeContact,
+                Command::ResendEmail { .. } => RefusedAction::ResendEmail,
+                Command::OnboardOrg { .. } => RefusedAction::OnboardOrg,
+                Command::OpenSupportCase { .. } => RefusedAction::OpenSupportCase,
+                Command::ResolveSupportCase { .. } => RefusedAction::ResolveSupportCase,
+                Command::StartSetup => RefusedAction::StartSetup,
+            },
+            LedgerCommand::Setup(command) => match command {
+                SetupCommand::Setup(ValidSetup::Complete { .. } | ValidSetup::HandOver { .. }) => {
+                    RefusedAction::CompleteSetup
+                }
+                SetupCommand::ConfigureServices(_) => RefusedAction::ConfigureServices,
+                SetupCommand::Provision => RefusedAction::Provision,
+            },
+        })
+    }
+
+    /// The line the command is about, if it is about one.
+    fn line_id(&self, order: &OrderState) -> Option<LineId> {
+        match self {
+            LedgerCommand::Order(
+                Command::ChangeContact { line_id, .. }
+                | Command::ResendEmail { line_id }
+                | Command::OpenSupportCase { line_id, .. },
+            ) => Some(line_id.clone()),
+            LedgerCommand::Order(Command::ResolveSupportCase { case_id, .. }) => order
+                .order
+                .as_ref()
+                .and_then(|o| o.cases.iter().find(|c| &c.case_id == case_id))
+                .map(|c| c.line_id.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// When `role` may not submit `command` at all (an auditor writes nothing;
+/// support only opens and resolves cases), the events that record the
+/// attempt on the order (R12): the scheduled catch-up due at `ctx.at`, then
+/// one `CommandRefused` saying which role may not. `None` when the role may
+/// (R6 and the rules then decide), or when there is no order to record it on.
+pub fn refuse_for_role(
+    order: &OrderState,
+    command: &LedgerCommand,
+    role: Role,
+    ctx: &Context,
+) -> Option<Vec<Event>> {
+    if role.may(command.write_kind()) || order.order.is_none() {
+        return None;
+    }
+    let action = command.refused_action()?;
+    let mut events = due_events(order, ctx.at);
+    events.push(Event::CommandRefused {
+        at: ctx.at,
+        action,
+        line_id: command.line_id(order),
+        code: RefusalCode::NoAccess,
+        reason: format!(
+            "{} has the role {role}, which may not do this; ask a user with access to the order, or an operator",
+            ctx.actor
+        ),
+        requested_email: None,
+        applied_to_all_lines: false,
+    });
+    Some(events)
 }
 
 impl From<Command> for LedgerCommand {

@@ -51,7 +51,9 @@ pub use event::{
     EVENT_TYPES, PROVISIONING_SENDER, SCHEMA_VERSION,
 };
 pub use ids::{LineId, OrderId, OrgId, SubscriptionId, ORDER_STREAM_PREFIX};
-pub use ledger_command::{command_needs, decide_command, latest_event_at, LedgerCommand};
+pub use ledger_command::{
+    command_needs, decide_command, latest_event_at, refuse_for_role, LedgerCommand,
+};
 pub use offer::Offer;
 pub use organisation::{
     evolve_org, OrgEvent, OrgKind, OrgState, Organisation, ORG_EVENT_TYPES, ORG_STREAM_PREFIX,

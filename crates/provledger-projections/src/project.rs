@@ -416,7 +416,9 @@ pub(crate) fn transaction_rows(e: &OrderEvent<'_>, before: &OrderState) -> Vec<T
                 RefusedAction::ChangeContact => TransactionType::ProvisioningEmailUpdate,
                 RefusedAction::ResendEmail => TransactionType::ProvisioningEmailResend,
                 RefusedAction::OnboardOrg => TransactionType::OrgOnboarding,
-                RefusedAction::OpenSupportCase => TransactionType::SupportCase,
+                RefusedAction::OpenSupportCase | RefusedAction::ResolveSupportCase => {
+                    TransactionType::SupportCase
+                }
                 RefusedAction::StartSetup => TransactionType::SetupStart,
                 RefusedAction::CompleteSetup => TransactionType::SetupCompletion,
                 RefusedAction::ConfigureServices => TransactionType::ServiceSetup,

@@ -430,6 +430,7 @@ fn decide_one(
         &view,
         submission.command.clone(),
         now,
+        submission.role,
         &envelope,
     )
 }

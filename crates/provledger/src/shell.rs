@@ -26,9 +26,9 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use provledger_domain::{
-    command_needs, decide_command, latest_event_at, Actor, ClockMode, Context, Event,
-    LedgerCommand, LedgerEvent, OrderId, OrderState, OrgState, ReservationState, SetupDecision,
-    SetupView, StreamState, LEDGER_STREAM,
+    command_needs, decide_command, latest_event_at, refuse_for_role, Actor, ClockMode, Context,
+    Event, LedgerCommand, LedgerEvent, OrderId, OrderState, OrgState, ReservationState, Role,
+    SetupDecision, SetupView, StreamState, LEDGER_STREAM,
 };
 use provledger_store::{
     to_stored_precision, AppendRequest, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
@@ -168,6 +168,11 @@ pub struct Submission {
     pub requested_at: Option<RequestedTime>,
     /// Makes a retry of the same request return the first result.
     pub idempotency_key: Option<String>,
+    /// The role the actor authenticated with (HTTP). A role that may not
+    /// submit this kind of command has its attempt recorded as a refusal
+    /// (R12). `None` on the CLI: the operator acts for `actor`, and R6
+    /// alone decides.
+    pub role: Option<Role>,
 }
 
 impl Submission {
@@ -186,7 +191,14 @@ impl Submission {
             origin,
             requested_at: None,
             idempotency_key: None,
+            role: None,
         }
+    }
+
+    /// The same submission by a principal with `role`.
+    pub fn with_role(mut self, role: Role) -> Submission {
+        self.role = Some(role);
+        self
     }
 
     /// The same submission at the caller's time (simulated ledgers).
@@ -625,6 +637,7 @@ impl Ledger {
         view: &SetupView,
         command: LedgerCommand,
         now: DateTime<Utc>,
+        role: Option<Role>,
         envelope: &Envelope<'_>,
     ) -> Result<Decided, AppError> {
         if view.order.order.is_none() && !command.places_order() {
@@ -637,7 +650,14 @@ impl Ledger {
             ClockMode::Simulated => now,
         };
         let ctx = Context::new(envelope.actor.clone(), at);
-        let decision = decide_command(order_id, view, command, &ctx)?;
+        let refused = role.and_then(|role| refuse_for_role(&view.order, &command, role, &ctx));
+        let decision = match refused {
+            Some(order) => SetupDecision {
+                order,
+                ..SetupDecision::default()
+            },
+            None => decide_command(order_id, view, command, &ctx)?,
+        };
         if decision.order.is_empty() {
             return Err(provledger_store::StoreError::EmptyAppend.into());
         }
@@ -679,8 +699,14 @@ impl Ledger {
         };
         for attempt in 1..=MAX_ATTEMPTS {
             let view = self.load_view(order_id, &submission.command, &actor, None)?;
-            let decided =
-                self.decide_appends(order_id, &view, submission.command.clone(), now, &envelope)?;
+            let decided = self.decide_appends(
+                order_id,
+                &view,
+                submission.command.clone(),
+                now,
+                submission.role,
+                &envelope,
+            )?;
             let request = AppendRequest {
                 appends: decided.appends,
                 idempotency_key: scoped_key.clone(),

@@ -153,6 +153,7 @@ fn all_actions() -> Vec<RefusedAction> {
         RefusedAction::ResendEmail,
         RefusedAction::OnboardOrg,
         RefusedAction::OpenSupportCase,
+        RefusedAction::ResolveSupportCase,
         RefusedAction::StartSetup,
         RefusedAction::CompleteSetup,
         RefusedAction::ConfigureServices,
@@ -164,6 +165,7 @@ fn all_actions() -> Vec<RefusedAction> {
             | RefusedAction::ResendEmail
             | RefusedAction::OnboardOrg
             | RefusedAction::OpenSupportCase
+            | RefusedAction::ResolveSupportCase
             | RefusedAction::StartSetup
             | RefusedAction::CompleteSetup
             | RefusedAction::ConfigureServices

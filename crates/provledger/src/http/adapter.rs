@@ -9,17 +9,12 @@
 //! turns; across processes the store's optimistic concurrency and the
 //! ledger's retry keep every update.
 
-use chrono::{DateTime, Utc};
 use provledger_domain::{
-    case_order_id, due_events, Actor, CaseOutcome, Command, DomainError, Event, LedgerCommand,
-    LineId, OrderId, RefusalCode, RefusedAction, SetupCommand,
+    case_order_id, Actor, CaseOutcome, Command, DomainError, LedgerCommand, OrderId, SetupCommand,
 };
-use provledger_store::{to_stored_precision, AppendRequest, ExpectedVersion};
 
 use super::auth::Caller;
-use crate::{
-    outcome_of, to_new_events, AppError, CommandOutcome, Envelope, Ledger, Origin, Submission,
-};
+use crate::{AppError, CommandOutcome, Ledger, Origin, Submission};
 
 /// A write the server may submit.
 #[derive(Debug, Clone)]
@@ -52,6 +47,7 @@ pub fn submit(
         Actor::User(caller.principal.user.clone()),
         origin(caller),
     )
+    .with_role(caller.principal.role)
     .with_key(idempotency_key.map(str::to_string));
     // A live ledger dates a command at its streams' latest event when its
     // clock reads earlier. A simulated one (served with --allow-simulated)
@@ -95,66 +91,4 @@ pub fn resolve_case(
         }),
         idempotency_key,
     )
-}
-
-/// Record that `caller` tried `action` on a visible order and their role
-/// does not allow it (R12: every refusal is recorded). Scheduled
-/// transitions due now are appended first, as for any command.
-pub fn record_role_refusal(
-    ledger: &Ledger,
-    caller: &Caller,
-    order_id: &OrderId,
-    action: RefusedAction,
-    line_id: Option<LineId>,
-) -> Result<Option<CommandOutcome>, AppError> {
-    let now = to_stored_precision(Utc::now());
-    let actor = Actor::User(caller.principal.user.clone());
-    for _ in 0..crate::MAX_ATTEMPTS {
-        let state = ledger.load(order_id)?;
-        if state.order.is_none() {
-            return Ok(None);
-        }
-        let mut events = due_events(&state, now);
-        let at = events
-            .iter()
-            .map(Event::at)
-            .chain(state.last_event_at)
-            .fold(now, DateTime::max);
-        events.push(Event::CommandRefused {
-            at,
-            action,
-            line_id: line_id.clone(),
-            code: RefusalCode::NoAccess,
-            reason: format!(
-                "{} has the role {}, which may not do this; ask a user with access to the order, or an operator",
-                caller.principal.user, caller.principal.role
-            ),
-            requested_email: None,
-            applied_to_all_lines: false,
-        });
-        let origin = origin(caller);
-        let envelope = Envelope {
-            actor: &actor,
-            origin: &origin,
-            fingerprint: None,
-        };
-        let new_events = to_new_events(order_id, state.version, &events, &envelope);
-        let request = AppendRequest::single(
-            order_id.stream_id(),
-            ExpectedVersion::Exact(state.version),
-            new_events,
-        );
-        match ledger.store().append(request) {
-            Ok(appended) => {
-                ledger.states().evict(order_id);
-                return outcome_of(&appended.events, false).map(Some);
-            }
-            Err(e) if e.is_conflict() => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(AppError::ConflictRetriesExhausted {
-        order_id: order_id.to_string(),
-        attempts: crate::MAX_ATTEMPTS,
-    })
 }

@@ -19,8 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use provledger_domain::{
-    CaseOutcome, Command, Email, LineId, OrderId, OrderRequest, Principal, RefusedAction, Role,
-    ServicesRequest, SetupCommand, SetupRequest, SubscriptionId, SupportRequestType, WriteKind,
+    CaseOutcome, Command, Email, LineId, OrderId, OrderRequest, Principal, Role, ServicesRequest,
+    SetupCommand, SetupRequest, SubscriptionId, SupportRequestType, WriteKind,
 };
 use provledger_projections::{
     HistoryQuery, LineQuery, TransactionQuery, TransactionRow, TransactionStatus, TransactionType,
@@ -136,11 +136,9 @@ fn visible<'a>(
     Ok(seen)
 }
 
-/// A write on an existing order, and what to record if the role may not.
+/// A write on an existing order, and the kind of write roles are granted.
 struct OrderWrite {
     kind: WriteKind,
-    action: RefusedAction,
-    line_id: Option<LineId>,
     write: Write,
 }
 
@@ -163,12 +161,7 @@ async fn order_write(
     request: OrderWrite,
     key: Option<String>,
 ) -> ApiResult<Response> {
-    let OrderWrite {
-        kind,
-        action,
-        line_id,
-        write,
-    } = request;
+    let OrderWrite { kind, write } = request;
     let order_id = parse_order(order_raw)?;
     let oid = order_id.clone();
     let written = state
@@ -181,7 +174,8 @@ async fn order_write(
             };
             let principal = &caller.principal;
             if !principal.role.may(kind) {
-                adapter::record_role_refusal(ledger, &caller, &oid, action, line_id)?;
+                // The one write path records the attempt as a refusal (R12).
+                adapter::submit(ledger, &caller, &oid, write, key.as_deref())?;
                 return Ok(Written::Forbidden(Problem::forbidden(format!(
                     "{} has the role {}, which may not do this; the refusal is recorded",
                     principal.user, principal.role
@@ -339,8 +333,6 @@ pub async fn change_contact(
         &o,
         OrderWrite {
             kind: WriteKind::LineAction,
-            action: RefusedAction::ChangeContact,
-            line_id: Some(line_id),
             write: Write::Order(command),
         },
         key,
@@ -368,8 +360,6 @@ pub async fn resend_email(
         &o,
         OrderWrite {
             kind: WriteKind::LineAction,
-            action: RefusedAction::ResendEmail,
-            line_id: Some(line_id.clone()),
             write: Write::Order(Command::ResendEmail { line_id }),
         },
         key,
@@ -425,8 +415,6 @@ pub async fn open_case(
         &o,
         OrderWrite {
             kind: WriteKind::SupportCase,
-            action: RefusedAction::OpenSupportCase,
-            line_id: Some(line_id),
             write: Write::Order(command),
         },
         key,
@@ -510,8 +498,6 @@ pub async fn complete_setup(
         &o,
         OrderWrite {
             kind: WriteKind::Setup,
-            action: RefusedAction::CompleteSetup,
-            line_id: None,
             write: Write::Setup(SetupCommand::Setup(setup)),
         },
         key,
@@ -544,8 +530,6 @@ pub async fn configure_services(
         &o,
         OrderWrite {
             kind: WriteKind::Setup,
-            action: RefusedAction::ConfigureServices,
-            line_id: None,
             write: Write::Setup(SetupCommand::ConfigureServices(services)),
         },
         key,
@@ -572,8 +556,6 @@ pub async fn provision(
         &o,
         OrderWrite {
             kind: WriteKind::Setup,
-            action: RefusedAction::Provision,
-            line_id: None,
             write: Write::Setup(SetupCommand::Provision),
         },
         key,
