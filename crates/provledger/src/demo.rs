@@ -82,17 +82,27 @@ pub fn run_demo(
             .map_err(|e| AppError::io("cannot write output", e))
     };
     say("\n== Lines ==\n")?;
-    say(&output::render(&lines, &output::lines_kind(), format)?)?;
+    let clock = Some(provledger_domain::ClockMode::Simulated);
+    say(&output::render_view(
+        &lines,
+        &output::lines_kind(),
+        format,
+        clock,
+    )?)?;
     say(&format!(
         "\n== Transaction Manager: Provisioning Email Update, subscription {DEMO_SUBSCRIPTION} ==\n"
     ))?;
-    say(&output::render(
+    say(&output::render_view(
         &updates,
         &output::transactions_kind(),
         format,
+        clock,
     )?)?;
     say(&format!(
-        "\nExplore further: provledger --store {url} transactions --status failed\n                 provledger --store {url} history --subscription {DEMO_SUBSCRIPTION}\n                 provledger --store {url} verify\n"
+        "\nExplore further: provledger --store {} transactions --status failed\n                 provledger --store {} history --subscription {DEMO_SUBSCRIPTION}\n                 provledger --store {} verify\n",
+        provledger_store::redact_url(&url),
+        provledger_store::redact_url(&url),
+        provledger_store::redact_url(&url)
     ))?;
     Ok(EXIT_OK)
 }
