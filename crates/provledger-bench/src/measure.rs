@@ -1260,8 +1260,11 @@ fn p4_postgres(
 /// A fresh PostgreSQL schema for one ledger: its URL, and the schema
 /// name (dropped by [`drop_pg_schema`]).
 fn pg_schema(base: &str) -> anyhow::Result<(String, String)> {
-    use provledger_store::postgres::{unique_test_schema, PostgresStore};
-    let schema = unique_test_schema("bench");
+    use provledger_store::postgres::PostgresStore;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let schema = format!("bench_{}_{nanos}", std::process::id());
     PostgresStore::connect_in_schema(base, &schema)?;
     let sep = if base.contains('?') { '&' } else { '?' };
     Ok((

@@ -25,12 +25,15 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "testing")]
 pub mod conformance;
 mod error;
 pub mod hash;
 pub mod merkle;
 pub mod postgres;
 pub mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
@@ -210,18 +213,9 @@ pub trait EventStore: Send + Sync {
     /// has been used. Lets a caller return the first result of a retried
     /// command *before* deciding it again (the retry might no longer be valid).
     ///
-    /// The default implementation scans the log; backends override it with
-    /// an indexed lookup.
-    fn find_idempotent(&self, key: &str) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
-        let mut found = Vec::new();
-        for event in self.read_all(0)? {
-            let event = event?;
-            if event.metadata.idempotency_key.as_deref() == Some(key) {
-                found.push(event);
-            }
-        }
-        Ok(if found.is_empty() { None } else { Some(found) })
-    }
+    /// Every backend answers from an index of the keys it recorded (no
+    /// default: a scan of the log would be silently O(N) per command).
+    fn find_idempotent(&self, key: &str) -> Result<Option<Vec<RecordedEvent>>, StoreError>;
 
     /// Append events that already carry positions and hashes (import, migrate).
     ///

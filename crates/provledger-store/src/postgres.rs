@@ -29,7 +29,7 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
-use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, SimpleQueryMessage, Statement};
+use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement};
 
 use crate::hash::{self, ChainChecker};
 use crate::merkle::{self, TreeWriter};
@@ -51,8 +51,10 @@ const PAGE_SIZE: i64 = 1000;
 const IMPORT_CHUNK: usize = 5000;
 
 /// Environment variable naming the PostgreSQL server tests use.
+#[cfg(feature = "testing")]
 const TEST_URL_VAR: &str = "PROVLEDGER_TEST_POSTGRES_URL";
 /// Environment variable that turns a missing test URL into a failure (CI).
+#[cfg(feature = "testing")]
 const REQUIRE_VAR: &str = "PROVLEDGER_REQUIRE_POSTGRES";
 
 /// One schema migration; applied in order, each exactly once.
@@ -387,7 +389,9 @@ impl PostgresStore {
     /// A test and operations hook, not for application code: the conformance
     /// suite uses it to tamper with rows and to check that the database
     /// refuses UPDATE and DELETE. It bypasses every invariant of the store.
+    #[cfg(feature = "testing")]
     pub fn execute_raw_sql_for_tests(&self, sql: &str) -> Result<u64, StoreError> {
+        use postgres::SimpleQueryMessage;
         let mut conn = self.conn()?;
         let messages = conn.client.simple_query(sql)?;
         Ok(messages
@@ -1247,6 +1251,7 @@ pub fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
 ///
 /// When `PROVLEDGER_REQUIRE_POSTGRES=1` and the URL is missing (CI sets both,
 /// so a misconfigured CI fails instead of silently skipping).
+#[cfg(feature = "testing")]
 pub fn test_url() -> Option<String> {
     match std::env::var(TEST_URL_VAR) {
         Ok(url) if !url.trim().is_empty() => Some(url),
@@ -1271,6 +1276,7 @@ pub fn test_url() -> Option<String> {
 /// A test-support helper: names are unique across threads and processes, so
 /// concurrent test runs never share a ledger. `tag` should be a short
 /// lowercase identifier; anything else in it is replaced by `_`.
+#[cfg(feature = "testing")]
 pub fn unique_test_schema(tag: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);

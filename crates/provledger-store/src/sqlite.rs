@@ -297,6 +297,7 @@ impl SqliteStore {
     /// with a row to prove `verify` notices); never use it to write events.
     /// Returns the number of rows inserted, updated or deleted by all the
     /// statements (including by triggers).
+    #[cfg(feature = "testing")]
     pub fn execute_raw_sql_for_tests(&self, sql: &str) -> Result<usize, StoreError> {
         let conn = self.lock();
         let before = conn.total_changes();
