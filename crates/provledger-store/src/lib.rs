@@ -189,6 +189,20 @@ pub trait EventStore: Send + Sync {
         requests: Vec<AppendRequest>,
     ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError>;
 
+    /// [`append_batch`](EventStore::append_batch), with `inline` run inside
+    /// the same transaction after the events are written and before the
+    /// commit, so that whatever it writes commits (or not) with them, in one
+    /// fsync. SQLite calls [`InlineWriter::write_sqlite`]; a backend that
+    /// cannot share its transaction (PostgreSQL: its read models are written
+    /// by catch-up and workers) appends without calling it. What `inline`
+    /// writes is undone on its own if it reports failure; the events commit
+    /// either way.
+    fn append_batch_inline(
+        &self,
+        requests: Vec<AppendRequest>,
+        inline: &mut dyn InlineWriter,
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError>;
+
     /// Current version of a stream (0 if it does not exist).
     fn stream_version(&self, stream_id: &str) -> Result<StreamVersion, StoreError>;
 
@@ -234,6 +248,19 @@ pub trait EventStore: Send + Sync {
     /// [`append_batch`](EventStore::append_batch) and
     /// [`import_batch`](EventStore::import_batch) alike.
     fn merkle_nodes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError>;
+}
+
+/// Work done inside an append's own transaction (e.g. the read models of
+/// the events being appended, on the same connection): see
+/// [`EventStore::append_batch_inline`].
+pub trait InlineWriter {
+    /// Write, on the append's SQLite transaction, what follows from the
+    /// requests that `appended` (in position order; replayed requests left
+    /// out). Return false to have everything it wrote rolled back (to a
+    /// savepoint) while the events still commit: the caller then catches up
+    /// after the commit as if there were no inline writer.
+    fn write_sqlite(&mut self, tx: &rusqlite::Transaction<'_>, appended: &[&AppendOutcome])
+        -> bool;
 }
 
 /// The result of recomputing the hash chain and the Merkle tree.

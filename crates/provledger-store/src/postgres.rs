@@ -34,8 +34,8 @@ use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement};
 use crate::hash::{self, ChainChecker};
 use crate::merkle::{self, TreeWriter};
 use crate::{
-    to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head, Metadata,
-    NodeId, OpenMode, Position, RecordedEvent, StoreError, StreamVersion,
+    to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head,
+    InlineWriter, Metadata, NodeId, OpenMode, Position, RecordedEvent, StoreError, StreamVersion,
 };
 
 /// Advisory-lock class (first key) of the append lock: ASCII `pvlg`.
@@ -486,6 +486,16 @@ impl EventStore for PostgresStore {
         }
         tx.commit()?;
         Ok(results)
+    }
+
+    fn append_batch_inline(
+        &self,
+        requests: Vec<AppendRequest>,
+        _inline: &mut dyn InlineWriter,
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+        // The read models are written by catch-up and the workers, on their
+        // own connections: the append is the same as without a writer.
+        self.append_batch(requests)
     }
 
     fn stream_version(&self, stream_id: &str) -> Result<StreamVersion, StoreError> {

@@ -33,8 +33,8 @@ use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Transacti
 use crate::hash::{self, ChainChecker};
 use crate::merkle::{self, TreeWriter};
 use crate::{
-    to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head, Metadata,
-    NodeId, OpenMode, Position, RecordedEvent, StoreError, StreamVersion,
+    to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head,
+    InlineWriter, Metadata, NodeId, OpenMode, Position, RecordedEvent, StoreError, StreamVersion,
 };
 
 /// Newest schema version this build knows (the last migration's version).
@@ -1211,14 +1211,13 @@ impl Iterator for PagedEvents<'_> {
     }
 }
 
-impl EventStore for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
-
-    fn append_batch(
+impl SqliteStore {
+    /// The one append path: `inline` (if any) runs in the transaction
+    /// after the events and the tree nodes are written, before the commit.
+    fn append_batch_with(
         &self,
         requests: Vec<AppendRequest>,
+        inline: Option<&mut dyn InlineWriter>,
     ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
         if requests.is_empty() {
             return Ok(Vec::new());
@@ -1239,6 +1238,9 @@ impl EventStore for SqliteStore {
             }
             if results.iter().all(Result::is_ok) {
                 grow_tree(&tx, &mut tree, &results)?;
+                if let Some(inline) = inline {
+                    run_inline(&tx, inline, &results)?;
+                }
                 tx.commit()?;
             } else {
                 tx.rollback()?;
@@ -1261,8 +1263,56 @@ impl EventStore for SqliteStore {
             results.push(result);
         }
         grow_tree(&tx, &mut tree, &results)?;
+        if let Some(inline) = inline {
+            run_inline(&tx, inline, &results)?;
+        }
         tx.commit()?;
         Ok(results)
+    }
+}
+
+/// Run `inline` on the append's transaction inside a savepoint, for the
+/// requests that appended; what it wrote is rolled back if it says so.
+fn run_inline(
+    tx: &rusqlite::Transaction<'_>,
+    inline: &mut dyn InlineWriter,
+    results: &[Result<AppendOutcome, StoreError>],
+) -> Result<(), StoreError> {
+    let appended: Vec<&AppendOutcome> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .filter(|o| !o.replayed && !o.events.is_empty())
+        .collect();
+    if appended.is_empty() {
+        return Ok(());
+    }
+    tx.execute_batch("SAVEPOINT inline_writer")?;
+    if inline.write_sqlite(tx, &appended) {
+        tx.execute_batch("RELEASE inline_writer")?;
+    } else {
+        tx.execute_batch("ROLLBACK TO inline_writer; RELEASE inline_writer")?;
+    }
+    Ok(())
+}
+
+impl EventStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn append_batch(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+        self.append_batch_with(requests, None)
+    }
+
+    fn append_batch_inline(
+        &self,
+        requests: Vec<AppendRequest>,
+        inline: &mut dyn InlineWriter,
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+        self.append_batch_with(requests, Some(inline))
     }
 
     fn stream_version(&self, stream_id: &str) -> Result<StreamVersion, StoreError> {

@@ -8,8 +8,8 @@
 //! feature: not part of the production API.
 
 use crate::{
-    AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head, NodeId, Position,
-    RecordedEvent, StoreError, StreamVersion,
+    AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head, InlineWriter, NodeId,
+    Position, RecordedEvent, StoreError, StreamVersion,
 };
 
 /// What the hook asks the wrapper to do with one `append_batch` call.
@@ -68,6 +68,20 @@ impl EventStore for FaultyStore {
             Some(Fault::BeforeCommit(e)) => Err(e),
             Some(Fault::AfterCommit(e)) => {
                 self.inner.append_batch(requests)?;
+                Err(e)
+            }
+        }
+    }
+    fn append_batch_inline(
+        &self,
+        requests: Vec<AppendRequest>,
+        inline: &mut dyn InlineWriter,
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+        match (self.hook)(&requests) {
+            None => self.inner.append_batch_inline(requests, inline),
+            Some(Fault::BeforeCommit(e)) => Err(e),
+            Some(Fault::AfterCommit(e)) => {
+                self.inner.append_batch_inline(requests, inline)?;
                 Err(e)
             }
         }

@@ -22,7 +22,10 @@
 //!
 //! The steps: load the streams the command needs → decide → envelope →
 //! append at the expected versions → bounded retry on conflict → state
-//! cache → projection policy.
+//! cache → projection policy. With the read models inline on SQLite, their
+//! rows are written inside the append's own transaction (one commit, one
+//! fsync); otherwise (PostgreSQL, deferred projections, read models behind
+//! the log) they are caught up after the commit.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use provledger_domain::{
@@ -685,7 +688,26 @@ impl Ledger {
                 appends: decided.appends,
                 idempotency_key: scoped_key.clone(),
             };
-            match self.store().append(request) {
+            // Read models kept inline on SQLite: written in the append's own
+            // transaction (one commit, one fsync), so they never lag it.
+            let mut inline = if self.deferred_projections() {
+                None
+            } else {
+                self.read_models().inline_sqlite()
+            };
+            let result = match inline.as_mut() {
+                Some(writer) => self
+                    .store()
+                    .append_batch_inline(vec![request], writer)
+                    .and_then(|mut results| {
+                        results
+                            .pop()
+                            .unwrap_or(Err(provledger_store::StoreError::EmptyAppend))
+                    }),
+                None => self.store().append(request),
+            };
+            let projected = inline.is_some_and(|writer| writer.finish(result.is_ok()));
+            match result {
                 Ok(appended) => {
                     if appended.replayed {
                         // Another writer used the key first: the stream
@@ -698,7 +720,7 @@ impl Ledger {
                         );
                     }
                     self.states().put(order_id.clone(), decided.order_after);
-                    if !self.deferred_projections() {
+                    if !self.deferred_projections() && !projected {
                         self.catch_up()?;
                     }
                     return outcome_of(&appended.events, false);
