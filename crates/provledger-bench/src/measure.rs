@@ -1029,13 +1029,20 @@ fn commands_phase(
             background = (seq.ours, seq.raw);
         }
     }
-    let (alongside, burst) = gc_part.split_at(gc_part.len() / 2);
+    let third = gc_part.len() / 3;
+    let (alongside, rest) = gc_part.split_at(third);
+    let (burst, inline) = rest.split_at(third);
     for (projection, part, how) in [
         (Projection::Background, alongside, "projector alongside"),
         (
             Projection::Deferred,
             burst,
             "read models caught up after each burst",
+        ),
+        (
+            Projection::Inline,
+            inline,
+            "read models written in each batch's own transaction",
         ),
     ] {
         let gc = group_commit(
@@ -1053,7 +1060,8 @@ fn commands_phase(
             gc.errors,
             example(&gc.first_error),
         ));
-        let with_target = backend == "sqlite" && projection == Projection::Background;
+        let with_target = backend == "sqlite"
+            && matches!(projection, Projection::Background | Projection::Inline);
         run.figure(
             "GC",
             backend,
