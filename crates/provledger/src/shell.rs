@@ -108,8 +108,15 @@ impl Origin {
 }
 
 /// The operating-system user running this process: `$USER`, `$LOGNAME`, or
-/// the numeric uid.
+/// the numeric uid. Looked up once per process (without `$USER` it reads
+/// `/proc/self/status`, which a script of thousands of steps would otherwise
+/// do per command).
 pub fn os_user() -> String {
+    static OS_USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OS_USER.get_or_init(look_up_os_user).clone()
+}
+
+fn look_up_os_user() -> String {
     for var in ["USER", "LOGNAME"] {
         if let Ok(name) = std::env::var(var) {
             let name = name.trim();
