@@ -27,6 +27,7 @@
 
 #[cfg(feature = "testing")]
 pub mod conformance;
+mod core;
 mod error;
 pub mod hash;
 pub mod merkle;

@@ -773,27 +773,15 @@ impl Batch {
             for new in &append.events {
                 position += 1;
                 version += 1;
-                let mut event = RecordedEvent {
+                let event = crate::core::record(
                     position,
-                    stream_id: append.stream_id.clone(),
-                    stream_version: version,
-                    event_type: new.event_type.clone(),
-                    schema_version: new.schema_version,
-                    payload: new.payload.clone(),
-                    metadata: Metadata {
-                        // Every event records the key of the request that wrote it.
-                        idempotency_key: request
-                            .idempotency_key
-                            .clone()
-                            .or_else(|| new.metadata.idempotency_key.clone()),
-                        ..new.metadata.clone()
-                    },
-                    occurred_at: to_stored_precision(new.occurred_at),
-                    recorded_at: self.recorded_at,
                     prev_hash,
-                    hash: String::new(),
-                };
-                event.hash = hash::event_hash(&event);
+                    &append.stream_id,
+                    version,
+                    new.clone(),
+                    request.idempotency_key.as_deref(),
+                    self.recorded_at,
+                );
                 prev_hash = event.hash.clone();
                 events.push(event);
             }

@@ -1090,28 +1090,19 @@ fn append_one(
             }));
         }
         for (version, new) in (current + 1..).zip(append.events) {
-            let mut metadata = new.metadata;
-            if let Some(key) = &request.idempotency_key {
-                metadata.idempotency_key = Some(key.clone());
-            }
             let (position, prev_hash) = match head {
                 Some(h) => (h.position + 1, h.hash.clone()),
                 None => (1, hash::GENESIS_HASH.to_string()),
             };
-            let mut event = RecordedEvent {
+            let event = crate::core::record(
                 position,
-                stream_id: append.stream_id.clone(),
-                stream_version: version,
-                event_type: new.event_type,
-                schema_version: new.schema_version,
-                payload: new.payload,
-                metadata,
-                occurred_at: to_stored_precision(new.occurred_at),
-                recorded_at,
                 prev_hash,
-                hash: String::new(),
-            };
-            event.hash = hash::event_hash(&event);
+                &append.stream_id,
+                version,
+                new,
+                request.idempotency_key.as_deref(),
+                recorded_at,
+            );
             EncodedEvent::new(&event)?.insert(&mut insert)?;
             *head = Some(Head {
                 position,
