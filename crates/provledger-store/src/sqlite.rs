@@ -482,20 +482,20 @@ fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
 /// an empty database that may become one), before anything is written.
 fn check_ledger(conn: &Connection, path: &Path, mode: OpenMode) -> Result<(), StoreError> {
     let open_err = |e| open_error(path, e);
-    let ledger: bool = conn
+    // One statement, so one snapshot: another process's first open may
+    // migrate the file between two separate reads.
+    let (ledger, tables): (bool, i64) = conn
         .query_row(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master \
-             WHERE type = 'table' AND name = 'store_schema_migrations')",
+             WHERE type = 'table' AND name = 'store_schema_migrations'), \
+             (SELECT COUNT(*) FROM sqlite_master)",
             [],
-            |row| row.get(0),
+            |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .map_err(open_err)?;
     if ledger {
         return Ok(());
     }
-    let tables: i64 = conn
-        .query_row("SELECT COUNT(*) FROM sqlite_master", [], |row| row.get(0))
-        .map_err(open_err)?;
     let location = path.display().to_string();
     match (mode, tables) {
         (OpenMode::Create, 0) => Ok(()),
