@@ -22,6 +22,7 @@ pub mod queries;
 pub mod raw;
 pub mod report;
 pub mod rng;
+pub mod scenario;
 pub mod synth;
 pub mod workload;
 

@@ -66,6 +66,9 @@ enum Top {
         /// Queries timed per kind for P4.
         #[arg(long)]
         queries: Option<usize>,
+        /// Orders in the sequential scenario script (0: skip it).
+        #[arg(long)]
+        scenario_orders: Option<u32>,
         /// Workload seed.
         #[arg(long)]
         seed: Option<u64>,
@@ -128,6 +131,12 @@ enum Child {
         #[arg(long)]
         store: String,
     },
+    Script {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -181,6 +190,7 @@ fn real_main() -> anyhow::Result<()> {
             gc_commands,
             submitters,
             queries,
+            scenario_orders,
             seed,
             postgres,
             postgres_events,
@@ -202,6 +212,7 @@ fn real_main() -> anyhow::Result<()> {
                 gc_commands: gc_commands.unwrap_or(base.gc_commands),
                 submitters: submitters.unwrap_or(base.submitters),
                 queries: queries.unwrap_or(base.queries),
+                scenario_orders: scenario_orders.unwrap_or(base.scenario_orders),
                 seed: seed.unwrap_or(base.seed),
                 postgres,
                 postgres_sizes: postgres_events.unwrap_or(base.postgres_sizes.clone()),
@@ -252,11 +263,18 @@ fn real_main() -> anyhow::Result<()> {
             Ok(())
         }
         Top::Child(child) => {
-            let result = match child {
-                Child::Import { store, file } => measure::child_import(&store, &file)?,
-                Child::Rebuild { store } => measure::child_rebuild(&store)?,
+            let line = match child {
+                Child::Import { store, file } => {
+                    serde_json::to_string(&measure::child_import(&store, &file)?)?
+                }
+                Child::Rebuild { store } => {
+                    serde_json::to_string(&measure::child_rebuild(&store)?)?
+                }
+                Child::Script { db, file } => {
+                    serde_json::to_string(&provledger_bench::scenario::child_script(&db, &file)?)?
+                }
             };
-            println!("{}", serde_json::to_string(&result)?);
+            println!("{line}");
             Ok(())
         }
     }

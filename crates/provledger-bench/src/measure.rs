@@ -55,6 +55,8 @@ pub struct RunOptions {
     pub gc_commands: usize,
     /// Concurrent submitters for group commit.
     pub submitters: usize,
+    /// Orders in the sequential scenario script (0: skip it).
+    pub scenario_orders: u32,
     /// Queries timed per query kind for P4.
     pub queries: usize,
     /// Workload seed.
@@ -82,6 +84,7 @@ impl RunOptions {
             p1_commands: 3_000,
             gc_commands: 8_000,
             submitters: 16,
+            scenario_orders: 10_000,
             queries: 1_000,
             seed: 42,
             postgres: None,
@@ -101,6 +104,7 @@ impl RunOptions {
             p1_commands: 60,
             gc_commands: 120,
             submitters: 4,
+            scenario_orders: 100,
             queries: 10,
             postgres_sizes: vec![1_000],
             ..RunOptions::full(exe)
@@ -709,12 +713,45 @@ pub fn run(opts: &RunOptions, log: &mut dyn Write) -> anyhow::Result<Report> {
             pg_too,
         )?);
     }
+    if opts.scenario_orders > 0 {
+        scenario(&mut run, &work)?;
+    }
     if opts.transactions > 0 {
         p4_dedicated(&mut run, &work, &calibration)?;
     }
     p6(&mut run, &results);
     run.report.info.seconds = started.elapsed().as_secs_f64();
     Ok(run.report)
+}
+
+/// The sequential scenario figure (see [`crate::scenario`]).
+fn scenario(run: &mut Run<'_>, work: &Path) -> anyhow::Result<()> {
+    let orders = run.opts.scenario_orders;
+    run.say(&format!(
+        "scenario: `provledger run --file` of {orders} orders (places, contact changes, resends)"
+    ));
+    let s = crate::scenario::measure(&run.opts.exe, work, orders, run.opts.seed)?;
+    run.report.info.notes.push(format!(
+        "scenario: {orders} orders, {} steps, {} commands that wrote {} events; `run` exited {} \
+         (3: some steps refused, as the workload intends); provledger {:.2} s, raw {:.2} s",
+        s.steps, s.commands, s.events, s.exit_code, s.ours_seconds, s.raw_seconds
+    ));
+    run.figure(
+        "SEQ",
+        "sqlite",
+        s.events,
+        &format!(
+            "sequential scenario: `provledger run --file` of {orders} orders, one durable command per step \
+             (raw = load the order's rows + insert per command, 1 tx each, synchronous=FULL)"
+        ),
+        s.commands as f64 / s.ours_seconds,
+        Some(s.commands as f64 / s.raw_seconds),
+        "commands/s",
+        Better::Higher,
+        "",
+        None,
+    );
+    Ok(())
 }
 
 fn run_info(opts: &RunOptions) -> RunInfo {
@@ -750,7 +787,7 @@ fn sqlite_url(path: &Path) -> String {
     format!("sqlite:{}", path.display())
 }
 
-fn remove_db(path: &Path) {
+pub(crate) fn remove_db(path: &Path) {
     for suffix in ["", "-wal", "-shm"] {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);
@@ -992,13 +1029,20 @@ fn commands_phase(
             background = (seq.ours, seq.raw);
         }
     }
-    let (alongside, burst) = gc_part.split_at(gc_part.len() / 2);
+    let third = gc_part.len() / 3;
+    let (alongside, rest) = gc_part.split_at(third);
+    let (burst, inline) = rest.split_at(third);
     for (projection, part, how) in [
         (Projection::Background, alongside, "projector alongside"),
         (
             Projection::Deferred,
             burst,
             "read models caught up after each burst",
+        ),
+        (
+            Projection::Inline,
+            inline,
+            "read models written in each batch's own transaction",
         ),
     ] {
         let gc = group_commit(
@@ -1016,7 +1060,8 @@ fn commands_phase(
             gc.errors,
             example(&gc.first_error),
         ));
-        let with_target = backend == "sqlite" && projection == Projection::Background;
+        let with_target = backend == "sqlite"
+            && matches!(projection, Projection::Background | Projection::Inline);
         run.figure(
             "GC",
             backend,
@@ -1223,8 +1268,11 @@ fn p4_postgres(
 /// A fresh PostgreSQL schema for one ledger: its URL, and the schema
 /// name (dropped by [`drop_pg_schema`]).
 fn pg_schema(base: &str) -> anyhow::Result<(String, String)> {
-    use provledger_store::postgres::{unique_test_schema, PostgresStore};
-    let schema = unique_test_schema("bench");
+    use provledger_store::postgres::PostgresStore;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let schema = format!("bench_{}_{nanos}", std::process::id());
     PostgresStore::connect_in_schema(base, &schema)?;
     let sep = if base.contains('?') { '&' } else { '?' };
     Ok((

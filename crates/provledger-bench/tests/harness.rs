@@ -149,7 +149,7 @@ fn the_harness_runs_on_a_tiny_workload() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let figures = report["figures"].as_array().unwrap();
-    for id in ["P1", "P2", "P3", "P4", "P5", "P6", "GC"] {
+    for id in ["P1", "P2", "P3", "P4", "P5", "P6", "GC", "SEQ"] {
         assert!(
             figures.iter().any(|f| f["id"] == id),
             "no {id} figure in {report}"

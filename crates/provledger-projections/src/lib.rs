@@ -65,6 +65,9 @@ struct Inner {
     backend: Box<dyn Backend>,
     cache: StateCache,
     batch_size: usize,
+    /// The ledger file of read-write SQLite read models (canonical path):
+    /// only then can a store's append write them in its own transaction.
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for ReadModels {
@@ -82,7 +85,14 @@ impl ReadModels {
     /// go in the connection's current schema (see [`ReadModels::open_in_schema`]).
     pub fn open(store_url: &str) -> Result<ReadModels, ProjectionError> {
         let backend: Box<dyn Backend> = match parse_url(store_url)? {
-            StoreUrl::Sqlite(path) => Box::new(sqlite::SqliteModels::open(&path)?),
+            StoreUrl::Sqlite(path) => {
+                let backend = Box::new(sqlite::SqliteModels::open(&path)?);
+                let models = Self::with_backend(backend);
+                if let Ok(canonical) = std::fs::canonicalize(&path) {
+                    models.inner().sqlite_path = Some(canonical);
+                }
+                return Ok(models);
+            }
             StoreUrl::Postgres(url) => Box::new(postgres::PostgresModels::connect(&url, None)?),
         };
         Ok(Self::with_backend(backend))
@@ -145,6 +155,7 @@ impl ReadModels {
             inner: Mutex::new(Inner {
                 backend,
                 cache: StateCache::default(),
+                sqlite_path: None,
                 batch_size: BATCH_SIZE,
             }),
         }
@@ -162,6 +173,22 @@ impl ReadModels {
         // A panic while the lock was held rolled back its database
         // transaction (dropped); the cache is only changed after a commit.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A writer of these read models inside a store append's own
+    /// transaction ([`EventStore::append_batch_inline`]): the events and
+    /// their read-model rows then commit together, in one fsync, and the
+    /// read models never lag a committed command. `None` unless these are
+    /// read-write SQLite read models. It holds this handle's lock until
+    /// [`InlineProjection::finish`] (or drop).
+    pub fn inline_sqlite(&self) -> Option<InlineProjection<'_>> {
+        let guard = self.inner();
+        let path = guard.sqlite_path.clone()?;
+        Some(InlineProjection {
+            guard,
+            path,
+            pending: None,
+        })
     }
 
     /// Apply the events after the checkpoint; returns how many events the
@@ -566,6 +593,70 @@ fn next_batch(
         batch.push(Decoded::new(event?)?);
     }
     Ok(batch)
+}
+
+/// The read models written inside a store append's transaction (see
+/// [`ReadModels::inline_sqlite`]).
+pub struct InlineProjection<'a> {
+    guard: MutexGuard<'a, Inner>,
+    path: std::path::PathBuf,
+    /// The batch written, until the append is known to have committed.
+    pending: Option<BatchOutput>,
+}
+
+impl InlineProjection<'_> {
+    /// After the append: `committed` says whether it committed. Returns
+    /// true when the read models were written with it (nothing is left to
+    /// catch up); false when the caller must catch up as usual.
+    pub fn finish(mut self, committed: bool) -> bool {
+        match self.pending.take() {
+            Some(out) if committed => {
+                self.guard.cache.committed(out);
+                true
+            }
+            Some(_) => {
+                self.guard.cache.clear();
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+impl provledger_store::InlineWriter for InlineProjection<'_> {
+    fn write_sqlite(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        appended: &[&provledger_store::AppendOutcome],
+    ) -> bool {
+        // Only on the very file these read models live in.
+        let file: Option<String> = tx
+            .query_row(
+                "SELECT file FROM pragma_database_list WHERE name = 'main'",
+                [],
+                |r| r.get(0),
+            )
+            .ok();
+        let same = file
+            .and_then(|f| std::fs::canonicalize(f).ok())
+            .is_some_and(|f| f == self.path);
+        if !same {
+            return false;
+        }
+        let events: Vec<RecordedEvent> = appended
+            .iter()
+            .flat_map(|o| o.events.iter().cloned())
+            .collect();
+        match sqlite::project_inline(tx, events, &mut self.guard.cache) {
+            Ok(Some(out)) => {
+                self.pending = Some(out);
+                true
+            }
+            // Behind the log (or an error): the savepoint is rolled back and
+            // the caller's catch-up applies these events with the others.
+            Ok(None) | Err(_) => false,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -328,6 +328,36 @@ fn load_states(
     Ok(out)
 }
 
+/// The read-model rows of `events` (just appended, in position order),
+/// written on the store's own transaction `tx`: `None` (nothing written)
+/// unless the read models stand exactly before the first of them.
+pub(crate) fn project_inline(
+    tx: &Transaction<'_>,
+    events: Vec<provledger_store::RecordedEvent>,
+    cache: &mut StateCache,
+) -> Result<Option<BatchOutput>, ProjectionError> {
+    let Some(first) = events.first().map(|e| e.position) else {
+        return Ok(None);
+    };
+    let found = read_checkpoint(tx)?;
+    let contiguous = events
+        .iter()
+        .enumerate()
+        .all(|(i, e)| e.position == first + i as u64);
+    if found + 1 != first || !contiguous {
+        return Ok(None);
+    }
+    cache.validate(found);
+    let decoded = events
+        .into_iter()
+        .map(Decoded::new)
+        .collect::<Result<Vec<_>, _>>()?;
+    let out = fold_batch(&decoded, cache, |ids| load_states(tx, ids))?;
+    write_batch(tx, &out)?;
+    write_checkpoint(tx, out.last_position)?;
+    Ok(Some(out))
+}
+
 /// Write every row of `out` and its checkpoint, and commit.
 fn commit_batch(tx: Transaction<'_>, out: &BatchOutput) -> Result<Applied, ProjectionError> {
     write_batch(&tx, out)?;

@@ -4,8 +4,8 @@
 //! definition of correct: gapless positions, optimistic concurrency,
 //! all-or-nothing appends, idempotency, paged reads, tamper evidence,
 //! append-only storage, faithful import and safe concurrent writers. It is
-//! compiled into the library (not `cfg(test)`) so that each backend's
-//! integration tests can run it.
+//! compiled into the library behind the `testing` feature (not `cfg(test)`,
+//! not production API) so that each backend's integration tests can run it.
 //!
 //! A backend implements [`Backend`], a factory of fresh, isolated stores plus
 //! the few operations only the backend can do (reopen, tamper with a row

@@ -25,12 +25,16 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "testing")]
 pub mod conformance;
+mod core;
 mod error;
 pub mod hash;
 pub mod merkle;
 pub mod postgres;
 pub mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
@@ -186,6 +190,20 @@ pub trait EventStore: Send + Sync {
         requests: Vec<AppendRequest>,
     ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError>;
 
+    /// [`append_batch`](EventStore::append_batch), with `inline` run inside
+    /// the same transaction after the events are written and before the
+    /// commit, so that whatever it writes commits (or not) with them, in one
+    /// fsync. SQLite calls [`InlineWriter::write_sqlite`]; a backend that
+    /// cannot share its transaction (PostgreSQL: its read models are written
+    /// by catch-up and workers) appends without calling it. What `inline`
+    /// writes is undone on its own if it reports failure; the events commit
+    /// either way.
+    fn append_batch_inline(
+        &self,
+        requests: Vec<AppendRequest>,
+        inline: &mut dyn InlineWriter,
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError>;
+
     /// Current version of a stream (0 if it does not exist).
     fn stream_version(&self, stream_id: &str) -> Result<StreamVersion, StoreError>;
 
@@ -210,18 +228,9 @@ pub trait EventStore: Send + Sync {
     /// has been used. Lets a caller return the first result of a retried
     /// command *before* deciding it again (the retry might no longer be valid).
     ///
-    /// The default implementation scans the log; backends override it with
-    /// an indexed lookup.
-    fn find_idempotent(&self, key: &str) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
-        let mut found = Vec::new();
-        for event in self.read_all(0)? {
-            let event = event?;
-            if event.metadata.idempotency_key.as_deref() == Some(key) {
-                found.push(event);
-            }
-        }
-        Ok(if found.is_empty() { None } else { Some(found) })
-    }
+    /// Every backend answers from an index of the keys it recorded (no
+    /// default: a scan of the log would be silently O(N) per command).
+    fn find_idempotent(&self, key: &str) -> Result<Option<Vec<RecordedEvent>>, StoreError>;
 
     /// Append events that already carry positions and hashes (import, migrate).
     ///
@@ -240,6 +249,19 @@ pub trait EventStore: Send + Sync {
     /// [`append_batch`](EventStore::append_batch) and
     /// [`import_batch`](EventStore::import_batch) alike.
     fn merkle_nodes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError>;
+}
+
+/// Work done inside an append's own transaction (e.g. the read models of
+/// the events being appended, on the same connection): see
+/// [`EventStore::append_batch_inline`].
+pub trait InlineWriter {
+    /// Write, on the append's SQLite transaction, what follows from the
+    /// requests that `appended` (in position order; replayed requests left
+    /// out). Return false to have everything it wrote rolled back (to a
+    /// savepoint) while the events still commit: the caller then catches up
+    /// after the commit as if there were no inline writer.
+    fn write_sqlite(&mut self, tx: &rusqlite::Transaction<'_>, appended: &[&AppendOutcome])
+        -> bool;
 }
 
 /// The result of recomputing the hash chain and the Merkle tree.

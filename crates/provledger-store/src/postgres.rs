@@ -29,13 +29,13 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
-use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, SimpleQueryMessage, Statement};
+use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement};
 
 use crate::hash::{self, ChainChecker};
 use crate::merkle::{self, TreeWriter};
 use crate::{
-    to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head, Metadata,
-    NodeId, OpenMode, Position, RecordedEvent, StoreError, StreamVersion,
+    to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head,
+    InlineWriter, Metadata, NodeId, OpenMode, Position, RecordedEvent, StoreError, StreamVersion,
 };
 
 /// Advisory-lock class (first key) of the append lock: ASCII `pvlg`.
@@ -51,8 +51,10 @@ const PAGE_SIZE: i64 = 1000;
 const IMPORT_CHUNK: usize = 5000;
 
 /// Environment variable naming the PostgreSQL server tests use.
+#[cfg(feature = "testing")]
 const TEST_URL_VAR: &str = "PROVLEDGER_TEST_POSTGRES_URL";
 /// Environment variable that turns a missing test URL into a failure (CI).
+#[cfg(feature = "testing")]
 const REQUIRE_VAR: &str = "PROVLEDGER_REQUIRE_POSTGRES";
 
 /// One schema migration; applied in order, each exactly once.
@@ -387,7 +389,9 @@ impl PostgresStore {
     /// A test and operations hook, not for application code: the conformance
     /// suite uses it to tamper with rows and to check that the database
     /// refuses UPDATE and DELETE. It bypasses every invariant of the store.
+    #[cfg(feature = "testing")]
     pub fn execute_raw_sql_for_tests(&self, sql: &str) -> Result<u64, StoreError> {
+        use postgres::SimpleQueryMessage;
         let mut conn = self.conn()?;
         let messages = conn.client.simple_query(sql)?;
         Ok(messages
@@ -482,6 +486,16 @@ impl EventStore for PostgresStore {
         }
         tx.commit()?;
         Ok(results)
+    }
+
+    fn append_batch_inline(
+        &self,
+        requests: Vec<AppendRequest>,
+        _inline: &mut dyn InlineWriter,
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+        // The read models are written by catch-up and the workers, on their
+        // own connections: the append is the same as without a writer.
+        self.append_batch(requests)
     }
 
     fn stream_version(&self, stream_id: &str) -> Result<StreamVersion, StoreError> {
@@ -759,27 +773,15 @@ impl Batch {
             for new in &append.events {
                 position += 1;
                 version += 1;
-                let mut event = RecordedEvent {
+                let event = crate::core::record(
                     position,
-                    stream_id: append.stream_id.clone(),
-                    stream_version: version,
-                    event_type: new.event_type.clone(),
-                    schema_version: new.schema_version,
-                    payload: new.payload.clone(),
-                    metadata: Metadata {
-                        // Every event records the key of the request that wrote it.
-                        idempotency_key: request
-                            .idempotency_key
-                            .clone()
-                            .or_else(|| new.metadata.idempotency_key.clone()),
-                        ..new.metadata.clone()
-                    },
-                    occurred_at: to_stored_precision(new.occurred_at),
-                    recorded_at: self.recorded_at,
                     prev_hash,
-                    hash: String::new(),
-                };
-                event.hash = hash::event_hash(&event);
+                    &append.stream_id,
+                    version,
+                    new.clone(),
+                    request.idempotency_key.as_deref(),
+                    self.recorded_at,
+                );
                 prev_hash = event.hash.clone();
                 events.push(event);
             }
@@ -1247,6 +1249,7 @@ pub fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
 ///
 /// When `PROVLEDGER_REQUIRE_POSTGRES=1` and the URL is missing (CI sets both,
 /// so a misconfigured CI fails instead of silently skipping).
+#[cfg(feature = "testing")]
 pub fn test_url() -> Option<String> {
     match std::env::var(TEST_URL_VAR) {
         Ok(url) if !url.trim().is_empty() => Some(url),
@@ -1271,6 +1274,7 @@ pub fn test_url() -> Option<String> {
 /// A test-support helper: names are unique across threads and processes, so
 /// concurrent test runs never share a ledger. `tag` should be a short
 /// lowercase identifier; anything else in it is replaced by `_`.
+#[cfg(feature = "testing")]
 pub fn unique_test_schema(tag: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -33,8 +33,8 @@ use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Transacti
 use crate::hash::{self, ChainChecker};
 use crate::merkle::{self, TreeWriter};
 use crate::{
-    to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head, Metadata,
-    NodeId, OpenMode, Position, RecordedEvent, StoreError, StreamVersion,
+    to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head,
+    InlineWriter, Metadata, NodeId, OpenMode, Position, RecordedEvent, StoreError, StreamVersion,
 };
 
 /// Newest schema version this build knows (the last migration's version).
@@ -297,6 +297,7 @@ impl SqliteStore {
     /// with a row to prove `verify` notices); never use it to write events.
     /// Returns the number of rows inserted, updated or deleted by all the
     /// statements (including by triggers).
+    #[cfg(feature = "testing")]
     pub fn execute_raw_sql_for_tests(&self, sql: &str) -> Result<usize, StoreError> {
         let conn = self.lock();
         let before = conn.total_changes();
@@ -481,20 +482,20 @@ fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
 /// an empty database that may become one), before anything is written.
 fn check_ledger(conn: &Connection, path: &Path, mode: OpenMode) -> Result<(), StoreError> {
     let open_err = |e| open_error(path, e);
-    let ledger: bool = conn
+    // One statement, so one snapshot: another process's first open may
+    // migrate the file between two separate reads.
+    let (ledger, tables): (bool, i64) = conn
         .query_row(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master \
-             WHERE type = 'table' AND name = 'store_schema_migrations')",
+             WHERE type = 'table' AND name = 'store_schema_migrations'), \
+             (SELECT COUNT(*) FROM sqlite_master)",
             [],
-            |row| row.get(0),
+            |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .map_err(open_err)?;
     if ledger {
         return Ok(());
     }
-    let tables: i64 = conn
-        .query_row("SELECT COUNT(*) FROM sqlite_master", [], |row| row.get(0))
-        .map_err(open_err)?;
     let location = path.display().to_string();
     match (mode, tables) {
         (OpenMode::Create, 0) => Ok(()),
@@ -1089,28 +1090,19 @@ fn append_one(
             }));
         }
         for (version, new) in (current + 1..).zip(append.events) {
-            let mut metadata = new.metadata;
-            if let Some(key) = &request.idempotency_key {
-                metadata.idempotency_key = Some(key.clone());
-            }
             let (position, prev_hash) = match head {
                 Some(h) => (h.position + 1, h.hash.clone()),
                 None => (1, hash::GENESIS_HASH.to_string()),
             };
-            let mut event = RecordedEvent {
+            let event = crate::core::record(
                 position,
-                stream_id: append.stream_id.clone(),
-                stream_version: version,
-                event_type: new.event_type,
-                schema_version: new.schema_version,
-                payload: new.payload,
-                metadata,
-                occurred_at: to_stored_precision(new.occurred_at),
-                recorded_at,
                 prev_hash,
-                hash: String::new(),
-            };
-            event.hash = hash::event_hash(&event);
+                &append.stream_id,
+                version,
+                new,
+                request.idempotency_key.as_deref(),
+                recorded_at,
+            );
             EncodedEvent::new(&event)?.insert(&mut insert)?;
             *head = Some(Head {
                 position,
@@ -1210,14 +1202,13 @@ impl Iterator for PagedEvents<'_> {
     }
 }
 
-impl EventStore for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
-
-    fn append_batch(
+impl SqliteStore {
+    /// The one append path: `inline` (if any) runs in the transaction
+    /// after the events and the tree nodes are written, before the commit.
+    fn append_batch_with(
         &self,
         requests: Vec<AppendRequest>,
+        inline: Option<&mut dyn InlineWriter>,
     ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
         if requests.is_empty() {
             return Ok(Vec::new());
@@ -1238,6 +1229,9 @@ impl EventStore for SqliteStore {
             }
             if results.iter().all(Result::is_ok) {
                 grow_tree(&tx, &mut tree, &results)?;
+                if let Some(inline) = inline {
+                    run_inline(&tx, inline, &results)?;
+                }
                 tx.commit()?;
             } else {
                 tx.rollback()?;
@@ -1260,8 +1254,56 @@ impl EventStore for SqliteStore {
             results.push(result);
         }
         grow_tree(&tx, &mut tree, &results)?;
+        if let Some(inline) = inline {
+            run_inline(&tx, inline, &results)?;
+        }
         tx.commit()?;
         Ok(results)
+    }
+}
+
+/// Run `inline` on the append's transaction inside a savepoint, for the
+/// requests that appended; what it wrote is rolled back if it says so.
+fn run_inline(
+    tx: &rusqlite::Transaction<'_>,
+    inline: &mut dyn InlineWriter,
+    results: &[Result<AppendOutcome, StoreError>],
+) -> Result<(), StoreError> {
+    let appended: Vec<&AppendOutcome> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .filter(|o| !o.replayed && !o.events.is_empty())
+        .collect();
+    if appended.is_empty() {
+        return Ok(());
+    }
+    tx.execute_batch("SAVEPOINT inline_writer")?;
+    if inline.write_sqlite(tx, &appended) {
+        tx.execute_batch("RELEASE inline_writer")?;
+    } else {
+        tx.execute_batch("ROLLBACK TO inline_writer; RELEASE inline_writer")?;
+    }
+    Ok(())
+}
+
+impl EventStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn append_batch(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+        self.append_batch_with(requests, None)
+    }
+
+    fn append_batch_inline(
+        &self,
+        requests: Vec<AppendRequest>,
+        inline: &mut dyn InlineWriter,
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+        self.append_batch_with(requests, Some(inline))
     }
 
     fn stream_version(&self, stream_id: &str) -> Result<StreamVersion, StoreError> {

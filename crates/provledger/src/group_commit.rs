@@ -37,7 +37,8 @@
 //! that meets a version conflict is decided again on fresh state in the next
 //! round; the order whose stream moved counts an attempt, and gives up after
 //! [`MAX_ATTEMPTS`] as `execute` does. The read models are brought up to
-//! date once, after the last round.
+//! date once, after the last round — or, inline on SQLite, written in each
+//! round's own transaction with its events (one commit, one fsync).
 //!
 //! **State cache.** Orders are decided on the ledger's cached states
 //! ([`crate::state_cache`]), so a busy order is not re-read and re-folded
@@ -128,23 +129,28 @@ impl Ledger {
         &self,
         commands: Vec<BatchCommand>,
     ) -> Vec<Result<CommandOutcome, AppError>> {
-        let (results, written) = self.append_batch_of_commands(commands);
-        if written && !self.deferred_projections() {
+        let inline = !self.deferred_projections();
+        let (results, written) = self.append_batch_of_commands(commands, inline);
+        if written && inline {
             // Derived data: a failure here does not undo durable commands.
             let _ = self.catch_up();
         }
         results
     }
 
-    /// Decide and append a batch without touching the read models; returns
-    /// each command's result and whether anything was written.
+    /// Decide and append a batch; returns each command's result and whether
+    /// anything was written. With `inline` on SQLite the read-model rows of
+    /// each round are written in its append's own transaction (one commit,
+    /// one fsync for the events and the read models); otherwise the read
+    /// models are left to the caller.
     fn append_batch_of_commands(
         &self,
         commands: Vec<BatchCommand>,
+        inline: bool,
     ) -> (Vec<Result<CommandOutcome, AppError>>, bool) {
         let mut results: Vec<Option<Result<CommandOutcome, AppError>>> =
             commands.iter().map(|_| None).collect();
-        let written = run_batch(self, &commands, &mut results);
+        let written = run_batch(self, &commands, &mut results, inline);
         let results = results
             .into_iter()
             .map(|r| {
@@ -165,6 +171,7 @@ fn run_batch(
     ledger: &Ledger,
     commands: &[BatchCommand],
     results: &mut [Option<Result<CommandOutcome, AppError>>],
+    inline: bool,
 ) -> bool {
     let store = ledger.store();
     let cache = ledger.states();
@@ -224,7 +231,19 @@ fn run_batch(
             continue;
         }
         let requests: Vec<AppendRequest> = round.units.iter().map(|u| u.request.clone()).collect();
-        let appended = match store.append_batch(requests) {
+        let mut writer = if inline {
+            ledger.read_models().inline_sqlite()
+        } else {
+            None
+        };
+        let appended = match writer.as_mut() {
+            Some(writer) => store.append_batch_inline(requests, writer),
+            None => store.append_batch(requests),
+        };
+        // The read models' cache learns of the round only if it committed;
+        // if they were not written inline, the caller's catch-up does it.
+        let _ = writer.map(|w| w.finish(appended.is_ok()));
+        let appended = match appended {
             Ok(appended) => appended,
             Err(e) => {
                 // Nothing of this round was written; earlier rounds were.
@@ -595,7 +614,9 @@ impl GroupCommitter {
                 let (commands, replies): (Vec<_>, Vec<_>) =
                     jobs.into_iter().map(|j| (j.command, j.reply)).unzip();
                 let n = commands.len() as u64;
-                let (results, written) = ledger.append_batch_of_commands(commands);
+                let inline =
+                    options.projection == Projection::Inline && !ledger.deferred_projections();
+                let (results, written) = ledger.append_batch_of_commands(commands, inline);
                 worker_counters.batches.fetch_add(1, Ordering::Relaxed);
                 worker_counters.commands.fetch_add(n, Ordering::Relaxed);
                 worker_counters.largest.fetch_max(n, Ordering::Relaxed);

@@ -22,7 +22,10 @@
 //!
 //! The steps: load the streams the command needs → decide → envelope →
 //! append at the expected versions → bounded retry on conflict → state
-//! cache → projection policy.
+//! cache → projection policy. With the read models inline on SQLite, their
+//! rows are written inside the append's own transaction (one commit, one
+//! fsync); otherwise (PostgreSQL, deferred projections, read models behind
+//! the log) they are caught up after the commit.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use provledger_domain::{
@@ -105,8 +108,15 @@ impl Origin {
 }
 
 /// The operating-system user running this process: `$USER`, `$LOGNAME`, or
-/// the numeric uid.
+/// the numeric uid. Looked up once per process (without `$USER` it reads
+/// `/proc/self/status`, which a script of thousands of steps would otherwise
+/// do per command).
 pub fn os_user() -> String {
+    static OS_USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OS_USER.get_or_init(look_up_os_user).clone()
+}
+
+fn look_up_os_user() -> String {
     for var in ["USER", "LOGNAME"] {
         if let Ok(name) = std::env::var(var) {
             let name = name.trim();
@@ -711,7 +721,26 @@ impl Ledger {
                 appends: decided.appends,
                 idempotency_key: scoped_key.clone(),
             };
-            match self.store().append(request) {
+            // Read models kept inline on SQLite: written in the append's own
+            // transaction (one commit, one fsync), so they never lag it.
+            let mut inline = if self.deferred_projections() {
+                None
+            } else {
+                self.read_models().inline_sqlite()
+            };
+            let result = match inline.as_mut() {
+                Some(writer) => self
+                    .store()
+                    .append_batch_inline(vec![request], writer)
+                    .and_then(|mut results| {
+                        results
+                            .pop()
+                            .unwrap_or(Err(provledger_store::StoreError::EmptyAppend))
+                    }),
+                None => self.store().append(request),
+            };
+            let projected = inline.is_some_and(|writer| writer.finish(result.is_ok()));
+            match result {
                 Ok(appended) => {
                     if appended.replayed {
                         // Another writer used the key first: the stream
@@ -724,7 +753,7 @@ impl Ledger {
                         );
                     }
                     self.states().put(order_id.clone(), decided.order_after);
-                    if !self.deferred_projections() {
+                    if !self.deferred_projections() && !projected {
                         self.catch_up()?;
                     }
                     return outcome_of(&appended.events, false);

@@ -12,10 +12,7 @@ use provledger::{AppError, Ledger, OutcomeStatus, EXIT_FAILURE};
 use provledger_domain::{Actor, Command, Context, Email, LineId, OrderId, OrderRequest};
 use provledger_projections::{ReadModels, TransactionQuery};
 use provledger_store::sqlite::SqliteStore;
-use provledger_store::{
-    AppendOutcome, AppendRequest, EventIter, EventStore, Head, Position, RecordedEvent, StoreError,
-    StreamVersion,
-};
+use provledger_store::testing::{Fault as Injected, FaultyStore};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Fault {
@@ -25,86 +22,23 @@ enum Fault {
     AfterCommit,
 }
 
-/// Delegates to SQLite, injecting `fault` into the next `failures` appends.
-struct FaultyStore {
-    inner: SqliteStore,
-    fault: Fault,
-    failures: Arc<AtomicU32>,
-}
-
-impl FaultyStore {
-    fn fail(&self) -> bool {
-        self.failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-    }
-}
-
-fn injected() -> StoreError {
-    StoreError::Io(std::io::Error::new(
-        std::io::ErrorKind::ConnectionReset,
-        "injected fault",
-    ))
-}
-
-impl EventStore for FaultyStore {
-    fn backend(&self) -> &'static str {
-        "faulty-sqlite"
-    }
-    fn append_batch(
-        &self,
-        requests: Vec<AppendRequest>,
-    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
-        if self.fail() {
-            if self.fault == Fault::AfterCommit {
-                self.inner.append_batch(requests)?;
-            }
-            return Err(injected());
-        }
-        self.inner.append_batch(requests)
-    }
-    fn stream_version(&self, stream_id: &str) -> Result<StreamVersion, StoreError> {
-        self.inner.stream_version(stream_id)
-    }
-    fn read_stream(
-        &self,
-        stream_id: &str,
-        after_version: StreamVersion,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_stream(stream_id, after_version)
-    }
-    fn read_all(&self, after: Position) -> Result<EventIter<'_>, StoreError> {
-        self.inner.read_all(after)
-    }
-    fn stream_ids(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.stream_ids(prefix)
-    }
-    fn head(&self) -> Result<Option<Head>, StoreError> {
-        self.inner.head()
-    }
-    fn find_idempotent(&self, key: &str) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
-        self.inner.find_idempotent(key)
-    }
-    fn import_batch(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
-        self.inner.import_batch(events)
-    }
-
-    fn merkle_nodes(
-        &self,
-        ids: &[provledger_store::NodeId],
-    ) -> Result<Vec<Option<provledger_store::Hash>>, StoreError> {
-        self.inner.merkle_nodes(ids)
-    }
-}
-
 fn ledger(dir: &std::path::Path, fault: Fault) -> (Ledger, Arc<AtomicU32>) {
     let path = dir.join("ledger.db");
     let failures = Arc::new(AtomicU32::new(0));
-    let store = FaultyStore {
-        inner: SqliteStore::open(&path).expect("open"),
-        fault,
-        failures: Arc::clone(&failures),
-    };
+    let left = Arc::clone(&failures);
+    // Inject `fault` into the next `failures` appends.
+    let store = FaultyStore::new(
+        Box::new(SqliteStore::open(&path).expect("open")),
+        move |_| {
+            left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .ok()?;
+            let error = FaultyStore::connection_reset();
+            Some(match fault {
+                Fault::BeforeCommit => Injected::BeforeCommit(error),
+                Fault::AfterCommit => Injected::AfterCommit(error),
+            })
+        },
+    );
     let read_models = ReadModels::open(&format!("sqlite:{}", path.display())).expect("read models");
     (Ledger::from_parts(Box::new(store), read_models), failures)
 }
@@ -206,4 +140,35 @@ fn a_lost_acknowledgement_is_recovered_by_the_idempotency_key() {
         .transactions(&TransactionQuery::default())
         .expect("transactions");
     assert_eq!(rows.len(), 2, "one row per changed line, once");
+}
+
+#[test]
+fn on_sqlite_the_read_models_commit_in_the_commands_own_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, failures) = ledger(dir.path(), Fault::AfterCommit);
+    place(&ledger);
+    let head = |l: &Ledger| l.store().head().unwrap().map_or(0, |h| h.position);
+    assert_eq!(ledger.read_models().checkpoint().unwrap(), head(&ledger));
+    // The reply is lost after the commit, so the ledger never gets to catch
+    // the read models up: they are current only because they were written
+    // in the append's own transaction.
+    failures.store(1, Ordering::SeqCst);
+    let (command, ctx) = change_all();
+    ledger
+        .execute(&OrderId::parse("WO-1").unwrap(), command, &ctx, None)
+        .expect_err("the reply was lost");
+    assert_eq!(ledger.read_models().checkpoint().unwrap(), head(&ledger));
+    let fresh = ReadModels::open(&format!(
+        "sqlite:{}",
+        dir.path().join("ledger.db").display()
+    ))
+    .expect("read models");
+    let rows = fresh
+        .transactions(&TransactionQuery::default())
+        .expect("transactions");
+    assert_eq!(
+        rows.len(),
+        2,
+        "one row per changed line, committed with the events"
+    );
 }

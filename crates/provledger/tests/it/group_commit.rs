@@ -15,10 +15,8 @@ use provledger_domain::{
 };
 use provledger_projections::{ReadModels, TransactionQuery};
 use provledger_store::sqlite::SqliteStore;
-use provledger_store::{
-    AppendOutcome, AppendRequest, EventIter, EventStore, Head, Position, RecordedEvent, StoreError,
-    StreamVersion,
-};
+use provledger_store::testing::{Fault, FaultyStore};
+use provledger_store::{EventStore, RecordedEvent, StoreError};
 
 const ORDERER: &str = "olivia@partner.example";
 const STRANGER: &str = "mallory@else.example";
@@ -631,71 +629,21 @@ fn a_lagging_read_model_snapshot_is_completed_from_the_stream() {
     assert_eq!(fresh.load(&oid("WO-1")).unwrap().version, 4);
 }
 
-/// A store whose commits can be made to fail.
-struct FlakyStore {
-    inner: SqliteStore,
-    fail: Arc<AtomicBool>,
-}
-
-impl EventStore for FlakyStore {
-    fn backend(&self) -> &'static str {
-        "flaky"
-    }
-    fn append_batch(
-        &self,
-        requests: Vec<AppendRequest>,
-    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::Corrupt {
-                position: 0,
-                reason: "disk full (simulated)".into(),
-            });
-        }
-        self.inner.append_batch(requests)
-    }
-    fn stream_version(&self, stream_id: &str) -> Result<StreamVersion, StoreError> {
-        self.inner.stream_version(stream_id)
-    }
-    fn read_stream(
-        &self,
-        stream_id: &str,
-        after: StreamVersion,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_stream(stream_id, after)
-    }
-    fn read_all(&self, after: Position) -> Result<EventIter<'_>, StoreError> {
-        self.inner.read_all(after)
-    }
-    fn stream_ids(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.stream_ids(prefix)
-    }
-    fn head(&self) -> Result<Option<Head>, StoreError> {
-        self.inner.head()
-    }
-    fn find_idempotent(&self, key: &str) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
-        self.inner.find_idempotent(key)
-    }
-    fn import_batch(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
-        self.inner.import_batch(events)
-    }
-
-    fn merkle_nodes(
-        &self,
-        ids: &[provledger_store::NodeId],
-    ) -> Result<Vec<Option<provledger_store::Hash>>, StoreError> {
-        self.inner.merkle_nodes(ids)
-    }
-}
-
 #[test]
 fn nothing_is_acknowledged_when_the_commit_fails() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l.db");
     let fail = Arc::new(AtomicBool::new(false));
-    let store = FlakyStore {
-        inner: SqliteStore::open(&path).unwrap(),
-        fail: Arc::clone(&fail),
-    };
+    let failing = Arc::clone(&fail);
+    // While `fail` is set, every commit fails.
+    let store = FaultyStore::new(Box::new(SqliteStore::open(&path).unwrap()), move |_| {
+        failing.load(Ordering::SeqCst).then(|| {
+            Fault::BeforeCommit(StoreError::Corrupt {
+                position: 0,
+                reason: "disk full (simulated)".into(),
+            })
+        })
+    });
     let read_models = ReadModels::open(&format!("sqlite:{}", path.display())).unwrap();
     let ledger = Arc::new(Ledger::from_parts(Box::new(store), read_models));
     assert!(ledger.execute_batch(vec![place("WO-1", 1, "2026-11-20T09:00:00Z")])[0].is_ok());

@@ -16,10 +16,7 @@ use predicates::prelude::*;
 use provledger::{Ledger, OutcomeStatus};
 use provledger_domain::{Actor, Context, OrderId, ServicesRequest, SetupCommand, SetupRequest};
 use provledger_projections::ReadModels;
-use provledger_store::{
-    AppendOutcome, AppendRequest, EventIter, EventStore, Head, Position, RecordedEvent, StoreError,
-    StreamVersion,
-};
+use provledger_store::testing::FaultyStore;
 use serde_json::{json, Value};
 
 const OLIVIA: &str = "olivia@partner.example";
@@ -656,70 +653,17 @@ fn r16_r18_threads_racing_leave_one_winner_and_one_refusal() {
     assert_one_winner_one_refusal(&cli, &results, "subdomain_taken");
 }
 
-/// A store that runs `before_first_append` once, just before the first
-/// append reaches the real store: the competing writer of a lost race,
-/// deterministically between our load/decide and our append.
-struct Interleaving {
-    inner: Box<dyn EventStore>,
-    before_first_append: Mutex<Option<Box<dyn FnOnce() + Send>>>,
-    appends: Arc<AtomicU32>,
-}
-
-impl EventStore for Interleaving {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    fn append_batch(
-        &self,
-        requests: Vec<AppendRequest>,
-    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
-        let hook = self.before_first_append.lock().expect("lock").take();
-        if let Some(hook) = hook {
-            hook();
-        }
-        self.appends.fetch_add(1, Ordering::SeqCst);
-        self.inner.append_batch(requests)
-    }
-    fn stream_version(&self, stream_id: &str) -> Result<StreamVersion, StoreError> {
-        self.inner.stream_version(stream_id)
-    }
-    fn read_stream(
-        &self,
-        stream_id: &str,
-        after_version: StreamVersion,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_stream(stream_id, after_version)
-    }
-    fn read_all(&self, after: Position) -> Result<EventIter<'_>, StoreError> {
-        self.inner.read_all(after)
-    }
-    fn stream_ids(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.stream_ids(prefix)
-    }
-    fn head(&self) -> Result<Option<Head>, StoreError> {
-        self.inner.head()
-    }
-    fn import_batch(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
-        self.inner.import_batch(events)
-    }
-
-    fn merkle_nodes(
-        &self,
-        ids: &[provledger_store::NodeId],
-    ) -> Result<Vec<Option<provledger_store::Hash>>, StoreError> {
-        self.inner.merkle_nodes(ids)
-    }
-}
-
 #[test]
 fn r16_a_setup_that_loses_the_race_is_redecided_into_a_recorded_refusal() {
     let cli = Cli::placed(true);
     let url = cli.url();
     let rival_url = url.clone();
     let appends = Arc::new(AtomicU32::new(0));
-    let store = Interleaving {
-        inner: provledger_store::open(&url).expect("store"),
-        before_first_append: Mutex::new(Some(Box::new(move || {
+    // Just before the first append reaches the real store, the competing
+    // writer of a lost race runs: deterministically between our
+    // load/decide and our append.
+    let before_first_append: Mutex<Option<Box<dyn FnOnce() + Send>>> =
+        Mutex::new(Some(Box::new(move || {
             // WO-1002 claims the administrator first.
             let rival = Ledger::open(&rival_url).expect("open");
             let outcome = rival
@@ -731,9 +675,16 @@ fn r16_a_setup_that_loses_the_race_is_redecided_into_a_recorded_refusal() {
                 )
                 .expect("rival decided");
             assert_eq!(outcome.status, OutcomeStatus::Success);
-        }))),
-        appends: Arc::clone(&appends),
-    };
+        })));
+    let counted = Arc::clone(&appends);
+    let store = FaultyStore::new(provledger_store::open(&url).expect("store"), move |_| {
+        let hook = before_first_append.lock().expect("lock").take();
+        if let Some(hook) = hook {
+            hook();
+        }
+        counted.fetch_add(1, Ordering::SeqCst);
+        None
+    });
     let ledger = Ledger::from_parts(
         Box::new(store),
         ReadModels::open(&url).expect("read models"),
