@@ -44,6 +44,8 @@ pub mod types {
     pub const TIMEOUT: &str = "/problems/timeout";
     /// The feature is not wired in this build (422).
     pub const UNAVAILABLE_FEATURE: &str = "/problems/not-available";
+    /// The server was started without a signing key for evidence (503).
+    pub const EVIDENCE_UNAVAILABLE: &str = "/problems/evidence-unavailable";
     /// The store or the read models cannot be reached (503).
     pub const STORAGE: &str = "/problems/storage-unavailable";
     /// Anything else (500, without internals).
@@ -162,6 +164,16 @@ impl Problem {
             types::STORAGE,
             "Storage unavailable",
             detail,
+        )
+    }
+
+    /// 503: this server signs no evidence bundles.
+    pub fn evidence_unavailable() -> Problem {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            types::EVIDENCE_UNAVAILABLE,
+            "Evidence signing not configured",
+            "this server has no signing key, and events without inclusion proofs and a signed checkpoint are not evidence: start it with `provledger serve --evidence-key PREFIX.key` (make a key with `provledger keygen`), or ask the ledger's operator for a bundle made with `provledger evidence`",
         )
     }
 

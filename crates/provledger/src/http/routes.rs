@@ -25,7 +25,6 @@ use provledger_domain::{
 use provledger_projections::{
     HistoryQuery, LineQuery, TransactionQuery, TransactionRow, TransactionStatus, TransactionType,
 };
-use provledger_store::RecordedEvent;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -846,28 +845,16 @@ pub async fn verify(State(state): State<AppState>, caller: Caller) -> ApiResult<
     Ok(Json(report).into_response())
 }
 
-/// The events of a subscription's order, in full.
-#[derive(Debug, Serialize)]
-pub struct EvidenceBody {
-    /// What this document is.
-    pub kind: &'static str,
-    /// The subscription asked for.
-    pub subscription_id: String,
-    /// Its order.
-    pub order_id: String,
-    /// Every event of the order's stream: envelope, metadata, payload, hashes.
-    pub events: Vec<RecordedEvent>,
-}
-
 /// Evidence for a subscription: with `serve --evidence-key`, the signed
 /// bundle of `provledger evidence` (DESIGN.md §5: every event of its order
-/// with an inclusion proof against a signed checkpoint); without a key,
-/// every event of its order in full, unsigned.
+/// with an inclusion proof against a signed checkpoint). A server without a
+/// signing key answers 503: unsigned events would not be evidence.
 #[utoipa::path(get, path = "/api/v1/evidence/subscriptions/{s}", tag = "reads",
     params(("s" = String, Path, description = "Subscription id")),
     responses((status = 200, description = "{kind, subscription_id, order_id, events}"),
               (status = 403, description = "Only auditors and operators"),
-              (status = 404, description = "No such subscription")))]
+              (status = 404, description = "No such subscription"),
+              (status = 503, description = "The server has no signing key (--evidence-key)")))]
 pub async fn evidence(
     State(state): State<AppState>,
     caller: Caller,
@@ -897,32 +884,16 @@ pub async fn evidence(
         }
         return Ok(response);
     }
-    let body = state
+    // Tell a missing subscription from a missing key, as for every read.
+    let visible = state
         .blocking(move |ledger| {
-            let Some(order_id) = subscription_order(ledger, &principal, &subscription_id)? else {
-                return Ok(None);
-            };
-            let events = ledger.store().read_stream(&order_id.stream_id(), 0)?;
-            Ok(Some(EvidenceBody {
-                kind: "provledger-events/v0 (unsigned; no inclusion proofs)",
-                subscription_id: sub,
-                order_id: order_id.to_string(),
-                events,
-            }))
+            Ok(subscription_order(ledger, &principal, &subscription_id)?.is_some())
         })
-        .await?
-        .ok_or_else(|| Problem::subscription_not_found(&s))?;
-    let filename = format!(
-        "attachment; filename=\"evidence-{}.json\"",
-        body.subscription_id
-    );
-    let mut response = Json(body).into_response();
-    if let Ok(v) = header::HeaderValue::from_str(&filename) {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_DISPOSITION, v);
+        .await?;
+    if !visible {
+        return Err(Problem::subscription_not_found(&s));
     }
-    Ok(response)
+    Err(Problem::evidence_unavailable())
 }
 
 /// A signed evidence bundle (DESIGN.md §5) for `subscription`, made by the

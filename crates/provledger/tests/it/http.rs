@@ -561,28 +561,34 @@ async fn access_matrix_role_by_route_by_own_or_other_order() {
         let (status, _) = s.get("/api/v1/orders/WO-2002/history", token).await;
         assert_eq!(status, StatusCode::OK);
     }
-    // verify and evidence: auditors and operators only.
-    for (token, want) in [
-        (&tk.auditor, 200),
-        (&tk.operator, 200),
-        (&tk.partner_a, 403),
-        (&tk.support, 403),
+    // verify and evidence: auditors and operators only. This server has no
+    // signing key, so evidence is 503 for them (unsigned events are not
+    // evidence); a missing subscription is still 404.
+    for (token, verify, evidence) in [
+        (&tk.auditor, 200, 503),
+        (&tk.operator, 200, 503),
+        (&tk.partner_a, 403, 403),
+        (&tk.support, 403, 403),
     ] {
         let (status, body) = s.get("/api/v1/verify", token).await;
-        assert_eq!(status.as_u16(), want, "{body}");
+        assert_eq!(status.as_u16(), verify, "{body}");
         let (status, body) = s
             .get("/api/v1/evidence/subscriptions/Sub100042", token)
             .await;
-        assert_eq!(status.as_u16(), want, "{body}");
+        assert_eq!(status.as_u16(), evidence, "{body}");
     }
-    let (_, report) = s.get("/api/v1/verify", &tk.auditor).await;
-    assert!(report["first_broken"].is_null(), "{report}");
-    let (_, evidence) = s
+    let (status, body) = s
         .get("/api/v1/evidence/subscriptions/Sub100042", &tk.auditor)
         .await;
-    assert!(evidence["events"]
-        .as_array()
-        .is_some_and(|e| e.iter().all(|e| e["stream_id"] == "order-WO-1001")));
+    assert_eq!(status.as_u16(), 503);
+    assert_eq!(body["type"], "/problems/evidence-unavailable", "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("--evidence-key"));
+    let (status, _) = s
+        .get("/api/v1/evidence/subscriptions/Sub999999", &tk.auditor)
+        .await;
+    assert_eq!(status.as_u16(), 404);
+    let (_, report) = s.get("/api/v1/verify", &tk.auditor).await;
+    assert!(report["first_broken"].is_null(), "{report}");
 
     // --- writes on partner B's order by partner A: 404, and the refusal is recorded.
     let contact = json!({ "email": "new@customer.example", "all_lines": false });
@@ -923,14 +929,20 @@ async fn bad_input_idempotency_size_and_every_write_route() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(last["event_type"], "SupportCaseResolved", "{last}");
-    let (_, evidence) = s
-        .get("/api/v1/evidence/subscriptions/Sub100042", &tk.operator)
-        .await;
-    let last = evidence["events"]
-        .as_array()
-        .and_then(|e| e.last())
-        .cloned()
-        .unwrap_or_default();
+    let dir = s._dir.as_ref().expect("the ledger's directory");
+    let url = format!("sqlite:{}", dir.path().join("ledger.db").display());
+    let last = tokio::task::spawn_blocking(move || {
+        let ledger = Ledger::open_with(&url, provledger_store::OpenMode::ReadOnly).expect("read");
+        ledger
+            .store()
+            .read_stream("order-WO-1001", 0)
+            .expect("stream")
+            .pop()
+            .expect("an event")
+    })
+    .await
+    .expect("read the stream");
+    let last = serde_json::to_value(&last).expect("json");
     assert_eq!(last["metadata"]["via"], "http", "{last}");
     assert!(last["metadata"]["token_id"].is_string(), "{last}");
     assert_eq!(last["metadata"]["actor"], "sam@support.example", "{last}");
