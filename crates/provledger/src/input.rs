@@ -1,10 +1,10 @@
-//! Raw input → validated commands for the command line and scenario scripts.
+//! Raw input → validated commands, once for every channel.
 //!
-//! The command line (clap arguments and files) and scenario scripts (JSON
-//! Lines steps) hand raw strings here and get back the domain's validated
-//! command and the order it targets, so a field is checked the same way —
-//! with the same message — whichever way it came in. The HTTP routes call the
-//! same domain validators on their JSON bodies.
+//! The command line (clap arguments and files), scenario scripts (JSON
+//! Lines steps) and the HTTP API (JSON bodies) all hand raw strings here and
+//! get back the domain's validated command and the order it targets, so a
+//! field is checked the same way — with the same message — whichever way it
+//! came in.
 
 use provledger_domain::{
     case_order_id, Attachment, CaseOutcome, Command, Email, LedgerCommand, LineId, OrderId,

@@ -9,38 +9,23 @@
 //! turns; across processes the store's optimistic concurrency and the
 //! ledger's retry keep every update.
 
-use provledger_domain::{
-    case_order_id, Actor, CaseOutcome, Command, DomainError, LedgerCommand, OrderId, SetupCommand,
-};
+use provledger_domain::{Actor, DomainError, LedgerCommand, OrderId};
 
 use super::auth::Caller;
 use crate::{AppError, CommandOutcome, Ledger, Origin, Submission};
-
-/// A write the server may submit.
-#[derive(Debug, Clone)]
-pub enum Write {
-    /// An order command (place, contact change, resend, case).
-    Order(Command),
-    /// A setup command (wizard, services, provision).
-    Setup(SetupCommand),
-}
 
 fn origin(caller: &Caller) -> Origin {
     Origin::http(caller.token_id.clone())
 }
 
-/// Submit `write` on `order_id` as `caller`.
+/// Submit `command` on `order_id` as `caller`.
 pub fn submit(
     ledger: &Ledger,
     caller: &Caller,
     order_id: &OrderId,
-    write: Write,
+    command: LedgerCommand,
     idempotency_key: Option<&str>,
 ) -> Result<CommandOutcome, AppError> {
-    let command = match write {
-        Write::Order(command) => LedgerCommand::Order(command),
-        Write::Setup(command) => LedgerCommand::Setup(command),
-    };
     let mut submission = Submission::new(
         order_id.clone(),
         command,
@@ -68,27 +53,4 @@ pub fn submit(
         order_id: order_id.to_string(),
         attempts: crate::MAX_ATTEMPTS,
     })
-}
-
-/// Resolve support case `case_id` (`<order>-C<n>`) with `outcome`.
-pub fn resolve_case(
-    ledger: &Ledger,
-    caller: &Caller,
-    case_id: &str,
-    outcome: CaseOutcome,
-    note: Option<String>,
-    idempotency_key: Option<&str>,
-) -> Result<CommandOutcome, AppError> {
-    let order_id = case_order_id(case_id)?;
-    submit(
-        ledger,
-        caller,
-        &order_id,
-        Write::Order(Command::ResolveSupportCase {
-            case_id: case_id.trim().to_string(),
-            outcome,
-            note,
-        }),
-        idempotency_key,
-    )
 }

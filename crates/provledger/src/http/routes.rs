@@ -19,8 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use provledger_domain::{
-    CaseOutcome, Command, Email, LineId, OrderId, OrderRequest, Principal, Role, ServicesRequest,
-    SetupCommand, SetupRequest, SubscriptionId, SupportRequestType, WriteKind,
+    LedgerCommand, OrderId, OrderRequest, Principal, Role, ServicesRequest, SetupRequest,
+    SubscriptionId, WriteKind,
 };
 use provledger_projections::{
     HistoryQuery, LineQuery, TransactionQuery, TransactionRow, TransactionStatus, TransactionType,
@@ -28,10 +28,11 @@ use provledger_projections::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::adapter::{self, Write};
+use super::adapter;
 use super::auth::Caller;
 use super::problem::{types, Problem};
 use super::AppState;
+use crate::input;
 use crate::{AppError, CommandOutcome, Ledger, OutcomeStatus};
 
 /// Default page size of `GET /api/v1/transactions`.
@@ -97,10 +98,6 @@ fn parse_order(raw: &str) -> ApiResult<OrderId> {
     OrderId::parse(raw).map_err(|_| Problem::order_not_found(raw))
 }
 
-fn parse_line(raw: &str) -> ApiResult<LineId> {
-    LineId::parse(raw).map_err(|e| Problem::invalid(e.to_string()))
-}
-
 fn parse_time(name: &str, raw: &str) -> ApiResult<DateTime<Utc>> {
     crate::cli::parse_time(name, raw).map_err(|e| Problem::invalid(e.to_string()))
 }
@@ -135,12 +132,6 @@ fn visible<'a>(
     Ok(seen)
 }
 
-/// A write on an existing order, and the kind of write roles are granted.
-struct OrderWrite {
-    kind: WriteKind,
-    write: Write,
-}
-
 /// What an order write came to.
 enum Written {
     Done(CommandOutcome),
@@ -157,10 +148,10 @@ async fn order_write(
     state: &AppState,
     caller: Caller,
     order_raw: &str,
-    request: OrderWrite,
+    command: LedgerCommand,
     key: Option<String>,
 ) -> ApiResult<Response> {
-    let OrderWrite { kind, write } = request;
+    let kind = command.write_kind();
     let order_id = parse_order(order_raw)?;
     let oid = order_id.clone();
     let written = state
@@ -174,7 +165,7 @@ async fn order_write(
             let principal = &caller.principal;
             if !principal.role.may(kind) {
                 // The one write path records the attempt as a refusal (R12).
-                adapter::submit(ledger, &caller, &oid, write, key.as_deref())?;
+                adapter::submit(ledger, &caller, &oid, command, key.as_deref())?;
                 return Ok(Written::Forbidden(Problem::forbidden(format!(
                     "{} has the role {}, which may not do this; the refusal is recorded",
                     principal.user, principal.role
@@ -182,7 +173,7 @@ async fn order_write(
             }
             let visible = principal.may_see(&order)
                 || (kind == WriteKind::Setup && order.may_set_up(&principal.user));
-            let outcome = adapter::submit(ledger, &caller, &oid, write, key.as_deref())?;
+            let outcome = adapter::submit(ledger, &caller, &oid, command, key.as_deref())?;
             Ok(if visible {
                 Written::Done(outcome)
             } else {
@@ -273,20 +264,9 @@ pub async fn place_order(
     caller.require(&[Role::User, Role::Operator], "place orders")?;
     let key = idempotency_key(&headers)?;
     let request: OrderRequest = json_body(body)?;
-    let order = request
-        .validate()
-        .map_err(|e| Problem::invalid(e.to_string()))?;
-    let order_id = order.order_id.clone();
+    let (order_id, command) = input::place_order(&request)?;
     let outcome = state
-        .write(move |ledger| {
-            adapter::submit(
-                ledger,
-                &caller,
-                &order_id,
-                Write::Order(Command::PlaceOrder(order)),
-                key.as_deref(),
-            )
-        })
+        .write(move |ledger| adapter::submit(ledger, &caller, &order_id, command, key.as_deref()))
         .await?;
     Ok(outcome_response(&state, outcome, StatusCode::CREATED))
 }
@@ -319,24 +299,9 @@ pub async fn change_contact(
 ) -> ApiResult<Response> {
     let key = idempotency_key(&headers)?;
     let body: ContactBody = json_body(body)?;
-    let line_id = parse_line(&l)?;
-    let email = Email::parse(&body.email).map_err(|e| Problem::invalid(e.to_string()))?;
-    let command = Command::ChangeContact {
-        line_id: line_id.clone(),
-        new_email: email,
-        apply_to_all_lines: body.all_lines,
-    };
-    order_write(
-        &state,
-        caller,
-        &o,
-        OrderWrite {
-            kind: WriteKind::LineAction,
-            write: Write::Order(command),
-        },
-        key,
-    )
-    .await
+    let order_id = parse_order(&o)?;
+    let (_, command) = input::change_contact(order_id.as_str(), &l, &body.email, body.all_lines)?;
+    order_write(&state, caller, &o, command, key).await
 }
 
 /// Resend a line's provisioning email (R3).
@@ -352,18 +317,9 @@ pub async fn resend_email(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let key = idempotency_key(&headers)?;
-    let line_id = parse_line(&l)?;
-    order_write(
-        &state,
-        caller,
-        &o,
-        OrderWrite {
-            kind: WriteKind::LineAction,
-            write: Write::Order(Command::ResendEmail { line_id }),
-        },
-        key,
-    )
-    .await
+    let order_id = parse_order(&o)?;
+    let (_, command) = input::resend_email(order_id.as_str(), &l)?;
+    order_write(&state, caller, &o, command, key).await
 }
 
 /// Body of a support case (R10).
@@ -399,26 +355,15 @@ pub async fn open_case(
 ) -> ApiResult<Response> {
     let key = idempotency_key(&headers)?;
     let body: CaseBody = json_body(body)?;
-    let line_id = parse_line(&body.line_id)?;
-    let request_type = SupportRequestType::parse(&body.request_type)
-        .map_err(|e| Problem::invalid(e.to_string()))?;
-    let command = Command::OpenSupportCase {
-        line_id: line_id.clone(),
-        request_type,
-        note: body.note,
-        attachments: body.attachments,
-    };
-    order_write(
-        &state,
-        caller,
-        &o,
-        OrderWrite {
-            kind: WriteKind::SupportCase,
-            write: Write::Order(command),
-        },
-        key,
-    )
-    .await
+    let order_id = parse_order(&o)?;
+    let (_, command) = input::open_case(
+        order_id.as_str(),
+        &body.line_id,
+        &body.request_type,
+        body.note,
+        body.attachments,
+    )?;
+    order_write(&state, caller, &o, command, key).await
 }
 
 /// Body of a case resolution (R10).
@@ -450,11 +395,9 @@ pub async fn resolve_case(
     caller.require(&[Role::Support, Role::Operator], "resolve support cases")?;
     let key = idempotency_key(&headers)?;
     let body: ResolveBody = json_body(body)?;
-    let outcome = CaseOutcome::parse(&body.outcome).map_err(|e| Problem::invalid(e.to_string()))?;
+    let (order_id, command) = input::resolve_case(&id, &body.outcome, body.note)?;
     let outcome = state
-        .write(move |ledger| {
-            adapter::resolve_case(ledger, &caller, &id, outcome, body.note, key.as_deref())
-        })
+        .write(move |ledger| adapter::submit(ledger, &caller, &order_id, command, key.as_deref()))
         .await?;
     Ok(outcome_response(&state, outcome, StatusCode::OK))
 }
@@ -488,20 +431,8 @@ pub async fn complete_setup(
             request.order_id
         )));
     }
-    let setup = request
-        .validate()
-        .map_err(|e| Problem::invalid(e.to_string()))?;
-    order_write(
-        &state,
-        caller,
-        &o,
-        OrderWrite {
-            kind: WriteKind::Setup,
-            write: Write::Setup(SetupCommand::Setup(setup)),
-        },
-        key,
-    )
-    .await
+    let (_, command) = input::complete_setup(&request)?;
+    order_write(&state, caller, &o, command, key).await
 }
 
 /// Save the service settings (R18). Body: the services file of `setup services`.
@@ -520,20 +451,9 @@ pub async fn configure_services(
 ) -> ApiResult<Response> {
     let key = idempotency_key(&headers)?;
     let request: ServicesRequest = json_body(body)?;
-    let services = request
-        .validate()
-        .map_err(|e| Problem::invalid(e.to_string()))?;
-    order_write(
-        &state,
-        caller,
-        &o,
-        OrderWrite {
-            kind: WriteKind::Setup,
-            write: Write::Setup(SetupCommand::ConfigureServices(services)),
-        },
-        key,
-    )
-    .await
+    let order_id = parse_order(&o)?;
+    let (_, command) = input::configure_services(order_id.as_str(), &request)?;
+    order_write(&state, caller, &o, command, key).await
 }
 
 /// "Provision and start billing" (R18).
@@ -549,17 +469,9 @@ pub async fn provision(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let key = idempotency_key(&headers)?;
-    order_write(
-        &state,
-        caller,
-        &o,
-        OrderWrite {
-            kind: WriteKind::Setup,
-            write: Write::Setup(SetupCommand::Provision),
-        },
-        key,
-    )
-    .await
+    let order_id = parse_order(&o)?;
+    let (_, command) = input::provision(order_id.as_str())?;
+    order_write(&state, caller, &o, command, key).await
 }
 
 // ---------------------------------------------------------------- reads
