@@ -28,15 +28,18 @@ use crate::shell::{to_new_events, Envelope, Origin, Submission};
 use crate::state_cache::OrderCache;
 use crate::AppError;
 
-/// How many times a command is re-decided after a version conflict.
-pub const MAX_ATTEMPTS: u32 = 10;
+/// How many times a command is decided before a version conflict is
+/// reported. Generous: several processes writing one order keep winning
+/// and losing to each other under load, and a valid command should not fail
+/// for that (at most about 3 s of backoff in all).
+pub const MAX_ATTEMPTS: u32 = 25;
 
 /// Wait a little before re-deciding after the `attempt`-th conflict: a
-/// random time up to 2^attempt ms (at most 64 ms), so that writers racing
+/// random time up to 2^attempt ms (at most 128 ms), so that writers racing
 /// for one stream stop colliding in lock-step (without it, four processes
 /// writing one order lose to each other often enough to exhaust the retries).
 pub(crate) fn backoff(attempt: u32) {
-    let ceiling_ms = 1u64 << attempt.min(6);
+    let ceiling_ms = 1u64 << attempt.min(7);
     let random = (uuid::Uuid::new_v4().as_u128() & 0xffff_ffff) as u64;
     let micros = random % (ceiling_ms * 1000);
     std::thread::sleep(std::time::Duration::from_micros(micros));
