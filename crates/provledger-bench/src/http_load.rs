@@ -154,15 +154,8 @@ pub fn run(opts: &LoadOptions, log: &mut dyn std::io::Write) -> anyhow::Result<L
             None,
         ),
         Some(base) => {
-            let schema = provledger_store::postgres::unique_test_schema("load");
-            provledger_store::postgres::PostgresStore::connect_in_schema(base, &schema)?;
-            let sep = if base.contains('?') { '&' } else { '?' };
-            (
-                "postgres",
-                format!("{base}{sep}options=-csearch_path%3D{schema}"),
-                2,
-                Some((base.clone(), schema)),
-            )
+            let (url, schema) = crate::measure::pg_schema(base)?;
+            ("postgres", url, 2, Some((base.clone(), schema)))
         }
     };
     writeln!(log, "seeding {} orders on {backend}…", opts.orders)?;

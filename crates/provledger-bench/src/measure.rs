@@ -1267,12 +1267,14 @@ fn p4_postgres(
 
 /// A fresh PostgreSQL schema for one ledger: its URL, and the schema
 /// name (dropped by [`drop_pg_schema`]).
-fn pg_schema(base: &str) -> anyhow::Result<(String, String)> {
+pub(crate) fn pg_schema(base: &str) -> anyhow::Result<(String, String)> {
     use provledger_store::postgres::PostgresStore;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    let schema = format!("bench_{}_{nanos}", std::process::id());
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let schema = format!("bench_{}_{nanos}_{n}", std::process::id());
     PostgresStore::connect_in_schema(base, &schema)?;
     let sep = if base.contains('?') { '&' } else { '?' };
     Ok((
