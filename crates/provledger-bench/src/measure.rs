@@ -359,6 +359,9 @@ struct Sequential {
     /// Raw, commands/s.
     raw: f64,
     latencies: Vec<Duration>,
+    /// Bytes handed to write system calls per command that wrote
+    /// (provledger, raw); `None` where the kernel does not report them.
+    written: Option<(f64, f64)>,
     errors: usize,
     first_error: Option<String>,
 }
@@ -385,6 +388,7 @@ fn p1(
     let mut latencies = Vec::new();
     let (mut ours_total, mut raw_total) = (Duration::ZERO, Duration::ZERO);
     let (mut ours_count, mut raw_count) = (0usize, 0usize);
+    let (mut ours_bytes, mut raw_bytes) = (Some(0u64), Some(0u64));
     let mut errors = 0;
     let mut first_error = None;
     let (warm, timed) = commands.split_at(warmup.min(commands.len()));
@@ -393,6 +397,7 @@ fn p1(
         // provledger: the chunk's commands, then (with a projector) the
         // projection work they left, all in wall-clock time.
         let started = Instant::now();
+        let written_before = written_bytes();
         let mut groups = Vec::new();
         for (_, c) in chunk {
             let one = Instant::now();
@@ -426,14 +431,17 @@ fn p1(
             // Commands that wrote (bad input writes nothing, but its time
             // is counted above).
             ours_count += groups.len();
+            add_written(&mut ours_bytes, written_before);
         }
         // Raw: the same rows, one transaction per command.
         for (first, last) in groups {
             let rows = raw_side.rows(first, last)?;
+            let before = written_bytes();
             let took = raw_side.insert(&rows, false)?;
             if measured {
                 raw_total += took;
                 raw_count += 1;
+                add_written(&mut raw_bytes, before);
             }
         }
     }
@@ -445,9 +453,34 @@ fn p1(
         ours: ours_count as f64 / ours_total.as_secs_f64(),
         raw: raw_count as f64 / raw_total.as_secs_f64(),
         latencies,
+        written: ours_bytes.zip(raw_bytes).map(|(ours, raw)| {
+            (
+                ours as f64 / ours_count.max(1) as f64,
+                raw as f64 / raw_count.max(1) as f64,
+            )
+        }),
         errors,
         first_error,
     })
+}
+
+/// Bytes this process has handed to `write`-family system calls so far
+/// (`wchar` of `/proc/self/io`), or `None` where the kernel does not say.
+/// Every thread counts, so a phase's delta includes its projector's writes.
+fn written_bytes() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Add what was written since `before` to `total` (which becomes `None`
+/// once a reading is missing).
+fn add_written(total: &mut Option<u64>, before: Option<u64>) {
+    *total = match (*total, before, written_bytes()) {
+        (Some(t), Some(b), Some(a)) => Some(t + a.saturating_sub(b)),
+        _ => None,
+    };
 }
 
 /// Group commit, on provledger and raw.
@@ -462,6 +495,9 @@ struct Grouped {
     /// Raw, the same rows grouped into as many transactions as provledger
     /// used, commands/s.
     raw_grouped: f64,
+    /// Bytes handed to write system calls per command that wrote: provledger
+    /// (until the read models caught up), raw grouped the same way.
+    written: Option<(f64, f64)>,
     commands: usize,
     batches: u64,
     largest: u64,
@@ -505,6 +541,7 @@ fn group_commit(
         (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut ours_ack = Duration::ZERO;
     let mut raw_commands = 0usize;
+    let (mut ours_bytes, mut grouped_bytes) = (Some(0u64), Some(0u64));
     let mut errors = 0usize;
     let mut first_error = None;
     for round in commands.chunks(per_round) {
@@ -514,6 +551,7 @@ fn group_commit(
         }
         let outcomes = Mutex::new(Vec::new());
         let batches_before = committer.stats().batches;
+        let written_before = written_bytes();
         let started = Instant::now();
         std::thread::scope(|scope| {
             for part in &parts {
@@ -536,6 +574,7 @@ fn group_commit(
         // and the raw side below runs alone.
         ledger.catch_up()?;
         ours_total += started.elapsed();
+        add_written(&mut ours_bytes, written_before);
         let batches = committer.stats().batches - batches_before;
         let mut groups = Vec::new();
         for outcome in outcomes
@@ -562,9 +601,11 @@ fn group_commit(
             raw_commands += 1;
             all_rows.extend(rows);
         }
+        let grouped_before = written_bytes();
         for chunk in chunks_of(all_rows, batches) {
             grouped_total += raw_side.insert(&chunk, true)?;
         }
+        add_written(&mut grouped_bytes, grouped_before);
     }
     let stats = committer.shutdown();
     Ok(Grouped {
@@ -572,6 +613,10 @@ fn group_commit(
         sustained: raw_commands as f64 / ours_total.as_secs_f64(),
         raw_per_command: raw_commands as f64 / raw_total.as_secs_f64(),
         raw_grouped: raw_commands as f64 / grouped_total.as_secs_f64(),
+        written: ours_bytes.zip(grouped_bytes).map(|(ours, grouped)| {
+            let per = raw_commands.max(1) as f64;
+            (ours as f64 / per, grouped as f64 / per)
+        }),
         commands: commands.len(),
         batches: stats.batches,
         largest: stats.largest_batch,
@@ -1025,6 +1070,23 @@ fn commands_phase(
             target,
             (!target.is_empty()).then(|| check(seq.ours, seq.raw)),
         );
+        if let Some((ours, raw)) = seq.written {
+            run.figure(
+                "P1",
+                backend,
+                events,
+                &format!(
+                    "{mode}: bytes handed to write system calls per command (WAL frames, \
+                     checkpoints; read models included)"
+                ),
+                ours / 1024.0,
+                Some(raw / 1024.0),
+                "KiB/command",
+                Better::Lower,
+                "",
+                None,
+            );
+        }
         if mode == "background" {
             background = (seq.ours, seq.raw);
         }
@@ -1102,6 +1164,23 @@ fn commands_phase(
             "",
             None,
         );
+        if let Some((ours, grouped)) = gc.written {
+            run.figure(
+                "GC",
+                backend,
+                events,
+                &format!(
+                    "group commit, {how}: bytes handed to write system calls per command \
+                     (raw: the same grouping)"
+                ),
+                ours / 1024.0,
+                Some(grouped / 1024.0),
+                "KiB/command",
+                Better::Lower,
+                "",
+                None,
+            );
+        }
     }
     Ok(background)
 }
