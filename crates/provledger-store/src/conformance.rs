@@ -1649,15 +1649,13 @@ pub fn import_large_batches(b: &dyn Backend) {
     if let Err(e) = t.import_batch(&exported[..10]) {
         fail!(b, "importing the first ten events failed: {e}");
     }
-    // `position`: where the refusal must point, if the check insists on it.
-    let expect_refused = |batch: &[RecordedEvent], position: Option<Position>, what: &str| {
+    // `position`: where the refusal must point (the first offending event).
+    let expect_refused = |batch: &[RecordedEvent], position: Position, what: &str| {
         match t.import_batch(batch) {
-            Err(StoreError::ChainBroken { position: p, .. })
-                if position.is_none_or(|position| p == position) => {}
-            Err(StoreError::Conflict { .. }) if position.is_none() => {}
+            Err(StoreError::ChainBroken { position: p, .. }) if p == position => {}
             other => fail!(
                 b,
-                "a large batch with {what}: expected ChainBroken at {position:?}, got {other:?}"
+                "a large batch with {what}: expected ChainBroken at {position}, got {other:?}"
             ),
         }
         ensure_eq!(
@@ -1669,17 +1667,16 @@ pub fn import_large_batches(b: &dyn Backend) {
     };
     let mut forged = exported[10..].to_vec();
     forged[2489].payload = json!({ "forged": true });
-    expect_refused(&forged, Some(2500), "a forged payload at 2500");
+    expect_refused(&forged, 2500, "a forged payload at 2500");
 
     // A stream whose first event in the batch does not continue it, followed
-    // (because its hash changed) by a broken prev_hash link at 1501. The
-    // first offending position is 1500, but backends may check the chain
-    // before stream versions, so only the refusal is required here.
+    // (because its hash changed) by a broken prev_hash link at 1501: the
+    // refusal names the first offending position, 1500, on every backend.
     let mut late = exported[10..].to_vec();
     late[1489].stream_id = "late-stream".into();
     late[1489].stream_version = 2;
     late[1489].hash = hash::event_hash(&late[1489]);
-    expect_refused(&late, None, "a stream starting at version 2 at 1500");
+    expect_refused(&late, 1500, "a stream starting at version 2 at 1500");
 
     if let Err(e) = t.import_batch(&exported[10..]) {
         fail!(b, "the correct large continuation was refused: {e}");

@@ -24,15 +24,17 @@
 //! [`hash::format_time`] times), so a read-back event hashes byte-for-byte
 //! the same.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement};
 
-use crate::hash::{self, ChainChecker};
+use crate::core::{plan_import, EncodedEvent};
+use crate::hash;
 use crate::merkle::{self, TreeWriter};
+use crate::migrations::{self, Migration, MigrationTarget};
 use crate::{
     to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head,
     InlineWriter, Metadata, NodeId, OpenMode, Position, RecordedEvent, StoreError, StreamVersion,
@@ -56,13 +58,6 @@ const TEST_URL_VAR: &str = "PROVLEDGER_TEST_POSTGRES_URL";
 /// Environment variable that turns a missing test URL into a failure (CI).
 #[cfg(feature = "testing")]
 const REQUIRE_VAR: &str = "PROVLEDGER_REQUIRE_POSTGRES";
-
-/// One schema migration; applied in order, each exactly once.
-struct Migration {
-    version: i64,
-    name: &'static str,
-    sql: &'static str,
-}
 
 /// Every migration this build knows, oldest first.
 const MIGRATIONS: &[Migration] = &[
@@ -126,7 +121,7 @@ CREATE TRIGGER merkle_nodes_append_only
 
 /// The newest schema version this build knows.
 fn latest_version() -> i64 {
-    MIGRATIONS.last().map_or(0, |m| m.version)
+    migrations::latest(MIGRATIONS)
 }
 
 const COLUMNS: &str = "position, stream_id, stream_version, event_type, schema_version, \
@@ -367,9 +362,7 @@ impl PostgresStore {
         if needs_migration {
             migrate(&mut client, schema)?;
         }
-        let lock_key: i32 = client
-            .query_one("SELECT 'events'::regclass::oid::int4", &[])?
-            .get(0);
+        let lock_key = table_lock_key(&mut client, "events")?;
         let statements = Statements::prepare(&mut client)?;
         // A reader writes nothing: a tree that lags is filled by the next writer.
         if mode != OpenMode::ReadOnly {
@@ -474,7 +467,12 @@ impl EventStore for PostgresStore {
         // Every request was checked before anything was written, so a
         // conflicting request leaves nothing to undo: the rows of all the
         // others go in with one statement, and the keys with another.
-        for chunk in batch.new_events.chunks(IMPORT_CHUNK) {
+        let rows = batch
+            .new_events
+            .iter()
+            .map(EncodedEvent::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        for chunk in rows.chunks(IMPORT_CHUNK) {
             insert_events(&mut tx, statements, chunk)?;
         }
         insert_keys(&mut tx, statements, &batch.new_keys)?;
@@ -577,68 +575,27 @@ impl EventStore for PostgresStore {
         tx.execute(&statements.lock, &[&APPEND_LOCK_CLASS, &self.lock_key])?;
         let head = read_head(&mut tx, statements)?;
         let mut tree = open_tree(&mut tx, statements, head.as_ref().map_or(0, |h| h.position))?;
-        let mut checker = match head {
-            Some(head) => ChainChecker::continuing(head.position, &head.hash),
-            None => ChainChecker::new(),
-        };
-        for event in events {
-            checker
-                .check(event)
-                .map_err(|link| StoreError::ChainBroken {
-                    position: link.position,
-                    reason: link.reason,
-                })?;
-        }
-        // The checker saw only this batch: check each stream's first version
-        // in it against the store.
+        // The planner asks for stored versions stream by stream; they are
+        // read beforehand with one query.
         let stored = stored_versions(
             &mut tx,
             statements,
             events.iter().map(|e| e.stream_id.as_str()),
         )?;
-        let mut seen: HashSet<&str> = HashSet::new();
-        for event in events {
-            if !seen.insert(&event.stream_id) {
-                continue;
-            }
-            let current = stored.get(&event.stream_id).copied().unwrap_or(0);
-            if event.stream_version != current + 1 {
-                return Err(StoreError::ChainBroken {
-                    position: event.position,
-                    reason: format!(
-                        "stream {} is at version {current} in the store, so the next event \
-                         must have version {} but it has {}",
-                        event.stream_id,
-                        current + 1,
-                        event.stream_version
-                    ),
-                });
-            }
-        }
-        for chunk in events.chunks(IMPORT_CHUNK) {
+        let plan = plan_import(events, head.as_ref(), |stream| {
+            Ok(stored.get(stream).copied().unwrap_or(0))
+        })?;
+        for chunk in plan.rows.chunks(IMPORT_CHUNK) {
             insert_events(&mut tx, statements, chunk)?;
-            for event in chunk {
-                tree.push(event.position, &event.hash)?;
+            for row in chunk {
+                tree.push(row.event.position, &row.event.hash)?;
             }
             insert_nodes(&mut tx, statements, &tree.take())?;
         }
-        // Rebuild the idempotency keys from the events' metadata, so that a
-        // retried request is still recognised after a migration. A request's
-        // events are contiguous: keys whose events are not are left out.
-        let mut spans: BTreeMap<&str, (Position, Position, u64)> = BTreeMap::new();
-        for event in events {
-            if let Some(key) = &event.metadata.idempotency_key {
-                let span = spans
-                    .entry(key.as_str())
-                    .or_insert((event.position, event.position, 0));
-                span.1 = event.position;
-                span.2 += 1;
-            }
-        }
-        let keys: Vec<(String, Position, Position)> = spans
-            .into_iter()
-            .filter(|(_, (first, last, count))| last - first + 1 == *count)
-            .map(|(key, (first, last, _))| (key.to_string(), first, last))
+        let keys: Vec<(String, Position, Position)> = plan
+            .keys
+            .iter()
+            .map(|range| (range.key.to_string(), range.first, range.last))
             .collect();
         insert_keys(&mut tx, statements, &keys)?;
         tx.commit()?;
@@ -876,13 +833,14 @@ fn insert_keys(
     Ok(())
 }
 
-/// Insert events (already numbered and hashed) with one statement.
+/// Insert encoded events (already numbered, hashed and checked) with one
+/// statement.
 fn insert_events(
     client: &mut impl GenericClient,
     statements: &Statements,
-    events: &[RecordedEvent],
+    rows: &[EncodedEvent<'_>],
 ) -> Result<(), StoreError> {
-    let n = events.len();
+    let n = rows.len();
     let mut position = Vec::with_capacity(n);
     let mut stream_id = Vec::with_capacity(n);
     let mut stream_version = Vec::with_capacity(n);
@@ -894,18 +852,18 @@ fn insert_events(
     let mut recorded_at = Vec::with_capacity(n);
     let mut prev_hash = Vec::with_capacity(n);
     let mut hash = Vec::with_capacity(n);
-    for e in events {
-        position.push(to_sql_int(e.position)?);
-        stream_id.push(e.stream_id.as_str());
-        stream_version.push(to_sql_int(e.stream_version)?);
-        event_type.push(e.event_type.as_str());
-        schema_version.push(i64::from(e.schema_version));
-        payload.push(hash::canonical_json(&e.payload));
-        metadata.push(metadata_json(&e.metadata));
-        occurred_at.push(hash::format_time(&e.occurred_at));
-        recorded_at.push(hash::format_time(&e.recorded_at));
-        prev_hash.push(e.prev_hash.as_str());
-        hash.push(e.hash.as_str());
+    for row in rows {
+        position.push(row.position);
+        stream_id.push(row.event.stream_id.as_str());
+        stream_version.push(row.stream_version);
+        event_type.push(row.event.event_type.as_str());
+        schema_version.push(row.schema_version);
+        payload.push(row.payload.as_str());
+        metadata.push(row.metadata.as_str());
+        occurred_at.push(row.occurred_at.as_str());
+        recorded_at.push(row.recorded_at.as_str());
+        prev_hash.push(row.event.prev_hash.as_str());
+        hash.push(row.event.hash.as_str());
     }
     client.execute(
         &statements.insert,
@@ -1093,42 +1051,120 @@ fn ledger_version(client: &mut Client, schema: &str) -> Result<i64, StoreError> 
 /// Apply the migrations this database lacks, under a lock so that processes
 /// starting at once do not race.
 fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
-    let mut tx = client.transaction()?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1::int4, $2::int4)",
-        &[&MIGRATION_LOCK_CLASS, &schema_key(schema)],
-    )?;
-    tx.batch_execute(
-        "SET LOCAL client_min_messages TO warning;
-         CREATE TABLE IF NOT EXISTS store_schema_migrations (
-             version    BIGINT PRIMARY KEY,
-             name       TEXT NOT NULL,
-             applied_at TEXT NOT NULL
-         );",
-    )?;
-    let found: i64 = tx
+    migrations::run(
+        &mut PostgresMigrator::new(client, schema, "store_schema_migrations"),
+        MIGRATIONS,
+    )
+}
+
+/// A [`MigrationTarget`] on a PostgreSQL connection whose `search_path` is
+/// `schema`: the migrations recorded in `table`, each applied in a
+/// transaction holding the schema's migration lock (an advisory lock keyed
+/// by the schema name, since the tables may not exist yet). Public so that
+/// other crates sharing the ledger's schema (the read models) run their own
+/// migrations the same way.
+pub struct PostgresMigrator<'c> {
+    client: &'c mut Client,
+    lock_key: i32,
+    table: &'static str,
+}
+
+impl fmt::Debug for PostgresMigrator<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresMigrator")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'c> PostgresMigrator<'c> {
+    /// The migrations recorded in `table` (a fixed identifier of the
+    /// caller's, e.g. `store_schema_migrations`) in `schema`, on `client`.
+    pub fn new(client: &'c mut Client, schema: &str, table: &'static str) -> Self {
+        PostgresMigrator {
+            client,
+            lock_key: schema_key(schema),
+            table,
+        }
+    }
+}
+
+/// The highest migration recorded in `table`, 0 when there is none or the
+/// table is absent.
+fn applied_version_on(client: &mut impl GenericClient, table: &str) -> Result<i64, StoreError> {
+    let exists: Option<String> = client
+        .query_one("SELECT to_regclass($1::text)::text", &[&table])?
+        .get(0);
+    if exists.is_none() {
+        return Ok(0);
+    }
+    Ok(client
         .query_one(
-            "SELECT COALESCE(MAX(version), 0) FROM store_schema_migrations",
+            &format!("SELECT COALESCE(MAX(version), 0)::int8 FROM {table}"),
             &[],
         )?
-        .try_get(0)?;
-    let supported = latest_version();
-    if found > supported {
-        return Err(StoreError::SchemaTooNew { found, supported });
+        .try_get(0)?)
+}
+
+impl MigrationTarget for PostgresMigrator<'_> {
+    type Error = StoreError;
+
+    fn applied_version(&mut self) -> Result<i64, StoreError> {
+        applied_version_on(self.client, self.table)
     }
-    for migration in MIGRATIONS.iter().filter(|m| m.version > found) {
-        tx.batch_execute(migration.sql)?;
+
+    fn apply_locked(
+        &mut self,
+        step: &mut dyn FnMut(i64) -> Result<Option<Migration>, StoreError>,
+    ) -> Result<Option<Migration>, StoreError> {
+        let table = self.table;
+        let mut tx = self.client.transaction()?;
         tx.execute(
-            "INSERT INTO store_schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-            &[
-                &migration.version,
-                &migration.name,
-                &hash::format_time(&to_stored_precision(Utc::now())),
-            ],
+            "SELECT pg_advisory_xact_lock($1::int4, $2::int4)",
+            &[&MIGRATION_LOCK_CLASS, &self.lock_key],
         )?;
+        tx.batch_execute(&format!(
+            "SET LOCAL client_min_messages TO warning;
+             CREATE TABLE IF NOT EXISTS {table} (
+                 version    BIGINT PRIMARY KEY,
+                 name       TEXT NOT NULL,
+                 applied_at TEXT NOT NULL
+             );"
+        ))?;
+        let current = applied_version_on(&mut tx, table)?;
+        let migration = step(current)?;
+        if let Some(migration) = migration {
+            tx.batch_execute(migration.sql)?;
+            tx.execute(
+                &format!("INSERT INTO {table} (version, name, applied_at) VALUES ($1, $2, $3)"),
+                &[
+                    &migration.version,
+                    &migration.name,
+                    &hash::format_time(&to_stored_precision(Utc::now())),
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(migration)
     }
-    tx.commit()?;
-    Ok(())
+}
+
+/// The SQL that reads the advisory-lock key of `table` in the session's
+/// schema: the table's OID as a 32-bit integer, so that ledgers in
+/// different schemas of one database get different keys. `table` is quoted
+/// as a literal.
+pub fn lock_key_sql(table: &str) -> String {
+    format!(
+        "SELECT '{}'::regclass::oid::int4",
+        quote_ident(table).replace('\'', "''")
+    )
+}
+
+/// The advisory-lock key of `table` (see [`lock_key_sql`]): the second key
+/// of the lock that serialises the writers of that table. The store's
+/// append lock uses `events`; the read models use their checkpoint table.
+pub fn table_lock_key(client: &mut impl GenericClient, table: &str) -> Result<i32, StoreError> {
+    Ok(client.query_one(&lock_key_sql(table), &[])?.try_get(0)?)
 }
 
 /// Decode an event row (selected by [`READ_STREAM`] or the store's other
@@ -1162,13 +1198,6 @@ pub fn decode_event(row: &Row) -> Result<RecordedEvent, StoreError> {
         prev_hash: row.try_get(9)?,
         hash: row.try_get(10)?,
     })
-}
-
-/// Metadata as stored and hashed: canonical JSON.
-fn metadata_json(metadata: &Metadata) -> String {
-    // Serialising Metadata (strings only) cannot fail.
-    let value = serde_json::to_value(metadata).unwrap_or(serde_json::Value::Null);
-    hash::canonical_json(&value)
 }
 
 fn to_sql_int(value: u64) -> Result<i64, StoreError> {
@@ -1321,6 +1350,23 @@ mod tests {
         assert!(
             check_schema_name("postgres://h/db", &name).is_ok(),
             "{name}"
+        );
+    }
+
+    #[test]
+    fn migrations_are_numbered_from_one_without_gaps() {
+        crate::migrations::check_numbering(MIGRATIONS).unwrap();
+    }
+
+    #[test]
+    fn lock_key_sql_names_the_table() {
+        assert_eq!(
+            lock_key_sql("events"),
+            "SELECT '\"events\"'::regclass::oid::int4"
+        );
+        assert_eq!(
+            lock_key_sql("it's"),
+            "SELECT '\"it''s\"'::regclass::oid::int4"
         );
     }
 
