@@ -190,6 +190,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         concurrent_appends_lose_no_update,
     ),
     ("merkle_tree_follows_appends", merkle_tree_follows_appends),
+    (
+        "merkle_tree_follows_other_writers",
+        merkle_tree_follows_other_writers,
+    ),
     ("merkle_root_of_fixed_events", merkle_root_of_fixed_events),
 ];
 
@@ -253,6 +257,7 @@ macro_rules! conformance_tests {
             import_large_batches,
             concurrent_appends_lose_no_update,
             merkle_tree_follows_appends,
+            merkle_tree_follows_other_writers,
             merkle_root_of_fixed_events,
         );
     };
@@ -1892,6 +1897,45 @@ pub fn merkle_tree_follows_appends(b: &dyn Backend) {
         root_at(s, n).ok(),
         "the imported ledger's root"
     );
+}
+
+/// A handle keeps the tree's frontier between its writes: when another
+/// handle (another process) appended or imported in between, the next write
+/// notices the tree grew and reads it again, so the tree stays correct.
+pub fn merkle_tree_follows_other_writers(b: &dyn Backend) {
+    let store = b.fresh();
+    let s = store.as_ref();
+    let other = b.open_same(s);
+    let o = other.as_ref();
+    append_ok(b, s, single("order-1", ExpectedVersion::NoStream, 3));
+    // The second handle appends after the first one's write: 3 → 8.
+    append_ok(b, o, single("order-2", ExpectedVersion::NoStream, 5));
+    append_ok(b, s, single("order-1", ExpectedVersion::Exact(3), 2));
+    check_tree(b, s, "after another handle appended in between");
+    // And the other way round, with an import by the first handle.
+    append_ok(b, o, single("order-3", ExpectedVersion::NoStream, 1));
+    let source = b.fresh();
+    append_ok(
+        b,
+        source.as_ref(),
+        single("order-4", ExpectedVersion::NoStream, 1),
+    );
+    let head = all_events(b, s, 0);
+    let mut imported = all_events(b, source.as_ref(), 0);
+    for e in &mut imported {
+        e.position = head.len() as u64 + 1;
+        e.prev_hash = head[head.len() - 1].hash.clone();
+        e.hash = hash::event_hash(e);
+    }
+    if let Err(e) = o.import_batch(&imported) {
+        fail!(b, "import by the other handle failed: {e}");
+    }
+    append_ok(b, s, single("order-1", ExpectedVersion::Exact(5), 4));
+    append_ok(b, o, single("order-2", ExpectedVersion::Exact(5), 1));
+    append_ok(b, s, single("order-1", ExpectedVersion::Exact(9), 1));
+    check_tree(b, s, "after both handles took turns");
+    check_tree(b, o, "seen from the other handle");
+    assert_intact(b, s, "after both handles took turns");
 }
 
 /// `n` events with fixed content and times, hashed and chained, as an

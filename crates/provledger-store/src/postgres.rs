@@ -33,7 +33,7 @@ use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement};
 
 use crate::core::{plan_import, EncodedEvent};
 use crate::hash;
-use crate::merkle::{self, TreeWriter};
+use crate::merkle::{self, FrontierCache, TreeWriter};
 use crate::migrations::{self, Migration, MigrationTarget};
 use crate::{
     to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head,
@@ -240,6 +240,8 @@ pub struct PostgresStore {
     schema: String,
     lock_key: i32,
     conn: Mutex<Conn>,
+    /// The Merkle tree's frontier after this handle's last write.
+    frontier: FrontierCache,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -373,6 +375,7 @@ impl PostgresStore {
             schema: schema.to_string(),
             lock_key,
             conn: Mutex::new(Conn { client, statements }),
+            frontier: FrontierCache::default(),
         })
     }
 
@@ -463,7 +466,8 @@ impl EventStore for PostgresStore {
         }
         // Before any row goes in, so that a lagging tree catches up to the
         // old head only.
-        let mut tree = open_tree(&mut tx, statements, batch_head)?;
+        let size = tree_size(&mut tx, statements)?;
+        let mut tree = open_tree(&mut tx, statements, batch_head, size, &self.frontier)?;
         // Every request was checked before anything was written, so a
         // conflicting request leaves nothing to undo: the rows of all the
         // others go in with one statement, and the keys with another.
@@ -483,6 +487,7 @@ impl EventStore for PostgresStore {
             insert_nodes(&mut tx, statements, &tree.take())?;
         }
         tx.commit()?;
+        self.frontier.keep(&tree);
         Ok(results)
     }
 
@@ -574,7 +579,9 @@ impl EventStore for PostgresStore {
             .start()?;
         tx.execute(&statements.lock, &[&APPEND_LOCK_CLASS, &self.lock_key])?;
         let head = read_head(&mut tx, statements)?;
-        let mut tree = open_tree(&mut tx, statements, head.as_ref().map_or(0, |h| h.position))?;
+        let size = tree_size(&mut tx, statements)?;
+        let head_position = head.as_ref().map_or(0, |h| h.position);
+        let mut tree = open_tree(&mut tx, statements, head_position, size, &self.frontier)?;
         // The planner asks for stored versions stream by stream; they are
         // read beforehand with one query.
         let stored = stored_versions(
@@ -599,6 +606,7 @@ impl EventStore for PostgresStore {
             .collect();
         insert_keys(&mut tx, statements, &keys)?;
         tx.commit()?;
+        self.frontier.keep(&tree);
         Ok(())
     }
 }
@@ -938,6 +946,12 @@ fn insert_nodes(
     Ok(())
 }
 
+/// Leaves the stored Merkle tree covers (one more than the last leaf's index).
+fn tree_size(client: &mut impl GenericClient, statements: &Statements) -> Result<u64, StoreError> {
+    let size: i64 = client.query_one(&statements.tree_size, &[])?.try_get(0)?;
+    Ok(u64::try_from(size).unwrap_or(0))
+}
+
 /// Events whose leaves are computed per step when the tree catches up.
 const TREE_CATCH_UP_PAGE: i64 = 10_000;
 
@@ -945,19 +959,26 @@ const TREE_CATCH_UP_PAGE: i64 = 10_000;
 /// transaction (which holds the append lock): a lagging tree is first
 /// brought up to the head; a tree ahead of the log means events were
 /// removed ([`StoreError::TreeMismatch`]).
+///
+/// `size` is the stored tree's size, read in the transaction; the frontier
+/// comes from `cache` when it is of that size, else from the stored nodes.
 fn open_tree(
     client: &mut impl GenericClient,
     statements: &Statements,
     head: Position,
+    size: u64,
+    cache: &FrontierCache,
 ) -> Result<TreeWriter, StoreError> {
-    let size: i64 = client.query_one(&statements.tree_size, &[])?.try_get(0)?;
-    let size = u64::try_from(size).unwrap_or(0);
     if size > head {
         return Err(merkle::tree_ahead(size, head));
     }
-    let ids = TreeWriter::ids_to_load(size);
-    let hashes = read_nodes(client, statements, &ids)?;
-    let mut tree = TreeWriter::load(size, hashes)?;
+    let mut tree = match cache.take(size) {
+        Some(frontier) => TreeWriter::resume(frontier),
+        None => {
+            let ids = TreeWriter::ids_to_load(size);
+            TreeWriter::load(size, read_nodes(client, statements, &ids)?)?
+        }
+    };
     while tree.size() < head {
         let after = to_sql_int(tree.size())?;
         let rows = client.query(&statements.hashes_after, &[&after, &TREE_CATCH_UP_PAGE])?;
@@ -983,8 +1004,7 @@ fn ensure_tree(
     lock_key: i32,
 ) -> Result<(), StoreError> {
     let head = read_head(client, statements)?.map_or(0, |h| h.position);
-    let size: i64 = client.query_one(&statements.tree_size, &[])?.try_get(0)?;
-    if u64::try_from(size).unwrap_or(0) >= head {
+    if tree_size(client, statements)? >= head {
         return Ok(());
     }
     let mut tx = client
@@ -993,7 +1013,8 @@ fn ensure_tree(
         .start()?;
     tx.execute(&statements.lock, &[&APPEND_LOCK_CLASS, &lock_key])?;
     let head = read_head(&mut tx, statements)?.map_or(0, |h| h.position);
-    open_tree(&mut tx, statements, head)?;
+    let size = tree_size(&mut tx, statements)?;
+    open_tree(&mut tx, statements, head, size, &FrontierCache::default())?;
     tx.commit()?;
     Ok(())
 }

@@ -32,7 +32,7 @@ use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Transacti
 
 use crate::core::{plan_import, to_sql_int, EncodedEvent, ImportPlanner, KeyRange};
 use crate::hash;
-use crate::merkle::{self, TreeWriter};
+use crate::merkle::{self, FrontierCache, TreeWriter};
 use crate::migrations::{self, Migration, MigrationTarget};
 use crate::{
     to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head,
@@ -205,6 +205,8 @@ pub struct SqliteStore {
     /// `None` for an in-memory database, which has one connection only.
     reader: Option<Mutex<Connection>>,
     path: PathBuf,
+    /// The Merkle tree's frontier after this handle's last write.
+    frontier: FrontierCache,
 }
 
 impl SqliteStore {
@@ -247,6 +249,7 @@ impl SqliteStore {
                 conn: Mutex::new(conn),
                 reader: None,
                 path: path.to_path_buf(),
+                frontier: FrontierCache::default(),
             });
         }
         let cannot_open = |e: rusqlite::Error| open_error(path, e);
@@ -277,6 +280,7 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             reader,
             path: path.to_path_buf(),
+            frontier: FrontierCache::default(),
         })
     }
 
@@ -704,14 +708,25 @@ const TREE_CATCH_UP_PAGE: i64 = 10_000;
 /// The tree's writer for a log whose head is at `head`, inside the caller's
 /// write transaction: the tree is first brought up to the head if it lags
 /// (a ledger written before the tree existed). A tree ahead of the log
-/// means events were removed: [`StoreError::TreeMismatch`].
-fn open_tree(conn: &Connection, head: Position) -> Result<TreeWriter, StoreError> {
+/// means events were removed: [`StoreError::TreeMismatch`]. The frontier
+/// comes from `cache` when it is of the stored tree's size, else from the
+/// stored nodes.
+fn open_tree(
+    conn: &Connection,
+    head: Position,
+    cache: &FrontierCache,
+) -> Result<TreeWriter, StoreError> {
     let size = tree_size_on(conn)?;
     if size > head {
         return Err(merkle::tree_ahead(size, head));
     }
-    let ids = TreeWriter::ids_to_load(size);
-    let mut tree = TreeWriter::load(size, read_nodes_on(conn, &ids)?)?;
+    let mut tree = match cache.take(size) {
+        Some(frontier) => TreeWriter::resume(frontier),
+        None => {
+            let ids = TreeWriter::ids_to_load(size);
+            TreeWriter::load(size, read_nodes_on(conn, &ids)?)?
+        }
+    };
     let mut stmt = conn.prepare_cached(
         "SELECT position, hash FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
     )?;
@@ -743,7 +758,7 @@ fn ensure_tree(conn: &mut Connection) -> Result<(), StoreError> {
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let head = read_head(&tx)?.map_or(0, |h| h.position);
-    open_tree(&tx, head)?;
+    open_tree(&tx, head, &FrontierCache::default())?;
     tx.commit()?;
     Ok(())
 }
@@ -1122,7 +1137,7 @@ impl SqliteStore {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let recorded_at = to_stored_precision(Utc::now());
         let mut head = read_head(&tx)?;
-        let mut tree = open_tree(&tx, head.as_ref().map_or(0, |h| h.position))?;
+        let mut tree = open_tree(&tx, head.as_ref().map_or(0, |h| h.position), &self.frontier)?;
 
         if requests.len() == 1 {
             // The common case needs no savepoint: a failed request rolls back
@@ -1141,6 +1156,8 @@ impl SqliteStore {
             } else {
                 tx.rollback()?;
             }
+            // Rolled back, the tree is as it was: its frontier still holds.
+            self.frontier.keep(&tree);
             return Ok(results);
         }
 
@@ -1163,6 +1180,7 @@ impl SqliteStore {
             run_inline(&tx, inline, &results)?;
         }
         tx.commit()?;
+        self.frontier.keep(&tree);
         Ok(results)
     }
 }
@@ -1292,7 +1310,7 @@ impl EventStore for SqliteStore {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let head = read_head(&tx)?;
-        let tree = open_tree(&tx, head.as_ref().map_or(0, |h| h.position))?;
+        let tree = open_tree(&tx, head.as_ref().map_or(0, |h| h.position), &self.frontier)?;
         let mut writer = ImportWriter::new(&tx, tree)?;
         let keys = if events.len() <= 2 * IMPORT_CHUNK {
             let plan = plan_import(events, head.as_ref(), |stream| {
@@ -1342,8 +1360,9 @@ impl EventStore for SqliteStore {
             written?;
             keys
         };
-        writer.finish(&keys)?;
+        let tree = writer.finish(&keys)?;
         tx.commit()?;
+        self.frontier.keep(&tree);
         Ok(())
     }
 }
