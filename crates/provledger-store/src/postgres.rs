@@ -29,9 +29,9 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
-use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement};
+use postgres::{Client, GenericClient, NoTls, Row, Statement};
 
-use crate::core::{plan_import, EncodedEvent};
+use crate::core::{plan_import, EncodedEvent, KeyRange};
 use crate::hash;
 use crate::merkle::{self, FrontierCache, TreeWriter};
 use crate::migrations::{self, Migration, MigrationTarget};
@@ -138,17 +138,15 @@ pub const READ_STREAM: &str = "SELECT position, stream_id, stream_version, event
 
 /// Statements prepared once per connection.
 struct Statements {
-    lock: Statement,
     head: Statement,
+    state: Statement,
     stream_version: Statement,
-    stream_versions: Statement,
     read_stream: Statement,
     page: Statement,
     range: Statement,
     stream_ids: Statement,
     idempotency_get: Statement,
-    idempotency_put: Statement,
-    insert: Statement,
+    write: Statement,
     tree_size: Statement,
     nodes_get: Statement,
     nodes_put: Statement,
@@ -158,15 +156,25 @@ struct Statements {
 impl Statements {
     fn prepare(client: &mut Client) -> Result<Self, StoreError> {
         Ok(Statements {
-            lock: client.prepare("SELECT pg_advisory_xact_lock($1::int4, $2::int4)")?,
             head: client
                 .prepare("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")?,
+            // Everything a write reads first, in one round trip: the head
+            // ($1: stream ids, $2: idempotency keys).
+            state: client.prepare(
+                "WITH head AS (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1), \
+                 versions AS (SELECT array_agg(stream_id) AS ids, array_agg(version) AS versions \
+                     FROM (SELECT stream_id, MAX(stream_version) AS version FROM events \
+                           WHERE stream_id = ANY($1::text[]) GROUP BY stream_id) v), \
+                 keys AS (SELECT array_agg(key) AS names, array_agg(first_position) AS firsts, \
+                     array_agg(last_position) AS lasts FROM idempotency_keys \
+                     WHERE key = ANY($2::text[])) \
+                 SELECT (SELECT position FROM head), (SELECT hash FROM head), \
+                     (SELECT COALESCE(MAX(idx) + 1, 0) FROM merkle_nodes WHERE level = 0), \
+                     versions.ids, versions.versions, keys.names, keys.firsts, keys.lasts \
+                 FROM versions, keys",
+            )?,
             stream_version: client.prepare(
                 "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1",
-            )?,
-            stream_versions: client.prepare(
-                "SELECT stream_id, MAX(stream_version) FROM events \
-                 WHERE stream_id = ANY($1::text[]) GROUP BY stream_id",
             )?,
             read_stream: client.prepare(READ_STREAM)?,
             page: client.prepare(&format!(
@@ -195,15 +203,18 @@ impl Statements {
                 "SELECT key, first_position, last_position FROM idempotency_keys \
                  WHERE key = ANY($1::text[])",
             )?,
-            idempotency_put: client.prepare(
-                "INSERT INTO idempotency_keys (key, first_position, last_position) \
-                 SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[]) \
-                 ON CONFLICT (key) DO NOTHING",
-            )?,
-            insert: client.prepare(&format!(
-                "INSERT INTO events ({COLUMNS}) SELECT * FROM unnest( \
-                 $1::int8[], $2::text[], $3::int8[], $4::text[], $5::int8[], $6::text[], \
-                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])"
+            // Everything a write inserts, in one round trip: events ($1–$11),
+            // idempotency keys ($12–$14), Merkle nodes ($15–$17).
+            write: client.prepare(&format!(
+                "WITH new_events AS (INSERT INTO events ({COLUMNS}) SELECT * FROM unnest( \
+                     $1::int8[], $2::text[], $3::int8[], $4::text[], $5::int8[], $6::text[], \
+                     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])), \
+                 new_keys AS (INSERT INTO idempotency_keys (key, first_position, last_position) \
+                     SELECT * FROM unnest($12::text[], $13::int8[], $14::int8[]) \
+                     ON CONFLICT (key) DO NOTHING), \
+                 new_nodes AS (INSERT INTO merkle_nodes (level, idx, hash) \
+                     SELECT * FROM unnest($15::int4[], $16::int8[], $17::bytea[])) \
+                 SELECT 1"
             ))?,
             tree_size: client
                 .prepare("SELECT COALESCE(MAX(idx) + 1, 0) FROM merkle_nodes WHERE level = 0")?,
@@ -437,54 +448,59 @@ impl EventStore for PostgresStore {
         }
         let mut conn = self.conn()?;
         let Conn { client, statements } = &mut *conn;
-        let mut tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()?;
-        // Serialize writers first; only then read anything (READ COMMITTED
-        // takes a fresh snapshot per statement, so it sees the last commit).
-        tx.execute(&statements.lock, &[&APPEND_LOCK_CLASS, &self.lock_key])?;
-        let head = read_head(&mut tx, statements)?;
-        let batch_head = head.as_ref().map_or(0, |h| h.position);
+        let mut tx = WriteTx::begin(client, self.lock_key)?;
+        let streams = distinct(
+            requests
+                .iter()
+                .flat_map(|r| r.appends.iter().map(|a| a.stream_id.as_str())),
+        );
+        let keys = distinct(requests.iter().filter_map(|r| r.idempotency_key.as_deref()));
+        let state = read_state(tx.client(), statements, &streams, &keys)?;
+        let batch_head = state.head.as_ref().map_or(0, |h| h.position);
         let mut batch = Batch {
-            head,
-            versions: stored_versions(
-                &mut tx,
-                statements,
-                requests
-                    .iter()
-                    .flat_map(|r| r.appends.iter().map(|a| a.stream_id.as_str())),
-            )?,
-            known_keys: stored_keys(&mut tx, statements, &requests)?,
+            head: state.head,
+            versions: state.versions,
+            known_keys: state.keys,
             recorded_at: to_stored_precision(Utc::now()),
             new_events: Vec::new(),
             new_keys: Vec::new(),
         };
         let mut results = Vec::with_capacity(requests.len());
         for request in &requests {
-            results.push(batch.plan(&mut tx, statements, request));
+            results.push(batch.plan(tx.client(), statements, request));
         }
         // Before any row goes in, so that a lagging tree catches up to the
         // old head only.
-        let size = tree_size(&mut tx, statements)?;
-        let mut tree = open_tree(&mut tx, statements, batch_head, size, &self.frontier)?;
+        let mut tree = open_tree(
+            tx.client(),
+            statements,
+            batch_head,
+            state.tree_size,
+            &self.frontier,
+        )?;
+        for event in &batch.new_events {
+            tree.push(event.position, &event.hash)?;
+        }
         // Every request was checked before anything was written, so a
         // conflicting request leaves nothing to undo: the rows of all the
-        // others go in with one statement, and the keys with another.
-        let rows = batch
-            .new_events
-            .iter()
-            .map(EncodedEvent::new)
-            .collect::<Result<Vec<_>, _>>()?;
-        for chunk in rows.chunks(IMPORT_CHUNK) {
-            insert_events(&mut tx, statements, chunk)?;
-        }
-        insert_keys(&mut tx, statements, &batch.new_keys)?;
+        // others, their keys and the tree's new nodes go in with one
+        // statement.
         if !batch.new_events.is_empty() {
-            for event in &batch.new_events {
-                tree.push(event.position, &event.hash)?;
-            }
-            insert_nodes(&mut tx, statements, &tree.take())?;
+            let rows = batch
+                .new_events
+                .iter()
+                .map(EncodedEvent::new)
+                .collect::<Result<Vec<_>, _>>()?;
+            let keys: Vec<KeyRange<'_>> = batch
+                .new_keys
+                .iter()
+                .map(|(key, first, last)| KeyRange {
+                    key,
+                    first: *first,
+                    last: *last,
+                })
+                .collect();
+            write(tx.client(), statements, &rows, &keys, &tree.take())?;
         }
         tx.commit()?;
         self.frontier.keep(&tree);
@@ -573,38 +589,35 @@ impl EventStore for PostgresStore {
         }
         let mut conn = self.conn()?;
         let Conn { client, statements } = &mut *conn;
-        let mut tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()?;
-        tx.execute(&statements.lock, &[&APPEND_LOCK_CLASS, &self.lock_key])?;
-        let head = read_head(&mut tx, statements)?;
-        let size = tree_size(&mut tx, statements)?;
-        let head_position = head.as_ref().map_or(0, |h| h.position);
-        let mut tree = open_tree(&mut tx, statements, head_position, size, &self.frontier)?;
-        // The planner asks for stored versions stream by stream; they are
-        // read beforehand with one query.
-        let stored = stored_versions(
-            &mut tx,
+        let mut tx = WriteTx::begin(client, self.lock_key)?;
+        let streams = distinct(events.iter().map(|e| e.stream_id.as_str()));
+        let state = read_state(tx.client(), statements, &streams, &[])?;
+        let head_position = state.head.as_ref().map_or(0, |h| h.position);
+        let mut tree = open_tree(
+            tx.client(),
             statements,
-            events.iter().map(|e| e.stream_id.as_str()),
+            head_position,
+            state.tree_size,
+            &self.frontier,
         )?;
-        let plan = plan_import(events, head.as_ref(), |stream| {
-            Ok(stored.get(stream).copied().unwrap_or(0))
+        let plan = plan_import(events, state.head.as_ref(), |stream| {
+            Ok(state.versions.get(stream).copied().unwrap_or(0))
         })?;
-        for chunk in plan.rows.chunks(IMPORT_CHUNK) {
-            insert_events(&mut tx, statements, chunk)?;
-            for row in chunk {
+        let chunks: Vec<&[EncodedEvent<'_>]> = plan.rows.chunks(IMPORT_CHUNK).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            for row in *chunk {
                 tree.push(row.event.position, &row.event.hash)?;
             }
-            insert_nodes(&mut tx, statements, &tree.take())?;
+            // The idempotency keys, rebuilt from the events' metadata so that
+            // a retried request is still recognised after a migration, go
+            // in with the last rows.
+            let keys = if i + 1 == chunks.len() {
+                &plan.keys[..]
+            } else {
+                &[]
+            };
+            write(tx.client(), statements, chunk, keys, &tree.take())?;
         }
-        let keys: Vec<(String, Position, Position)> = plan
-            .keys
-            .iter()
-            .map(|range| (range.key.to_string(), range.first, range.last))
-            .collect();
-        insert_keys(&mut tx, statements, &keys)?;
         tx.commit()?;
         self.frontier.keep(&tree);
         Ok(())
@@ -775,78 +788,122 @@ impl Batch {
     }
 }
 
-/// Current versions of the named streams (absent streams are left out).
-fn stored_versions<'r>(
-    client: &mut impl GenericClient,
-    statements: &Statements,
-    streams: impl Iterator<Item = &'r str>,
-) -> Result<HashMap<String, StreamVersion>, StoreError> {
-    let mut streams: Vec<&str> = streams.collect();
-    streams.sort_unstable();
-    streams.dedup();
-    client
-        .query(&statements.stream_versions, &[&streams])?
-        .iter()
-        .map(|row| {
-            let version: i64 = row.try_get(1)?;
-            Ok((row.try_get(0)?, u64::try_from(version).unwrap_or(0)))
-        })
-        .collect()
+/// `items` sorted, without repetitions.
+fn distinct<'r>(items: impl Iterator<Item = &'r str>) -> Vec<&'r str> {
+    let mut items: Vec<&str> = items.collect();
+    items.sort_unstable();
+    items.dedup();
+    items
 }
 
-/// The stored idempotency keys among those the requests carry.
-fn stored_keys(
-    client: &mut impl GenericClient,
-    statements: &Statements,
-    requests: &[AppendRequest],
-) -> Result<HashMap<String, KnownKey>, StoreError> {
-    let keys: Vec<&str> = requests
-        .iter()
-        .filter_map(|r| r.idempotency_key.as_deref())
-        .collect();
-    if keys.is_empty() {
-        return Ok(HashMap::new());
-    }
-    client
-        .query(&statements.idempotency_get, &[&keys])?
-        .iter()
-        .map(|row| {
-            Ok((
-                row.try_get(0)?,
-                KnownKey::Stored(row.try_get(1)?, row.try_get(2)?),
-            ))
-        })
-        .collect()
+/// A write transaction holding the ledger's append lock; rolled back when
+/// dropped before [`WriteTx::commit`].
+struct WriteTx<'a> {
+    client: &'a mut Client,
+    open: bool,
 }
 
-/// Record idempotency keys (key, first and last position) with one statement;
-/// keys already recorded are left as they are.
-fn insert_keys(
-    client: &mut impl GenericClient,
-    statements: &Statements,
-    keys: &[(String, Position, Position)],
-) -> Result<(), StoreError> {
-    if keys.is_empty() {
-        return Ok(());
+impl<'a> WriteTx<'a> {
+    /// Begin a READ COMMITTED transaction and take the append lock of the
+    /// ledger whose lock key is `lock_key`, with one round trip. Writers
+    /// are serialized first; only then is anything read (READ COMMITTED
+    /// takes a fresh snapshot per statement, so it sees the last commit).
+    fn begin(client: &'a mut Client, lock_key: i32) -> Result<Self, StoreError> {
+        let tx = WriteTx { client, open: true };
+        // Both keys are integers of ours, not input: nothing to escape.
+        tx.client.batch_execute(&format!(
+            "START TRANSACTION ISOLATION LEVEL READ COMMITTED; \
+             SELECT pg_advisory_xact_lock({APPEND_LOCK_CLASS}, {lock_key})"
+        ))?;
+        Ok(tx)
     }
-    let mut key = Vec::with_capacity(keys.len());
-    let mut first = Vec::with_capacity(keys.len());
-    let mut last = Vec::with_capacity(keys.len());
-    for (k, f, l) in keys {
-        key.push(k.as_str());
-        first.push(to_sql_int(*f)?);
-        last.push(to_sql_int(*l)?);
+
+    fn client(&mut self) -> &mut Client {
+        self.client
     }
-    client.execute(&statements.idempotency_put, &[&key, &first, &last])?;
-    Ok(())
+
+    fn commit(mut self) -> Result<(), StoreError> {
+        self.open = false;
+        self.client.batch_execute("COMMIT")?;
+        Ok(())
+    }
 }
 
-/// Insert encoded events (already numbered, hashed and checked) with one
-/// statement.
-fn insert_events(
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // As `postgres::Transaction` does: an error here means the
+            // connection is gone, and the server rolls back on its own.
+            let _ = self.client.batch_execute("ROLLBACK");
+        }
+    }
+}
+
+/// What a write transaction reads first, with one query: the head, the
+/// tree's size, the stored versions of the streams it names and the stored
+/// idempotency keys among those it carries.
+struct WriteState {
+    head: Option<Head>,
+    tree_size: u64,
+    /// Current versions of the named streams (absent streams are left out).
+    versions: HashMap<String, StreamVersion>,
+    keys: HashMap<String, KnownKey>,
+}
+
+fn read_state(
+    client: &mut impl GenericClient,
+    statements: &Statements,
+    streams: &[&str],
+    keys: &[&str],
+) -> Result<WriteState, StoreError> {
+    let row = client.query_one(&statements.state, &[&streams, &keys])?;
+    let position: Option<i64> = row.try_get(0)?;
+    let hash: Option<String> = row.try_get(1)?;
+    let head = match (position, hash) {
+        (Some(position), Some(hash)) => Some(Head {
+            position: from_sql_int(position, position, "position")?,
+            hash,
+        }),
+        _ => None,
+    };
+    let tree_size: i64 = row.try_get(2)?;
+    let ids: Option<Vec<String>> = row.try_get(3)?;
+    let versions: Option<Vec<i64>> = row.try_get(4)?;
+    let key_names: Option<Vec<String>> = row.try_get(5)?;
+    let firsts: Option<Vec<i64>> = row.try_get(6)?;
+    let lasts: Option<Vec<i64>> = row.try_get(7)?;
+    Ok(WriteState {
+        head,
+        tree_size: u64::try_from(tree_size).unwrap_or(0),
+        versions: ids
+            .unwrap_or_default()
+            .into_iter()
+            .zip(versions.unwrap_or_default())
+            .map(|(id, version)| (id, u64::try_from(version).unwrap_or(0)))
+            .collect(),
+        keys: key_names
+            .unwrap_or_default()
+            .into_iter()
+            .zip(
+                firsts
+                    .unwrap_or_default()
+                    .into_iter()
+                    .zip(lasts.unwrap_or_default()),
+            )
+            .map(|(key, (first, last))| (key, KnownKey::Stored(first, last)))
+            .collect(),
+    })
+}
+
+/// Insert encoded events (already numbered, hashed and checked), the
+/// idempotency keys of their requests (keys already recorded are left as
+/// they are) and the Merkle nodes they complete, with one statement.
+fn write(
     client: &mut impl GenericClient,
     statements: &Statements,
     rows: &[EncodedEvent<'_>],
+    keys: &[KeyRange<'_>],
+    nodes: &[(NodeId, Hash)],
 ) -> Result<(), StoreError> {
     let n = rows.len();
     let mut position = Vec::with_capacity(n);
@@ -873,8 +930,18 @@ fn insert_events(
         prev_hash.push(row.event.prev_hash.as_str());
         hash.push(row.event.hash.as_str());
     }
+    let key: Vec<&str> = keys.iter().map(|k| k.key).collect();
+    let first = keys
+        .iter()
+        .map(|k| to_sql_int(k.first))
+        .collect::<Result<Vec<_>, _>>()?;
+    let last = keys
+        .iter()
+        .map(|k| to_sql_int(k.last))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (levels, indexes, hashes) = node_columns(nodes)?;
     client.execute(
-        &statements.insert,
+        &statements.write,
         &[
             &position,
             &stream_id,
@@ -887,9 +954,28 @@ fn insert_events(
             &recorded_at,
             &prev_hash,
             &hash,
+            &key,
+            &first,
+            &last,
+            &levels,
+            &indexes,
+            &hashes,
         ],
     )?;
     Ok(())
+}
+
+/// Merkle nodes as the columns of an `unnest`.
+type NodeColumns<'n> = (Vec<i32>, Vec<i64>, Vec<&'n [u8]>);
+
+fn node_columns(nodes: &[(NodeId, Hash)]) -> Result<NodeColumns<'_>, StoreError> {
+    let levels: Vec<i32> = nodes.iter().map(|(id, _)| id.level as i32).collect();
+    let indexes: Vec<i64> = nodes
+        .iter()
+        .map(|(id, _)| to_sql_int(id.index))
+        .collect::<Result<_, _>>()?;
+    let hashes: Vec<&[u8]> = nodes.iter().map(|(_, h)| &h[..]).collect();
+    Ok((levels, indexes, hashes))
 }
 
 /// The stored hashes of `ids`, `None` where absent, with one query.
@@ -936,12 +1022,7 @@ fn insert_nodes(
     if nodes.is_empty() {
         return Ok(());
     }
-    let levels: Vec<i32> = nodes.iter().map(|(id, _)| id.level as i32).collect();
-    let indexes: Vec<i64> = nodes
-        .iter()
-        .map(|(id, _)| to_sql_int(id.index))
-        .collect::<Result<_, _>>()?;
-    let hashes: Vec<&[u8]> = nodes.iter().map(|(_, h)| &h[..]).collect();
+    let (levels, indexes, hashes) = node_columns(nodes)?;
     client.execute(&statements.nodes_put, &[&levels, &indexes, &hashes])?;
     Ok(())
 }
@@ -1007,14 +1088,16 @@ fn ensure_tree(
     if tree_size(client, statements)? >= head {
         return Ok(());
     }
-    let mut tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::ReadCommitted)
-        .start()?;
-    tx.execute(&statements.lock, &[&APPEND_LOCK_CLASS, &lock_key])?;
-    let head = read_head(&mut tx, statements)?.map_or(0, |h| h.position);
-    let size = tree_size(&mut tx, statements)?;
-    open_tree(&mut tx, statements, head, size, &FrontierCache::default())?;
+    let mut tx = WriteTx::begin(client, lock_key)?;
+    let state = read_state(tx.client(), statements, &[], &[])?;
+    let head = state.head.map_or(0, |h| h.position);
+    open_tree(
+        tx.client(),
+        statements,
+        head,
+        state.tree_size,
+        &FrontierCache::default(),
+    )?;
     tx.commit()?;
     Ok(())
 }
