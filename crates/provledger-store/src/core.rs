@@ -1,16 +1,26 @@
-//! The part of an append both backends share: numbering and hashing the
-//! events of a request.
+//! The part of a write both backends share: numbering and hashing the
+//! events of an append, encoding an event as its row, and the import checks.
 //!
 //! This module exists so that what an event's position, stream version,
-//! idempotency key, stored times and chained hash are is decided once, not
-//! once per backend: the SQLite and PostgreSQL modules only find the head
-//! and the stream versions and run the SQL. (The rest of a shared store
-//! core — import checks, the migration runner, lock keys — is still per
-//! backend.)
+//! idempotency key, stored times, chained hash and stored row are, and
+//! which imported batches are refused with which error, is decided once,
+//! not once per backend: the SQLite and PostgreSQL modules only read the
+//! head and the stream versions, run the SQL and write what this module
+//! planned. The rest of the shared store core lives in
+//! [`crate::migrations`] (the schema migration runner) and
+//! [`crate::merkle`] (the tree's growing edge); the advisory-lock key of a
+//! PostgreSQL table is derived in one place,
+//! [`crate::postgres::lock_key_sql`].
+
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use crate::{hash, to_stored_precision, NewEvent, Position, RecordedEvent, StreamVersion};
+use crate::hash::{self, ChainChecker};
+use crate::{
+    to_stored_precision, Head, Metadata, NewEvent, Position, RecordedEvent, StoreError,
+    StreamVersion,
+};
 
 /// The event `new` recorded at `position` (after the event whose hash is
 /// `prev_hash`) as version `stream_version` of `stream_id`: the request's
@@ -45,4 +55,183 @@ pub(crate) fn record(
     };
     event.hash = hash::event_hash(&event);
     event
+}
+
+/// An event encoded as its row, the same for both backends: integers
+/// checked, payload and metadata as canonical JSON, times formatted, so that
+/// a row read back hashes byte for byte as the event did. Encoding is the
+/// costly part of an insert, so SQLite's `import_batch` does it on another
+/// thread.
+#[derive(Debug)]
+pub(crate) struct EncodedEvent<'a> {
+    /// The event the row encodes.
+    pub(crate) event: &'a RecordedEvent,
+    pub(crate) position: i64,
+    pub(crate) stream_version: i64,
+    pub(crate) schema_version: i64,
+    pub(crate) payload: String,
+    pub(crate) metadata: String,
+    pub(crate) occurred_at: String,
+    pub(crate) recorded_at: String,
+}
+
+impl<'a> EncodedEvent<'a> {
+    /// The row of `event`; an integer a database cannot store is refused
+    /// ([`StoreError::ChainBroken`] at the event's position).
+    pub(crate) fn new(event: &'a RecordedEvent) -> Result<Self, StoreError> {
+        Ok(EncodedEvent {
+            event,
+            position: to_sql_int(event.position, event.position, "position")?,
+            stream_version: to_sql_int(event.stream_version, event.position, "stream version")?,
+            schema_version: i64::from(event.schema_version),
+            payload: hash::canonical_json(&event.payload),
+            metadata: metadata_json(&event.metadata).map_err(|e| StoreError::Corrupt {
+                position: event.position,
+                reason: format!("metadata cannot be encoded: {e}"),
+            })?,
+            occurred_at: hash::format_time(&event.occurred_at),
+            recorded_at: hash::format_time(&event.recorded_at),
+        })
+    }
+}
+
+/// Metadata as canonical JSON (the struct's field order is not sorted, so it
+/// goes through a `Value`, whose maps are).
+fn metadata_json(metadata: &Metadata) -> Result<String, serde_json::Error> {
+    Ok(hash::canonical_json(&serde_json::to_value(metadata)?))
+}
+
+/// A `u64` as a database integer; values beyond `i64::MAX` cannot be stored
+/// (bad input: [`StoreError::ChainBroken`] at `position`).
+pub(crate) fn to_sql_int(value: u64, position: Position, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::ChainBroken {
+        position,
+        reason: format!("{what} {value} is too large to store"),
+    })
+}
+
+/// The positions an imported request wrote under an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyRange<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) first: Position,
+    pub(crate) last: Position,
+}
+
+/// What an import writes, once every event checked out.
+#[derive(Debug)]
+pub(crate) struct ImportPlan<'a> {
+    /// The rows, in position order.
+    pub(crate) rows: Vec<EncodedEvent<'a>>,
+    /// The idempotency keys to record (a key the store already knows is
+    /// left as it is).
+    pub(crate) keys: Vec<KeyRange<'a>>,
+}
+
+/// The import checks, event by event, without SQL: the backend supplies the
+/// head and `stored_version`, which answers the stored version of a stream
+/// (with one query, or from versions it read beforehand).
+///
+/// Each event is checked, in order, for: its position and `prev_hash`
+/// continuing the chain, its hash, its stream version following the
+/// previous one of its stream in the batch, and — for a stream's first event
+/// in the batch — following the stream's stored version. The first failure
+/// is [`StoreError::ChainBroken`] naming that event's position, so both
+/// backends refuse a batch with the same error.
+pub(crate) struct ImportPlanner<'a, F> {
+    checker: ChainChecker,
+    stored_version: F,
+    streams_seen: HashSet<&'a str>,
+    /// Key → (first position, last position, number of events).
+    keys: BTreeMap<&'a str, (Position, Position, u64)>,
+}
+
+impl<'a, F> ImportPlanner<'a, F>
+where
+    F: FnMut(&str) -> Result<StreamVersion, StoreError>,
+{
+    /// A planner for events continuing `head` (`None`: an empty store).
+    pub(crate) fn new(head: Option<&Head>, stored_version: F) -> Self {
+        ImportPlanner {
+            checker: match head {
+                Some(h) => ChainChecker::continuing(h.position, &h.hash),
+                None => ChainChecker::new(),
+            },
+            stored_version,
+            streams_seen: HashSet::new(),
+            keys: BTreeMap::new(),
+        }
+    }
+
+    /// Check the batch's next event and encode its row.
+    pub(crate) fn check(
+        &mut self,
+        event: &'a RecordedEvent,
+    ) -> Result<EncodedEvent<'a>, StoreError> {
+        self.checker
+            .check(event)
+            .map_err(|link| StoreError::ChainBroken {
+                position: link.position,
+                reason: link.reason,
+            })?;
+        // The checker knows versions within the batch only: a stream's first
+        // event in it must continue the stored stream.
+        if self.streams_seen.insert(event.stream_id.as_str()) {
+            let stored = (self.stored_version)(&event.stream_id)?;
+            if event.stream_version != stored + 1 {
+                return Err(StoreError::ChainBroken {
+                    position: event.position,
+                    reason: format!(
+                        "stream {} is at version {stored} in this store, so its next event \
+                         must be version {} but this one is version {}",
+                        event.stream_id,
+                        stored + 1,
+                        event.stream_version
+                    ),
+                });
+            }
+        }
+        if let Some(key) = &event.metadata.idempotency_key {
+            let span = self
+                .keys
+                .entry(key.as_str())
+                .or_insert((event.position, event.position, 0));
+            span.1 = event.position;
+            span.2 += 1;
+        }
+        EncodedEvent::new(event)
+    }
+
+    /// The idempotency keys of the events checked so far, so that a retried
+    /// request is still recognised after an import. A request's events are
+    /// contiguous: a key whose events are not is left out.
+    pub(crate) fn key_ranges(&self) -> Vec<KeyRange<'a>> {
+        self.keys
+            .iter()
+            .filter(|(_, (first, last, count))| last - first + 1 == *count)
+            .map(|(key, (first, last, _))| KeyRange {
+                key,
+                first: *first,
+                last: *last,
+            })
+            .collect()
+    }
+}
+
+/// Check a whole import batch continuing `head` (see [`ImportPlanner`]) and
+/// return what to write, or the error naming the first offending position.
+pub(crate) fn plan_import<'a>(
+    events: &'a [RecordedEvent],
+    head: Option<&Head>,
+    stored_version: impl FnMut(&str) -> Result<StreamVersion, StoreError>,
+) -> Result<ImportPlan<'a>, StoreError> {
+    let mut planner = ImportPlanner::new(head, stored_version);
+    let rows = events
+        .iter()
+        .map(|event| planner.check(event))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ImportPlan {
+        rows,
+        keys: planner.key_ranges(),
+    })
 }

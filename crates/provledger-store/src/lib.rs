@@ -31,6 +31,7 @@ mod core;
 mod error;
 pub mod hash;
 pub mod merkle;
+pub mod migrations;
 pub mod postgres;
 pub mod sqlite;
 #[cfg(feature = "testing")]

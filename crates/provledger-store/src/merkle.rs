@@ -9,6 +9,7 @@
 //! a proof reads O(log N) nodes with one call.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
 use provledger_proof::merkle::{
     assemble, consistency_ranges, event_leaf, frontier_ids, inclusion_ranges, nodes_for, Frontier,
@@ -131,6 +132,20 @@ impl TreeWriter {
         })
     }
 
+    /// The writer continuing `frontier` (a tree whose stored nodes are
+    /// already written).
+    pub(crate) fn resume(frontier: Frontier) -> TreeWriter {
+        TreeWriter {
+            frontier,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The tree's growing edge, including the leaves pushed so far.
+    pub(crate) fn frontier(&self) -> &Frontier {
+        &self.frontier
+    }
+
     /// Leaves so far.
     pub(crate) fn size(&self) -> u64 {
         self.frontier.size()
@@ -170,5 +185,31 @@ pub(crate) fn tree_ahead(tree_size: u64, head: u64) -> StoreError {
             "the Merkle tree covers {tree_size} events but the log holds only {head}: \
              events after position {head} were removed"
         ),
+    }
+}
+
+/// The tree's growing edge as of the last write transaction a store handle
+/// committed, so that the next one need not read it again.
+///
+/// Another handle (another process) may have appended since: a backend uses
+/// the cached frontier only when the tree size it reads inside its new
+/// transaction, under the write lock, equals the cached size — the tree is
+/// append-only, so the same size means the same tree. Otherwise it reads the
+/// frontier's nodes as without a cache.
+#[derive(Debug, Default)]
+pub(crate) struct FrontierCache(Mutex<Option<Frontier>>);
+
+impl FrontierCache {
+    /// The cached frontier if it has `size` leaves; the cache is emptied
+    /// either way, until [`FrontierCache::keep`] after the next commit.
+    pub(crate) fn take(&self, size: u64) -> Option<Frontier> {
+        let mut cached = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        cached.take().filter(|f| f.size() == size)
+    }
+
+    /// Remember `tree`'s frontier: call only once its transaction committed.
+    pub(crate) fn keep(&self, tree: &TreeWriter) {
+        let mut cached = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *cached = Some(tree.frontier().clone());
     }
 }

@@ -24,15 +24,17 @@
 //! [`hash::format_time`] times), so a read-back event hashes byte-for-byte
 //! the same.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
-use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement};
+use postgres::{Client, GenericClient, NoTls, Row, Statement};
 
-use crate::hash::{self, ChainChecker};
-use crate::merkle::{self, TreeWriter};
+use crate::core::{plan_import, EncodedEvent, KeyRange};
+use crate::hash;
+use crate::merkle::{self, FrontierCache, TreeWriter};
+use crate::migrations::{self, Migration, MigrationTarget};
 use crate::{
     to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head,
     InlineWriter, Metadata, NodeId, OpenMode, Position, RecordedEvent, StoreError, StreamVersion,
@@ -56,13 +58,6 @@ const TEST_URL_VAR: &str = "PROVLEDGER_TEST_POSTGRES_URL";
 /// Environment variable that turns a missing test URL into a failure (CI).
 #[cfg(feature = "testing")]
 const REQUIRE_VAR: &str = "PROVLEDGER_REQUIRE_POSTGRES";
-
-/// One schema migration; applied in order, each exactly once.
-struct Migration {
-    version: i64,
-    name: &'static str,
-    sql: &'static str,
-}
 
 /// Every migration this build knows, oldest first.
 const MIGRATIONS: &[Migration] = &[
@@ -126,7 +121,7 @@ CREATE TRIGGER merkle_nodes_append_only
 
 /// The newest schema version this build knows.
 fn latest_version() -> i64 {
-    MIGRATIONS.last().map_or(0, |m| m.version)
+    migrations::latest(MIGRATIONS)
 }
 
 const COLUMNS: &str = "position, stream_id, stream_version, event_type, schema_version, \
@@ -143,17 +138,15 @@ pub const READ_STREAM: &str = "SELECT position, stream_id, stream_version, event
 
 /// Statements prepared once per connection.
 struct Statements {
-    lock: Statement,
     head: Statement,
+    state: Statement,
     stream_version: Statement,
-    stream_versions: Statement,
     read_stream: Statement,
     page: Statement,
     range: Statement,
     stream_ids: Statement,
     idempotency_get: Statement,
-    idempotency_put: Statement,
-    insert: Statement,
+    write: Statement,
     tree_size: Statement,
     nodes_get: Statement,
     nodes_put: Statement,
@@ -163,15 +156,25 @@ struct Statements {
 impl Statements {
     fn prepare(client: &mut Client) -> Result<Self, StoreError> {
         Ok(Statements {
-            lock: client.prepare("SELECT pg_advisory_xact_lock($1::int4, $2::int4)")?,
             head: client
                 .prepare("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")?,
+            // Everything a write reads first, in one round trip: the head
+            // ($1: stream ids, $2: idempotency keys).
+            state: client.prepare(
+                "WITH head AS (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1), \
+                 versions AS (SELECT array_agg(stream_id) AS ids, array_agg(version) AS versions \
+                     FROM (SELECT stream_id, MAX(stream_version) AS version FROM events \
+                           WHERE stream_id = ANY($1::text[]) GROUP BY stream_id) v), \
+                 keys AS (SELECT array_agg(key) AS names, array_agg(first_position) AS firsts, \
+                     array_agg(last_position) AS lasts FROM idempotency_keys \
+                     WHERE key = ANY($2::text[])) \
+                 SELECT (SELECT position FROM head), (SELECT hash FROM head), \
+                     (SELECT COALESCE(MAX(idx) + 1, 0) FROM merkle_nodes WHERE level = 0), \
+                     versions.ids, versions.versions, keys.names, keys.firsts, keys.lasts \
+                 FROM versions, keys",
+            )?,
             stream_version: client.prepare(
                 "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1",
-            )?,
-            stream_versions: client.prepare(
-                "SELECT stream_id, MAX(stream_version) FROM events \
-                 WHERE stream_id = ANY($1::text[]) GROUP BY stream_id",
             )?,
             read_stream: client.prepare(READ_STREAM)?,
             page: client.prepare(&format!(
@@ -200,15 +203,18 @@ impl Statements {
                 "SELECT key, first_position, last_position FROM idempotency_keys \
                  WHERE key = ANY($1::text[])",
             )?,
-            idempotency_put: client.prepare(
-                "INSERT INTO idempotency_keys (key, first_position, last_position) \
-                 SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[]) \
-                 ON CONFLICT (key) DO NOTHING",
-            )?,
-            insert: client.prepare(&format!(
-                "INSERT INTO events ({COLUMNS}) SELECT * FROM unnest( \
-                 $1::int8[], $2::text[], $3::int8[], $4::text[], $5::int8[], $6::text[], \
-                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])"
+            // Everything a write inserts, in one round trip: events ($1–$11),
+            // idempotency keys ($12–$14), Merkle nodes ($15–$17).
+            write: client.prepare(&format!(
+                "WITH new_events AS (INSERT INTO events ({COLUMNS}) SELECT * FROM unnest( \
+                     $1::int8[], $2::text[], $3::int8[], $4::text[], $5::int8[], $6::text[], \
+                     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])), \
+                 new_keys AS (INSERT INTO idempotency_keys (key, first_position, last_position) \
+                     SELECT * FROM unnest($12::text[], $13::int8[], $14::int8[]) \
+                     ON CONFLICT (key) DO NOTHING), \
+                 new_nodes AS (INSERT INTO merkle_nodes (level, idx, hash) \
+                     SELECT * FROM unnest($15::int4[], $16::int8[], $17::bytea[])) \
+                 SELECT 1"
             ))?,
             tree_size: client
                 .prepare("SELECT COALESCE(MAX(idx) + 1, 0) FROM merkle_nodes WHERE level = 0")?,
@@ -245,6 +251,8 @@ pub struct PostgresStore {
     schema: String,
     lock_key: i32,
     conn: Mutex<Conn>,
+    /// The Merkle tree's frontier after this handle's last write.
+    frontier: FrontierCache,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -367,9 +375,7 @@ impl PostgresStore {
         if needs_migration {
             migrate(&mut client, schema)?;
         }
-        let lock_key: i32 = client
-            .query_one("SELECT 'events'::regclass::oid::int4", &[])?
-            .get(0);
+        let lock_key = table_lock_key(&mut client, "events")?;
         let statements = Statements::prepare(&mut client)?;
         // A reader writes nothing: a tree that lags is filled by the next writer.
         if mode != OpenMode::ReadOnly {
@@ -380,6 +386,7 @@ impl PostgresStore {
             schema: schema.to_string(),
             lock_key,
             conn: Mutex::new(Conn { client, statements }),
+            frontier: FrontierCache::default(),
         })
     }
 
@@ -441,50 +448,62 @@ impl EventStore for PostgresStore {
         }
         let mut conn = self.conn()?;
         let Conn { client, statements } = &mut *conn;
-        let mut tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()?;
-        // Serialize writers first; only then read anything (READ COMMITTED
-        // takes a fresh snapshot per statement, so it sees the last commit).
-        tx.execute(&statements.lock, &[&APPEND_LOCK_CLASS, &self.lock_key])?;
-        let head = read_head(&mut tx, statements)?;
-        let batch_head = head.as_ref().map_or(0, |h| h.position);
+        let mut tx = WriteTx::begin(client, self.lock_key)?;
+        let streams = distinct(
+            requests
+                .iter()
+                .flat_map(|r| r.appends.iter().map(|a| a.stream_id.as_str())),
+        );
+        let keys = distinct(requests.iter().filter_map(|r| r.idempotency_key.as_deref()));
+        let state = read_state(tx.client(), statements, &streams, &keys)?;
+        let batch_head = state.head.as_ref().map_or(0, |h| h.position);
         let mut batch = Batch {
-            head,
-            versions: stored_versions(
-                &mut tx,
-                statements,
-                requests
-                    .iter()
-                    .flat_map(|r| r.appends.iter().map(|a| a.stream_id.as_str())),
-            )?,
-            known_keys: stored_keys(&mut tx, statements, &requests)?,
+            head: state.head,
+            versions: state.versions,
+            known_keys: state.keys,
             recorded_at: to_stored_precision(Utc::now()),
             new_events: Vec::new(),
             new_keys: Vec::new(),
         };
         let mut results = Vec::with_capacity(requests.len());
         for request in &requests {
-            results.push(batch.plan(&mut tx, statements, request));
+            results.push(batch.plan(tx.client(), statements, request));
         }
         // Before any row goes in, so that a lagging tree catches up to the
         // old head only.
-        let mut tree = open_tree(&mut tx, statements, batch_head)?;
+        let mut tree = open_tree(
+            tx.client(),
+            statements,
+            batch_head,
+            state.tree_size,
+            &self.frontier,
+        )?;
+        for event in &batch.new_events {
+            tree.push(event.position, &event.hash)?;
+        }
         // Every request was checked before anything was written, so a
         // conflicting request leaves nothing to undo: the rows of all the
-        // others go in with one statement, and the keys with another.
-        for chunk in batch.new_events.chunks(IMPORT_CHUNK) {
-            insert_events(&mut tx, statements, chunk)?;
-        }
-        insert_keys(&mut tx, statements, &batch.new_keys)?;
+        // others, their keys and the tree's new nodes go in with one
+        // statement.
         if !batch.new_events.is_empty() {
-            for event in &batch.new_events {
-                tree.push(event.position, &event.hash)?;
-            }
-            insert_nodes(&mut tx, statements, &tree.take())?;
+            let rows = batch
+                .new_events
+                .iter()
+                .map(EncodedEvent::new)
+                .collect::<Result<Vec<_>, _>>()?;
+            let keys: Vec<KeyRange<'_>> = batch
+                .new_keys
+                .iter()
+                .map(|(key, first, last)| KeyRange {
+                    key,
+                    first: *first,
+                    last: *last,
+                })
+                .collect();
+            write(tx.client(), statements, &rows, &keys, &tree.take())?;
         }
         tx.commit()?;
+        self.frontier.keep(&tree);
         Ok(results)
     }
 
@@ -570,78 +589,37 @@ impl EventStore for PostgresStore {
         }
         let mut conn = self.conn()?;
         let Conn { client, statements } = &mut *conn;
-        let mut tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()?;
-        tx.execute(&statements.lock, &[&APPEND_LOCK_CLASS, &self.lock_key])?;
-        let head = read_head(&mut tx, statements)?;
-        let mut tree = open_tree(&mut tx, statements, head.as_ref().map_or(0, |h| h.position))?;
-        let mut checker = match head {
-            Some(head) => ChainChecker::continuing(head.position, &head.hash),
-            None => ChainChecker::new(),
-        };
-        for event in events {
-            checker
-                .check(event)
-                .map_err(|link| StoreError::ChainBroken {
-                    position: link.position,
-                    reason: link.reason,
-                })?;
-        }
-        // The checker saw only this batch: check each stream's first version
-        // in it against the store.
-        let stored = stored_versions(
-            &mut tx,
+        let mut tx = WriteTx::begin(client, self.lock_key)?;
+        let streams = distinct(events.iter().map(|e| e.stream_id.as_str()));
+        let state = read_state(tx.client(), statements, &streams, &[])?;
+        let head_position = state.head.as_ref().map_or(0, |h| h.position);
+        let mut tree = open_tree(
+            tx.client(),
             statements,
-            events.iter().map(|e| e.stream_id.as_str()),
+            head_position,
+            state.tree_size,
+            &self.frontier,
         )?;
-        let mut seen: HashSet<&str> = HashSet::new();
-        for event in events {
-            if !seen.insert(&event.stream_id) {
-                continue;
+        let plan = plan_import(events, state.head.as_ref(), |stream| {
+            Ok(state.versions.get(stream).copied().unwrap_or(0))
+        })?;
+        let chunks: Vec<&[EncodedEvent<'_>]> = plan.rows.chunks(IMPORT_CHUNK).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            for row in *chunk {
+                tree.push(row.event.position, &row.event.hash)?;
             }
-            let current = stored.get(&event.stream_id).copied().unwrap_or(0);
-            if event.stream_version != current + 1 {
-                return Err(StoreError::ChainBroken {
-                    position: event.position,
-                    reason: format!(
-                        "stream {} is at version {current} in the store, so the next event \
-                         must have version {} but it has {}",
-                        event.stream_id,
-                        current + 1,
-                        event.stream_version
-                    ),
-                });
-            }
+            // The idempotency keys, rebuilt from the events' metadata so that
+            // a retried request is still recognised after a migration, go
+            // in with the last rows.
+            let keys = if i + 1 == chunks.len() {
+                &plan.keys[..]
+            } else {
+                &[]
+            };
+            write(tx.client(), statements, chunk, keys, &tree.take())?;
         }
-        for chunk in events.chunks(IMPORT_CHUNK) {
-            insert_events(&mut tx, statements, chunk)?;
-            for event in chunk {
-                tree.push(event.position, &event.hash)?;
-            }
-            insert_nodes(&mut tx, statements, &tree.take())?;
-        }
-        // Rebuild the idempotency keys from the events' metadata, so that a
-        // retried request is still recognised after a migration. A request's
-        // events are contiguous: keys whose events are not are left out.
-        let mut spans: BTreeMap<&str, (Position, Position, u64)> = BTreeMap::new();
-        for event in events {
-            if let Some(key) = &event.metadata.idempotency_key {
-                let span = spans
-                    .entry(key.as_str())
-                    .or_insert((event.position, event.position, 0));
-                span.1 = event.position;
-                span.2 += 1;
-            }
-        }
-        let keys: Vec<(String, Position, Position)> = spans
-            .into_iter()
-            .filter(|(_, (first, last, count))| last - first + 1 == *count)
-            .map(|(key, (first, last, _))| (key.to_string(), first, last))
-            .collect();
-        insert_keys(&mut tx, statements, &keys)?;
         tx.commit()?;
+        self.frontier.keep(&tree);
         Ok(())
     }
 }
@@ -810,79 +788,124 @@ impl Batch {
     }
 }
 
-/// Current versions of the named streams (absent streams are left out).
-fn stored_versions<'r>(
-    client: &mut impl GenericClient,
-    statements: &Statements,
-    streams: impl Iterator<Item = &'r str>,
-) -> Result<HashMap<String, StreamVersion>, StoreError> {
-    let mut streams: Vec<&str> = streams.collect();
-    streams.sort_unstable();
-    streams.dedup();
-    client
-        .query(&statements.stream_versions, &[&streams])?
-        .iter()
-        .map(|row| {
-            let version: i64 = row.try_get(1)?;
-            Ok((row.try_get(0)?, u64::try_from(version).unwrap_or(0)))
-        })
-        .collect()
+/// `items` sorted, without repetitions.
+fn distinct<'r>(items: impl Iterator<Item = &'r str>) -> Vec<&'r str> {
+    let mut items: Vec<&str> = items.collect();
+    items.sort_unstable();
+    items.dedup();
+    items
 }
 
-/// The stored idempotency keys among those the requests carry.
-fn stored_keys(
-    client: &mut impl GenericClient,
-    statements: &Statements,
-    requests: &[AppendRequest],
-) -> Result<HashMap<String, KnownKey>, StoreError> {
-    let keys: Vec<&str> = requests
-        .iter()
-        .filter_map(|r| r.idempotency_key.as_deref())
-        .collect();
-    if keys.is_empty() {
-        return Ok(HashMap::new());
+/// A write transaction holding the ledger's append lock; rolled back when
+/// dropped before [`WriteTx::commit`].
+struct WriteTx<'a> {
+    client: &'a mut Client,
+    open: bool,
+}
+
+impl<'a> WriteTx<'a> {
+    /// Begin a READ COMMITTED transaction and take the append lock of the
+    /// ledger whose lock key is `lock_key`, with one round trip. Writers
+    /// are serialized first; only then is anything read (READ COMMITTED
+    /// takes a fresh snapshot per statement, so it sees the last commit).
+    fn begin(client: &'a mut Client, lock_key: i32) -> Result<Self, StoreError> {
+        let tx = WriteTx { client, open: true };
+        // Both keys are integers of ours, not input: nothing to escape.
+        tx.client.batch_execute(&format!(
+            "START TRANSACTION ISOLATION LEVEL READ COMMITTED; \
+             SELECT pg_advisory_xact_lock({APPEND_LOCK_CLASS}, {lock_key})"
+        ))?;
+        Ok(tx)
     }
-    client
-        .query(&statements.idempotency_get, &[&keys])?
-        .iter()
-        .map(|row| {
-            Ok((
-                row.try_get(0)?,
-                KnownKey::Stored(row.try_get(1)?, row.try_get(2)?),
-            ))
-        })
-        .collect()
+
+    fn client(&mut self) -> &mut Client {
+        self.client
+    }
+
+    fn commit(mut self) -> Result<(), StoreError> {
+        self.open = false;
+        self.client.batch_execute("COMMIT")?;
+        Ok(())
+    }
 }
 
-/// Record idempotency keys (key, first and last position) with one statement;
-/// keys already recorded are left as they are.
-fn insert_keys(
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // As `postgres::Transaction` does: an error here means the
+            // connection is gone, and the server rolls back on its own.
+            let _ = self.client.batch_execute("ROLLBACK");
+        }
+    }
+}
+
+/// What a write transaction reads first, with one query: the head, the
+/// tree's size, the stored versions of the streams it names and the stored
+/// idempotency keys among those it carries.
+struct WriteState {
+    head: Option<Head>,
+    tree_size: u64,
+    /// Current versions of the named streams (absent streams are left out).
+    versions: HashMap<String, StreamVersion>,
+    keys: HashMap<String, KnownKey>,
+}
+
+fn read_state(
     client: &mut impl GenericClient,
     statements: &Statements,
-    keys: &[(String, Position, Position)],
+    streams: &[&str],
+    keys: &[&str],
+) -> Result<WriteState, StoreError> {
+    let row = client.query_one(&statements.state, &[&streams, &keys])?;
+    let position: Option<i64> = row.try_get(0)?;
+    let hash: Option<String> = row.try_get(1)?;
+    let head = match (position, hash) {
+        (Some(position), Some(hash)) => Some(Head {
+            position: from_sql_int(position, position, "position")?,
+            hash,
+        }),
+        _ => None,
+    };
+    let tree_size: i64 = row.try_get(2)?;
+    let ids: Option<Vec<String>> = row.try_get(3)?;
+    let versions: Option<Vec<i64>> = row.try_get(4)?;
+    let key_names: Option<Vec<String>> = row.try_get(5)?;
+    let firsts: Option<Vec<i64>> = row.try_get(6)?;
+    let lasts: Option<Vec<i64>> = row.try_get(7)?;
+    Ok(WriteState {
+        head,
+        tree_size: u64::try_from(tree_size).unwrap_or(0),
+        versions: ids
+            .unwrap_or_default()
+            .into_iter()
+            .zip(versions.unwrap_or_default())
+            .map(|(id, version)| (id, u64::try_from(version).unwrap_or(0)))
+            .collect(),
+        keys: key_names
+            .unwrap_or_default()
+            .into_iter()
+            .zip(
+                firsts
+                    .unwrap_or_default()
+                    .into_iter()
+                    .zip(lasts.unwrap_or_default()),
+            )
+            .map(|(key, (first, last))| (key, KnownKey::Stored(first, last)))
+            .collect(),
+    })
+}
+
+/// Insert encoded events (already numbered, hashed and checked), the
+/// idempotency keys of their requests (keys already recorded are left as
+/// they are) and the Merkle nodes they complete, with one statement.
+fn write(
+    client: &mut impl GenericClient,
+    statements: &Statements,
+    rows: &[EncodedEvent<'_>],
+    keys: &[KeyRange<'_>],
+    nodes: &[(NodeId, Hash)],
 ) -> Result<(), StoreError> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let mut key = Vec::with_capacity(keys.len());
-    let mut first = Vec::with_capacity(keys.len());
-    let mut last = Vec::with_capacity(keys.len());
-    for (k, f, l) in keys {
-        key.push(k.as_str());
-        first.push(to_sql_int(*f)?);
-        last.push(to_sql_int(*l)?);
-    }
-    client.execute(&statements.idempotency_put, &[&key, &first, &last])?;
-    Ok(())
-}
-
-/// Insert events (already numbered and hashed) with one statement.
-fn insert_events(
-    client: &mut impl GenericClient,
-    statements: &Statements,
-    events: &[RecordedEvent],
-) -> Result<(), StoreError> {
-    let n = events.len();
+    let n = rows.len();
     let mut position = Vec::with_capacity(n);
     let mut stream_id = Vec::with_capacity(n);
     let mut stream_version = Vec::with_capacity(n);
@@ -894,21 +917,31 @@ fn insert_events(
     let mut recorded_at = Vec::with_capacity(n);
     let mut prev_hash = Vec::with_capacity(n);
     let mut hash = Vec::with_capacity(n);
-    for e in events {
-        position.push(to_sql_int(e.position)?);
-        stream_id.push(e.stream_id.as_str());
-        stream_version.push(to_sql_int(e.stream_version)?);
-        event_type.push(e.event_type.as_str());
-        schema_version.push(i64::from(e.schema_version));
-        payload.push(hash::canonical_json(&e.payload));
-        metadata.push(metadata_json(&e.metadata));
-        occurred_at.push(hash::format_time(&e.occurred_at));
-        recorded_at.push(hash::format_time(&e.recorded_at));
-        prev_hash.push(e.prev_hash.as_str());
-        hash.push(e.hash.as_str());
+    for row in rows {
+        position.push(row.position);
+        stream_id.push(row.event.stream_id.as_str());
+        stream_version.push(row.stream_version);
+        event_type.push(row.event.event_type.as_str());
+        schema_version.push(row.schema_version);
+        payload.push(row.payload.as_str());
+        metadata.push(row.metadata.as_str());
+        occurred_at.push(row.occurred_at.as_str());
+        recorded_at.push(row.recorded_at.as_str());
+        prev_hash.push(row.event.prev_hash.as_str());
+        hash.push(row.event.hash.as_str());
     }
+    let key: Vec<&str> = keys.iter().map(|k| k.key).collect();
+    let first = keys
+        .iter()
+        .map(|k| to_sql_int(k.first))
+        .collect::<Result<Vec<_>, _>>()?;
+    let last = keys
+        .iter()
+        .map(|k| to_sql_int(k.last))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (levels, indexes, hashes) = node_columns(nodes)?;
     client.execute(
-        &statements.insert,
+        &statements.write,
         &[
             &position,
             &stream_id,
@@ -921,9 +954,28 @@ fn insert_events(
             &recorded_at,
             &prev_hash,
             &hash,
+            &key,
+            &first,
+            &last,
+            &levels,
+            &indexes,
+            &hashes,
         ],
     )?;
     Ok(())
+}
+
+/// Merkle nodes as the columns of an `unnest`.
+type NodeColumns<'n> = (Vec<i32>, Vec<i64>, Vec<&'n [u8]>);
+
+fn node_columns(nodes: &[(NodeId, Hash)]) -> Result<NodeColumns<'_>, StoreError> {
+    let levels: Vec<i32> = nodes.iter().map(|(id, _)| id.level as i32).collect();
+    let indexes: Vec<i64> = nodes
+        .iter()
+        .map(|(id, _)| to_sql_int(id.index))
+        .collect::<Result<_, _>>()?;
+    let hashes: Vec<&[u8]> = nodes.iter().map(|(_, h)| &h[..]).collect();
+    Ok((levels, indexes, hashes))
 }
 
 /// The stored hashes of `ids`, `None` where absent, with one query.
@@ -970,14 +1022,15 @@ fn insert_nodes(
     if nodes.is_empty() {
         return Ok(());
     }
-    let levels: Vec<i32> = nodes.iter().map(|(id, _)| id.level as i32).collect();
-    let indexes: Vec<i64> = nodes
-        .iter()
-        .map(|(id, _)| to_sql_int(id.index))
-        .collect::<Result<_, _>>()?;
-    let hashes: Vec<&[u8]> = nodes.iter().map(|(_, h)| &h[..]).collect();
+    let (levels, indexes, hashes) = node_columns(nodes)?;
     client.execute(&statements.nodes_put, &[&levels, &indexes, &hashes])?;
     Ok(())
+}
+
+/// Leaves the stored Merkle tree covers (one more than the last leaf's index).
+fn tree_size(client: &mut impl GenericClient, statements: &Statements) -> Result<u64, StoreError> {
+    let size: i64 = client.query_one(&statements.tree_size, &[])?.try_get(0)?;
+    Ok(u64::try_from(size).unwrap_or(0))
 }
 
 /// Events whose leaves are computed per step when the tree catches up.
@@ -987,19 +1040,26 @@ const TREE_CATCH_UP_PAGE: i64 = 10_000;
 /// transaction (which holds the append lock): a lagging tree is first
 /// brought up to the head; a tree ahead of the log means events were
 /// removed ([`StoreError::TreeMismatch`]).
+///
+/// `size` is the stored tree's size, read in the transaction; the frontier
+/// comes from `cache` when it is of that size, else from the stored nodes.
 fn open_tree(
     client: &mut impl GenericClient,
     statements: &Statements,
     head: Position,
+    size: u64,
+    cache: &FrontierCache,
 ) -> Result<TreeWriter, StoreError> {
-    let size: i64 = client.query_one(&statements.tree_size, &[])?.try_get(0)?;
-    let size = u64::try_from(size).unwrap_or(0);
     if size > head {
         return Err(merkle::tree_ahead(size, head));
     }
-    let ids = TreeWriter::ids_to_load(size);
-    let hashes = read_nodes(client, statements, &ids)?;
-    let mut tree = TreeWriter::load(size, hashes)?;
+    let mut tree = match cache.take(size) {
+        Some(frontier) => TreeWriter::resume(frontier),
+        None => {
+            let ids = TreeWriter::ids_to_load(size);
+            TreeWriter::load(size, read_nodes(client, statements, &ids)?)?
+        }
+    };
     while tree.size() < head {
         let after = to_sql_int(tree.size())?;
         let rows = client.query(&statements.hashes_after, &[&after, &TREE_CATCH_UP_PAGE])?;
@@ -1025,17 +1085,19 @@ fn ensure_tree(
     lock_key: i32,
 ) -> Result<(), StoreError> {
     let head = read_head(client, statements)?.map_or(0, |h| h.position);
-    let size: i64 = client.query_one(&statements.tree_size, &[])?.try_get(0)?;
-    if u64::try_from(size).unwrap_or(0) >= head {
+    if tree_size(client, statements)? >= head {
         return Ok(());
     }
-    let mut tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::ReadCommitted)
-        .start()?;
-    tx.execute(&statements.lock, &[&APPEND_LOCK_CLASS, &lock_key])?;
-    let head = read_head(&mut tx, statements)?.map_or(0, |h| h.position);
-    open_tree(&mut tx, statements, head)?;
+    let mut tx = WriteTx::begin(client, lock_key)?;
+    let state = read_state(tx.client(), statements, &[], &[])?;
+    let head = state.head.map_or(0, |h| h.position);
+    open_tree(
+        tx.client(),
+        statements,
+        head,
+        state.tree_size,
+        &FrontierCache::default(),
+    )?;
     tx.commit()?;
     Ok(())
 }
@@ -1093,42 +1155,120 @@ fn ledger_version(client: &mut Client, schema: &str) -> Result<i64, StoreError> 
 /// Apply the migrations this database lacks, under a lock so that processes
 /// starting at once do not race.
 fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
-    let mut tx = client.transaction()?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1::int4, $2::int4)",
-        &[&MIGRATION_LOCK_CLASS, &schema_key(schema)],
-    )?;
-    tx.batch_execute(
-        "SET LOCAL client_min_messages TO warning;
-         CREATE TABLE IF NOT EXISTS store_schema_migrations (
-             version    BIGINT PRIMARY KEY,
-             name       TEXT NOT NULL,
-             applied_at TEXT NOT NULL
-         );",
-    )?;
-    let found: i64 = tx
+    migrations::run(
+        &mut PostgresMigrator::new(client, schema, "store_schema_migrations"),
+        MIGRATIONS,
+    )
+}
+
+/// A [`MigrationTarget`] on a PostgreSQL connection whose `search_path` is
+/// `schema`: the migrations recorded in `table`, each applied in a
+/// transaction holding the schema's migration lock (an advisory lock keyed
+/// by the schema name, since the tables may not exist yet). Public so that
+/// other crates sharing the ledger's schema (the read models) run their own
+/// migrations the same way.
+pub struct PostgresMigrator<'c> {
+    client: &'c mut Client,
+    lock_key: i32,
+    table: &'static str,
+}
+
+impl fmt::Debug for PostgresMigrator<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresMigrator")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'c> PostgresMigrator<'c> {
+    /// The migrations recorded in `table` (a fixed identifier of the
+    /// caller's, e.g. `store_schema_migrations`) in `schema`, on `client`.
+    pub fn new(client: &'c mut Client, schema: &str, table: &'static str) -> Self {
+        PostgresMigrator {
+            client,
+            lock_key: schema_key(schema),
+            table,
+        }
+    }
+}
+
+/// The highest migration recorded in `table`, 0 when there is none or the
+/// table is absent.
+fn applied_version_on(client: &mut impl GenericClient, table: &str) -> Result<i64, StoreError> {
+    let exists: Option<String> = client
+        .query_one("SELECT to_regclass($1::text)::text", &[&table])?
+        .get(0);
+    if exists.is_none() {
+        return Ok(0);
+    }
+    Ok(client
         .query_one(
-            "SELECT COALESCE(MAX(version), 0) FROM store_schema_migrations",
+            &format!("SELECT COALESCE(MAX(version), 0)::int8 FROM {table}"),
             &[],
         )?
-        .try_get(0)?;
-    let supported = latest_version();
-    if found > supported {
-        return Err(StoreError::SchemaTooNew { found, supported });
+        .try_get(0)?)
+}
+
+impl MigrationTarget for PostgresMigrator<'_> {
+    type Error = StoreError;
+
+    fn applied_version(&mut self) -> Result<i64, StoreError> {
+        applied_version_on(self.client, self.table)
     }
-    for migration in MIGRATIONS.iter().filter(|m| m.version > found) {
-        tx.batch_execute(migration.sql)?;
+
+    fn apply_locked(
+        &mut self,
+        step: &mut dyn FnMut(i64) -> Result<Option<Migration>, StoreError>,
+    ) -> Result<Option<Migration>, StoreError> {
+        let table = self.table;
+        let mut tx = self.client.transaction()?;
         tx.execute(
-            "INSERT INTO store_schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-            &[
-                &migration.version,
-                &migration.name,
-                &hash::format_time(&to_stored_precision(Utc::now())),
-            ],
+            "SELECT pg_advisory_xact_lock($1::int4, $2::int4)",
+            &[&MIGRATION_LOCK_CLASS, &self.lock_key],
         )?;
+        tx.batch_execute(&format!(
+            "SET LOCAL client_min_messages TO warning;
+             CREATE TABLE IF NOT EXISTS {table} (
+                 version    BIGINT PRIMARY KEY,
+                 name       TEXT NOT NULL,
+                 applied_at TEXT NOT NULL
+             );"
+        ))?;
+        let current = applied_version_on(&mut tx, table)?;
+        let migration = step(current)?;
+        if let Some(migration) = migration {
+            tx.batch_execute(migration.sql)?;
+            tx.execute(
+                &format!("INSERT INTO {table} (version, name, applied_at) VALUES ($1, $2, $3)"),
+                &[
+                    &migration.version,
+                    &migration.name,
+                    &hash::format_time(&to_stored_precision(Utc::now())),
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(migration)
     }
-    tx.commit()?;
-    Ok(())
+}
+
+/// The SQL that reads the advisory-lock key of `table` in the session's
+/// schema: the table's OID as a 32-bit integer, so that ledgers in
+/// different schemas of one database get different keys. `table` is quoted
+/// as a literal.
+pub fn lock_key_sql(table: &str) -> String {
+    format!(
+        "SELECT '{}'::regclass::oid::int4",
+        quote_ident(table).replace('\'', "''")
+    )
+}
+
+/// The advisory-lock key of `table` (see [`lock_key_sql`]): the second key
+/// of the lock that serialises the writers of that table. The store's
+/// append lock uses `events`; the read models use their checkpoint table.
+pub fn table_lock_key(client: &mut impl GenericClient, table: &str) -> Result<i32, StoreError> {
+    Ok(client.query_one(&lock_key_sql(table), &[])?.try_get(0)?)
 }
 
 /// Decode an event row (selected by [`READ_STREAM`] or the store's other
@@ -1162,13 +1302,6 @@ pub fn decode_event(row: &Row) -> Result<RecordedEvent, StoreError> {
         prev_hash: row.try_get(9)?,
         hash: row.try_get(10)?,
     })
-}
-
-/// Metadata as stored and hashed: canonical JSON.
-fn metadata_json(metadata: &Metadata) -> String {
-    // Serialising Metadata (strings only) cannot fail.
-    let value = serde_json::to_value(metadata).unwrap_or(serde_json::Value::Null);
-    hash::canonical_json(&value)
 }
 
 fn to_sql_int(value: u64) -> Result<i64, StoreError> {
@@ -1321,6 +1454,23 @@ mod tests {
         assert!(
             check_schema_name("postgres://h/db", &name).is_ok(),
             "{name}"
+        );
+    }
+
+    #[test]
+    fn migrations_are_numbered_from_one_without_gaps() {
+        crate::migrations::check_numbering(MIGRATIONS).unwrap();
+    }
+
+    #[test]
+    fn lock_key_sql_names_the_table() {
+        assert_eq!(
+            lock_key_sql("events"),
+            "SELECT '\"events\"'::regclass::oid::int4"
+        );
+        assert_eq!(
+            lock_key_sql("it's"),
+            "SELECT '\"it''s\"'::regclass::oid::int4"
         );
     }
 

@@ -21,7 +21,7 @@
 //! Every write runs in one `BEGIN IMMEDIATE` transaction that reads the head
 //! inside the transaction, so several processes may write the same file.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -30,11 +30,13 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, TransactionBehavior};
 
-use crate::hash::{self, ChainChecker};
-use crate::merkle::{self, TreeWriter};
+use crate::core::{plan_import, to_sql_int, EncodedEvent, ImportPlanner, KeyRange};
+use crate::hash;
+use crate::merkle::{self, FrontierCache, TreeWriter};
+use crate::migrations::{self, Migration, MigrationTarget};
 use crate::{
     to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head,
-    InlineWriter, Metadata, NodeId, OpenMode, Position, RecordedEvent, StoreError, StreamVersion,
+    InlineWriter, NodeId, OpenMode, Position, RecordedEvent, StoreError, StreamVersion,
 };
 
 /// Newest schema version this build knows (the last migration's version).
@@ -96,13 +98,6 @@ impl Default for SqliteOptions {
             busy_timeout: Duration::from_secs(5),
         }
     }
-}
-
-/// One schema change, applied once, in its own transaction.
-struct Migration {
-    version: i64,
-    name: &'static str,
-    sql: &'static str,
 }
 
 /// Every schema change, in order. Append only; never edit an applied one.
@@ -210,6 +205,8 @@ pub struct SqliteStore {
     /// `None` for an in-memory database, which has one connection only.
     reader: Option<Mutex<Connection>>,
     path: PathBuf,
+    /// The Merkle tree's frontier after this handle's last write.
+    frontier: FrontierCache,
 }
 
 impl SqliteStore {
@@ -252,6 +249,7 @@ impl SqliteStore {
                 conn: Mutex::new(conn),
                 reader: None,
                 path: path.to_path_buf(),
+                frontier: FrontierCache::default(),
             });
         }
         let cannot_open = |e: rusqlite::Error| open_error(path, e);
@@ -282,6 +280,7 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             reader,
             path: path.to_path_buf(),
+            frontier: FrontierCache::default(),
         })
     }
 
@@ -367,39 +366,58 @@ impl SqliteStore {
 
 /// Apply the migrations the file lacks; refuse a file newer than this build.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let supported = SCHEMA_VERSION;
-    // Fast path without a write lock: the file is up to date, or too new.
-    match current_schema_version(conn)? {
-        Some(found) if found == supported => return Ok(()),
-        Some(found) if found > supported => {
-            return Err(StoreError::SchemaTooNew { found, supported })
-        }
-        _ => {}
+    migrations::run(
+        &mut SqliteMigrator::new(conn, "store_schema_migrations"),
+        MIGRATIONS,
+    )
+}
+
+/// A [`MigrationTarget`] on an SQLite connection: the migrations recorded
+/// in `table`, each applied in a `BEGIN IMMEDIATE` transaction (the file's
+/// write lock). Public so that other crates sharing the ledger's file (the
+/// read models) run their own migrations the same way.
+#[derive(Debug)]
+pub struct SqliteMigrator<'c> {
+    conn: &'c mut Connection,
+    table: &'static str,
+}
+
+impl<'c> SqliteMigrator<'c> {
+    /// The migrations recorded in `table` (a fixed identifier of the
+    /// caller's, e.g. `store_schema_migrations`) on `conn`.
+    pub fn new(conn: &'c mut Connection, table: &'static str) -> Self {
+        SqliteMigrator { conn, table }
     }
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS store_schema_migrations (
-            version    INTEGER PRIMARY KEY,
-            name       TEXT NOT NULL,
-            applied_at TEXT NOT NULL
-        )",
-    )?;
-    tx.commit()?;
-    for migration in MIGRATIONS {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Read inside the write lock: another process may have migrated.
-        let current = current_schema_version(&tx)?.unwrap_or(0);
-        if current > supported {
-            return Err(StoreError::SchemaTooNew {
-                found: current,
-                supported,
-            });
-        }
-        if migration.version > current {
+}
+
+impl MigrationTarget for SqliteMigrator<'_> {
+    type Error = StoreError;
+
+    fn applied_version(&mut self) -> Result<i64, StoreError> {
+        Ok(applied_version_on(self.conn, self.table)?.unwrap_or(0))
+    }
+
+    fn apply_locked(
+        &mut self,
+        step: &mut dyn FnMut(i64) -> Result<Option<Migration>, StoreError>,
+    ) -> Result<Option<Migration>, StoreError> {
+        let table = self.table;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} (
+                version    INTEGER PRIMARY KEY,
+                name       TEXT NOT NULL,
+                applied_at TEXT NOT NULL
+            )"
+        ))?;
+        let current = applied_version_on(&tx, table)?.unwrap_or(0);
+        let migration = step(current)?;
+        if let Some(migration) = migration {
             tx.execute_batch(migration.sql)?;
             tx.execute(
-                "INSERT INTO store_schema_migrations (version, name, applied_at) \
-                 VALUES (?1, ?2, ?3)",
+                &format!("INSERT INTO {table} (version, name, applied_at) VALUES (?1, ?2, ?3)"),
                 params![
                     migration.version,
                     migration.name,
@@ -408,8 +426,8 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             )?;
         }
         tx.commit()?;
+        Ok(migration)
     }
-    Ok(())
 }
 
 /// Whether the file at `path` may be opened in `mode`: a missing (or empty)
@@ -589,19 +607,24 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     }
 }
 
-/// The highest applied migration, or `None` if the migration table is absent.
+/// The highest applied store migration, or `None` if the migration table
+/// is absent.
 fn current_schema_version(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    applied_version_on(conn, "store_schema_migrations")
+}
+
+/// The highest migration recorded in `table`, or `None` if it is absent.
+fn applied_version_on(conn: &Connection, table: &str) -> Result<Option<i64>, StoreError> {
     let exists: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master \
-         WHERE type = 'table' AND name = 'store_schema_migrations')",
-        [],
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        [table],
         |row| row.get(0),
     )?;
     if !exists {
         return Ok(None);
     }
     let version: i64 = conn.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM store_schema_migrations",
+        &format!("SELECT COALESCE(MAX(version), 0) FROM {table}"),
         [],
         |row| row.get(0),
     )?;
@@ -685,14 +708,25 @@ const TREE_CATCH_UP_PAGE: i64 = 10_000;
 /// The tree's writer for a log whose head is at `head`, inside the caller's
 /// write transaction: the tree is first brought up to the head if it lags
 /// (a ledger written before the tree existed). A tree ahead of the log
-/// means events were removed: [`StoreError::TreeMismatch`].
-fn open_tree(conn: &Connection, head: Position) -> Result<TreeWriter, StoreError> {
+/// means events were removed: [`StoreError::TreeMismatch`]. The frontier
+/// comes from `cache` when it is of the stored tree's size, else from the
+/// stored nodes.
+fn open_tree(
+    conn: &Connection,
+    head: Position,
+    cache: &FrontierCache,
+) -> Result<TreeWriter, StoreError> {
     let size = tree_size_on(conn)?;
     if size > head {
         return Err(merkle::tree_ahead(size, head));
     }
-    let ids = TreeWriter::ids_to_load(size);
-    let mut tree = TreeWriter::load(size, read_nodes_on(conn, &ids)?)?;
+    let mut tree = match cache.take(size) {
+        Some(frontier) => TreeWriter::resume(frontier),
+        None => {
+            let ids = TreeWriter::ids_to_load(size);
+            TreeWriter::load(size, read_nodes_on(conn, &ids)?)?
+        }
+    };
     let mut stmt = conn.prepare_cached(
         "SELECT position, hash FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
     )?;
@@ -724,17 +758,9 @@ fn ensure_tree(conn: &mut Connection) -> Result<(), StoreError> {
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let head = read_head(&tx)?.map_or(0, |h| h.position);
-    open_tree(&tx, head)?;
+    open_tree(&tx, head, &FrontierCache::default())?;
     tx.commit()?;
     Ok(())
-}
-
-/// A `u64` as an SQLite integer; values beyond `i64::MAX` cannot be stored.
-fn to_sql_int(value: u64, position: Position, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::ChainBroken {
-        position,
-        reason: format!("{what} {value} is too large to store"),
-    })
 }
 
 /// The last event's position and hash, read on `conn` (inside the caller's
@@ -771,148 +797,48 @@ fn stream_version_on(conn: &Connection, stream_id: &str) -> Result<StreamVersion
     }
 }
 
-/// Metadata as canonical JSON (the struct's field order is not sorted, so it
-/// goes through a `Value`, whose maps are).
-fn metadata_json(metadata: &Metadata) -> Result<String, serde_json::Error> {
-    Ok(hash::canonical_json(&serde_json::to_value(metadata)?))
-}
-
-/// An event encoded as its row: integers checked, JSON canonical, times
-/// formatted. Encoding is the costly part of an insert, so `import_batch`
-/// does it on another thread.
-struct EncodedEvent<'a> {
-    event: &'a RecordedEvent,
-    position: i64,
-    stream_version: i64,
-    payload: String,
-    metadata: String,
-    occurred_at: String,
-    recorded_at: String,
-}
-
-impl<'a> EncodedEvent<'a> {
-    fn new(event: &'a RecordedEvent) -> Result<Self, StoreError> {
-        Ok(EncodedEvent {
-            event,
-            position: to_sql_int(event.position, event.position, "position")?,
-            stream_version: to_sql_int(event.stream_version, event.position, "stream version")?,
-            payload: hash::canonical_json(&event.payload),
-            metadata: metadata_json(&event.metadata).map_err(|e| StoreError::Corrupt {
-                position: event.position,
-                reason: format!("metadata cannot be encoded: {e}"),
-            })?,
-            occurred_at: hash::format_time(&event.occurred_at),
-            recorded_at: hash::format_time(&event.recorded_at),
-        })
-    }
-
-    /// Insert the row with `stmt` (a cached [`INSERT_EVENT`]).
-    fn insert(&self, stmt: &mut CachedStatement<'_>) -> Result<(), StoreError> {
-        stmt.execute(params![
-            self.position,
-            self.event.stream_id,
-            self.stream_version,
-            self.event.event_type,
-            i64::from(self.event.schema_version),
-            self.payload,
-            self.metadata,
-            self.occurred_at,
-            self.recorded_at,
-            self.event.prev_hash,
-            self.event.hash,
-        ])?;
-        Ok(())
-    }
+/// Insert the row `row` with `stmt` (a cached [`INSERT_EVENT`]).
+fn insert_row(stmt: &mut CachedStatement<'_>, row: &EncodedEvent<'_>) -> Result<(), StoreError> {
+    stmt.execute(params![
+        row.position,
+        row.event.stream_id,
+        row.stream_version,
+        row.event.event_type,
+        row.schema_version,
+        row.payload,
+        row.metadata,
+        row.occurred_at,
+        row.recorded_at,
+        row.event.prev_hash,
+        row.event.hash,
+    ])?;
+    Ok(())
 }
 
 /// Events per chunk handed from the checking thread to the writer.
 const IMPORT_CHUNK: usize = 512;
 
-/// Check `events` against the chain continuing `head` (positions, hashes, and
-/// stream versions within the batch) and encode them, handing chunks to
-/// `sink` in order. Stops at the first broken link, or when `sink` returns
-/// false (the writer gave up).
-fn check_and_encode<'a>(
-    events: &'a [RecordedEvent],
-    head: Option<&Head>,
-    mut sink: impl FnMut(Vec<EncodedEvent<'a>>) -> bool,
-) -> Result<(), StoreError> {
-    let mut checker = match head {
-        Some(h) => ChainChecker::continuing(h.position, &h.hash),
-        None => ChainChecker::new(),
-    };
-    for chunk in events.chunks(IMPORT_CHUNK) {
-        let mut encoded = Vec::with_capacity(chunk.len());
-        for event in chunk {
-            if let Err(link) = checker.check(event) {
-                // Let the writer check the events before the broken link
-                // first, so the error names the first offending position.
-                sink(encoded);
-                return Err(StoreError::ChainBroken {
-                    position: link.position,
-                    reason: link.reason,
-                });
-            }
-            encoded.push(EncodedEvent::new(event)?);
-        }
-        if !sink(encoded) {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// Inserts checked events for `import_batch`, checking each stream's first
-/// event in the batch against the stored stream version and collecting
-/// idempotency keys.
-struct ImportWriter<'a, 'c> {
+/// Inserts the rows of checked events for `import_batch`, growing the
+/// Merkle tree with them.
+struct ImportWriter<'c> {
     conn: &'c Connection,
     insert: CachedStatement<'c>,
     tree: TreeWriter,
-    streams_seen: HashSet<&'a str>,
-    /// Key → (first position, last position, number of events).
-    keys: BTreeMap<&'a str, (Position, Position, u64)>,
 }
 
-impl<'a, 'c> ImportWriter<'a, 'c> {
+impl<'c> ImportWriter<'c> {
     fn new(conn: &'c Connection, tree: TreeWriter) -> Result<Self, StoreError> {
         Ok(ImportWriter {
             conn,
             insert: conn.prepare_cached(INSERT_EVENT)?,
             tree,
-            streams_seen: HashSet::new(),
-            keys: BTreeMap::new(),
         })
     }
 
-    fn write(&mut self, rows: Vec<EncodedEvent<'a>>) -> Result<(), StoreError> {
+    fn write(&mut self, rows: &[EncodedEvent<'_>]) -> Result<(), StoreError> {
         for row in rows {
-            let event = row.event;
-            if self.streams_seen.insert(event.stream_id.as_str()) {
-                let stored = stream_version_on(self.conn, &event.stream_id)?;
-                if event.stream_version != stored + 1 {
-                    return Err(StoreError::ChainBroken {
-                        position: event.position,
-                        reason: format!(
-                            "stream {} is at version {stored} in this store, so its next event \
-                             must be version {} but this one is version {}",
-                            event.stream_id,
-                            stored + 1,
-                            event.stream_version
-                        ),
-                    });
-                }
-            }
-            row.insert(&mut self.insert)?;
-            self.tree.push(event.position, &event.hash)?;
-            if let Some(key) = &event.metadata.idempotency_key {
-                let entry =
-                    self.keys
-                        .entry(key.as_str())
-                        .or_insert((event.position, event.position, 0));
-                entry.1 = event.position;
-                entry.2 += 1;
-            }
+            insert_row(&mut self.insert, row)?;
+            self.tree.push(row.event.position, &row.event.hash)?;
         }
         insert_nodes(self.conn, &self.tree.take())
     }
@@ -921,35 +847,29 @@ impl<'a, 'c> ImportWriter<'a, 'c> {
     /// stops the sending thread).
     fn write_all(
         &mut self,
-        chunks: mpsc::Receiver<Vec<EncodedEvent<'a>>>,
+        chunks: mpsc::Receiver<Vec<EncodedEvent<'_>>>,
     ) -> Result<(), StoreError> {
         for rows in chunks {
-            self.write(rows)?;
+            self.write(&rows)?;
         }
         Ok(())
     }
 
-    /// Record the idempotency keys of the imported requests. A request's
-    /// events are contiguous, so only keys whose events are get recorded;
-    /// a key the store already knows is left as it is.
-    fn finish(self) -> Result<(), StoreError> {
-        if self.keys.is_empty() {
-            return Ok(());
-        }
+    /// Record the idempotency keys of the imported requests; a key the
+    /// store already knows is left as it is. Returns the tree.
+    fn finish(self, keys: &[KeyRange<'_>]) -> Result<TreeWriter, StoreError> {
         let mut insert = self.conn.prepare_cached(
             "INSERT OR IGNORE INTO idempotency_keys (key, first_position, last_position) \
              VALUES (?1, ?2, ?3)",
         )?;
-        for (key, (first, last, count)) in self.keys {
-            if last - first + 1 == count {
-                insert.execute(params![
-                    key,
-                    to_sql_int(first, first, "position")?,
-                    to_sql_int(last, last, "position")?
-                ])?;
-            }
+        for range in keys {
+            insert.execute(params![
+                range.key,
+                to_sql_int(range.first, range.first, "position")?,
+                to_sql_int(range.last, range.last, "position")?
+            ])?;
         }
-        Ok(())
+        Ok(self.tree)
     }
 }
 
@@ -1103,7 +1023,7 @@ fn append_one(
                 request.idempotency_key.as_deref(),
                 recorded_at,
             );
-            EncodedEvent::new(&event)?.insert(&mut insert)?;
+            insert_row(&mut insert, &EncodedEvent::new(&event)?)?;
             *head = Some(Head {
                 position,
                 hash: event.hash.clone(),
@@ -1217,7 +1137,7 @@ impl SqliteStore {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let recorded_at = to_stored_precision(Utc::now());
         let mut head = read_head(&tx)?;
-        let mut tree = open_tree(&tx, head.as_ref().map_or(0, |h| h.position))?;
+        let mut tree = open_tree(&tx, head.as_ref().map_or(0, |h| h.position), &self.frontier)?;
 
         if requests.len() == 1 {
             // The common case needs no savepoint: a failed request rolls back
@@ -1236,6 +1156,8 @@ impl SqliteStore {
             } else {
                 tx.rollback()?;
             }
+            // Rolled back, the tree is as it was: its frontier still holds.
+            self.frontier.keep(&tree);
             return Ok(results);
         }
 
@@ -1258,6 +1180,7 @@ impl SqliteStore {
             run_inline(&tx, inline, &results)?;
         }
         tx.commit()?;
+        self.frontier.keep(&tree);
         Ok(results)
     }
 }
@@ -1387,37 +1310,59 @@ impl EventStore for SqliteStore {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let head = read_head(&tx)?;
-        let tree = open_tree(&tx, head.as_ref().map_or(0, |h| h.position))?;
+        let tree = open_tree(&tx, head.as_ref().map_or(0, |h| h.position), &self.frontier)?;
         let mut writer = ImportWriter::new(&tx, tree)?;
-        if events.len() <= 2 * IMPORT_CHUNK {
-            let mut written = Ok(());
-            let checked = check_and_encode(events, head.as_ref(), |rows| {
-                if written.is_ok() {
-                    written = writer.write(rows);
-                }
-                written.is_ok()
-            });
-            written?;
-            checked?;
+        let keys = if events.len() <= 2 * IMPORT_CHUNK {
+            let plan = plan_import(events, head.as_ref(), |stream| {
+                stream_version_on(&tx, stream)
+            })?;
+            writer.write(&plan.rows)?;
+            plan.keys
         } else {
             // Check and encode on another thread while this one inserts: the
             // hashing then costs (almost) nothing on top of SQLite's work.
+            // That thread cannot query, so it gets the stored versions of the
+            // batch's streams beforehand.
+            let mut stored: HashMap<&str, StreamVersion> = HashMap::new();
+            for event in events {
+                if !stored.contains_key(event.stream_id.as_str()) {
+                    let version = stream_version_on(&tx, &event.stream_id)?;
+                    stored.insert(&event.stream_id, version);
+                }
+            }
             let (sender, receiver) = mpsc::sync_channel(4);
             let (written, checked) = std::thread::scope(|scope| {
                 let checker = scope.spawn(|| {
-                    check_and_encode(events, head.as_ref(), move |rows| sender.send(rows).is_ok())
+                    // Dropped when this thread ends, which ends the writer's loop.
+                    let sender = sender;
+                    let mut planner = ImportPlanner::new(head.as_ref(), |stream: &str| {
+                        Ok(stored.get(stream).copied().unwrap_or(0))
+                    });
+                    for chunk in events.chunks(IMPORT_CHUNK) {
+                        let rows = chunk
+                            .iter()
+                            .map(|event| planner.check(event))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        if sender.send(rows).is_err() {
+                            // The writer failed; it reports why.
+                            return Ok(Vec::new());
+                        }
+                    }
+                    Ok(planner.key_ranges())
                 });
                 let written = writer.write_all(receiver);
-                let checked = checker
+                let checked: Result<Vec<KeyRange<'_>>, StoreError> = checker
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
                 (written, checked)
             });
+            let keys = checked?;
             written?;
-            checked?;
-        }
-        writer.finish()?;
+            keys
+        };
+        let tree = writer.finish(&keys)?;
         tx.commit()?;
+        self.frontier.keep(&tree);
         Ok(())
     }
 }
@@ -1425,12 +1370,11 @@ impl EventStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::{prefix_upper_bound, MIGRATIONS};
+    use crate::migrations::check_numbering;
 
     #[test]
     fn migrations_are_numbered_from_one_without_gaps() {
-        for (i, migration) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(migration.version, i as i64 + 1, "{}", migration.name);
-        }
+        check_numbering(MIGRATIONS).unwrap();
     }
 
     #[test]
