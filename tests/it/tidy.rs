@@ -107,6 +107,31 @@ fn the_domain_core_does_no_io_and_reads_no_clock() {
 }
 
 #[test]
+fn the_projection_core_is_pure() {
+    // Decoding, folding and the rows to write live in `project.rs`; loading
+    // and writing live in the backends (sqlite.rs, postgres.rs, memory.rs).
+    let file = repo_root().join("crates/provledger-projections/src/project.rs");
+    let text = std::fs::read_to_string(&file).expect("readable source");
+    for forbidden in [
+        "EventStore",
+        "rusqlite",
+        "postgres",
+        "std::fs",
+        "std::net",
+        "std::env",
+        "std::process",
+        "Utc::now",
+        "println!",
+    ] {
+        assert!(
+            !text.contains(forbidden),
+            "{} uses {forbidden}: the projection core does no I/O; load and write in a backend",
+            file.display()
+        );
+    }
+}
+
+#[test]
 fn the_store_knows_nothing_of_the_domain() {
     let manifest = std::fs::read_to_string(repo_root().join("crates/provledger-store/Cargo.toml"))
         .expect("store manifest");

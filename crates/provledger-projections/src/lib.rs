@@ -349,7 +349,7 @@ impl ReadModels {
                         Ok(batch) => {
                             cache.validate(at);
                             fold_batch(&batch, &cache, |wanted| {
-                                project::load_from_log(store, wanted)
+                                memory::load_from_log(store, wanted)
                             })
                             .map(|out| {
                                 cache.remember(&out);

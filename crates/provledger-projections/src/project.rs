@@ -7,6 +7,12 @@
 //! the history row and the Transaction Manager rows. [`fold_batch`] applies a
 //! batch of events on top of a state cache; the storage backends only write
 //! what it returns.
+//!
+//! Loading is the callers' part: an order state the cache lacks comes from
+//! a `load` function they pass in (the SQL backends fold it from the log on
+//! their own connection, the pipeline from the store: `memory::load_from_log`),
+//! and [`fold_stored`] folds the events they read. This module names no
+//! store, database client, file or socket (a workspace tidy test checks it).
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,7 +20,7 @@ use provledger_domain::{
     evolve, Event, Line, LineId, Order, OrderId, OrderState, RefusedAction, SupportRequestType,
     WhoSetsUp,
 };
-use provledger_store::{EventStore, Position, RecordedEvent, StreamVersion};
+use provledger_store::{Position, RecordedEvent, StreamVersion};
 
 use crate::{
     HistoryRow, LineRow, ProjectionError, TransactionRow, TransactionStatus, TransactionType,
@@ -135,25 +141,6 @@ pub(crate) fn fold_stored(
         state = evolve(state, &event);
     }
     Ok(state)
-}
-
-/// The states of `wanted` orders, each folded from the first `version`
-/// events of its stream in the store (for a fold that runs ahead of the
-/// writes, so cannot read the read models' own tables).
-pub(crate) fn load_from_log(
-    store: &dyn EventStore,
-    wanted: &[(OrderId, StreamVersion)],
-) -> Result<HashMap<OrderId, OrderState>, ProjectionError> {
-    let mut out = HashMap::new();
-    for (id, version) in wanted {
-        let events: Vec<RecordedEvent> = store
-            .read_stream(&id.stream_id(), 0)?
-            .into_iter()
-            .take_while(|e| e.stream_version <= *version)
-            .collect();
-        out.insert(id.clone(), fold_stored(id, *version, events)?);
-    }
-    Ok(out)
 }
 
 /// The `lines` rows of one order, in order-file order (empty before placement).
