@@ -615,8 +615,9 @@ fn parse_url(store_url: &str) -> Result<StoreUrl, ProjectionError> {
     })
 }
 
-/// Events a rebuild commits at once (several folded batches joined).
-const REBUILD_COMMIT_EVENTS: u64 = 50_000;
+/// Events a rebuild commits at once (several folded batches joined): the
+/// rows of that many events are held in memory until their commit.
+const REBUILD_COMMIT_EVENTS: u64 = 20_000;
 
 /// Whether the batch loop is done or must read again from the stored checkpoint.
 enum Flow {

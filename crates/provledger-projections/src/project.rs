@@ -893,6 +893,16 @@ mod tests {
         }
     }
 
+    fn initial_email_to_line_1() -> Event {
+        Event::InitialEmailSent {
+            at: t("2026-12-01T00:00:00Z"),
+            line_id: LineId::parse("1").unwrap(),
+            to: email("c1@customer.example"),
+            sender: "webex_comm@webex.com".into(),
+            closes_at: t("2026-12-08T00:00:00Z"),
+        }
+    }
+
     /// Fold `events` as one batch; returns the output and the decoded batch.
     fn run(events: &[Event]) -> (BatchOutput, Vec<Decoded>) {
         let decoded = decode(events);
@@ -934,13 +944,7 @@ mod tests {
     fn joined_batches_write_what_one_batch_writes() {
         let events = [
             placed(),
-            Event::InitialEmailSent {
-                at: t("2026-12-01T00:00:00Z"),
-                line_id: LineId::parse("1").unwrap(),
-                to: email("c1@customer.example"),
-                sender: "webex_comm@webex.com".into(),
-                closes_at: t("2026-12-08T00:00:00Z"),
-            },
+            initial_email_to_line_1(),
             Event::ProvisioningEmailResent {
                 at: t("2026-12-02T00:00:00Z"),
                 line_id: LineId::parse("1").unwrap(),
@@ -1098,13 +1102,7 @@ mod tests {
         let org = OrgId::parse("org-9").unwrap();
         let events = [
             placed(),
-            Event::InitialEmailSent {
-                at: t("2026-12-01T00:00:00Z"),
-                line_id: LineId::parse("1").unwrap(),
-                to: email("c1@customer.example"),
-                sender: "webex_comm@webex.com".into(),
-                closes_at: t("2026-12-08T00:00:00Z"),
-            },
+            initial_email_to_line_1(),
             Event::SetupHandedOver {
                 at: t("2026-12-02T00:00:00Z"),
                 to: email("sam@partner.example"),
