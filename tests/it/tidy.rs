@@ -84,9 +84,9 @@ fn the_domain_core_does_no_io_and_reads_no_clock() {
         &repo_root().join("crates/provledger-domain/src"),
         &mut files,
     );
-    for file in files {
-        let text = std::fs::read_to_string(&file).expect("readable source");
-        for forbidden in [
+    assert_none_names(
+        &files,
+        &[
             "Utc::now",
             "Local::now",
             "SystemTime",
@@ -96,14 +96,46 @@ fn the_domain_core_does_no_io_and_reads_no_clock() {
             "std::env",
             "std::process",
             "println!",
-        ] {
+        ],
+        "the domain core does no I/O and reads no clock",
+    );
+}
+
+/// Assert that no file of `files` contains any of `forbidden`; `why` says
+/// what the rule protects.
+fn assert_none_names(files: &[PathBuf], forbidden: &[&str], why: &str) {
+    for file in files {
+        let text = std::fs::read_to_string(file).expect("readable source");
+        for word in forbidden {
             assert!(
-                !text.contains(forbidden),
-                "{} uses {forbidden}: the domain core does no I/O and reads no clock",
+                !text.contains(word),
+                "{} uses {word}: {why}",
                 file.display()
             );
         }
     }
+}
+
+#[test]
+fn the_projection_core_is_pure() {
+    // Decoding, folding and the rows to write live in `project.rs`; loading
+    // and writing live in the backends (sqlite.rs, postgres.rs, memory.rs).
+    let file = repo_root().join("crates/provledger-projections/src/project.rs");
+    assert_none_names(
+        &[file],
+        &[
+            "EventStore",
+            "rusqlite",
+            "postgres",
+            "std::fs",
+            "std::net",
+            "std::env",
+            "std::process",
+            "Utc::now",
+            "println!",
+        ],
+        "the projection core does no I/O; load and write in a backend",
+    );
 }
 
 #[test]
@@ -211,9 +243,9 @@ fn the_proof_crate_is_pure() {
     let mut files = Vec::new();
     rust_files(&repo_root().join("crates/provledger-proof/src"), &mut files);
     assert!(!files.is_empty());
-    for file in files {
-        let text = std::fs::read_to_string(&file).expect("readable source");
-        for forbidden in [
+    assert_none_names(
+        &files,
+        &[
             "Utc::now",
             "SystemTime",
             "std::fs",
@@ -221,14 +253,9 @@ fn the_proof_crate_is_pure() {
             "std::env",
             "std::process",
             "println!",
-        ] {
-            assert!(
-                !text.contains(forbidden),
-                "{} uses {forbidden}: the proof crate does no I/O and reads no clock",
-                file.display()
-            );
-        }
-    }
+        ],
+        "the proof crate does no I/O and reads no clock",
+    );
 }
 
 #[test]

@@ -46,7 +46,7 @@ pub use rows::{
 };
 
 use backend::{Applied, Backend, BATCH_SIZE};
-use project::{fold_batch, BatchOutput, Decoded, StateCache};
+use project::{fold_batch, BatchOutput, Decoded, FoldedStates, StateCache};
 
 /// How often [`ReadModels::rebuild`] reports progress, in events.
 pub const PROGRESS_EVERY: u64 = 10_000;
@@ -195,7 +195,7 @@ impl ReadModels {
     /// checkpoint moved over (events of non-order streams included).
     pub fn catch_up(&self, store: &dyn EventStore) -> Result<u64, ProjectionError> {
         let batch_size = self.inner().batch_size;
-        self.run(store, batch_size, &mut |_| {})
+        self.run(store, batch_size, batch_size as u64, &mut |_| {})
     }
 
     /// [`ReadModels::catch_up`] after a bulk load (`import`, `migrate`): when
@@ -235,7 +235,8 @@ impl ReadModels {
         };
         let mut next_report = PROGRESS_EVERY;
         let mut reported = None;
-        let run = self.run(store, batch_size, &mut |done| {
+        let commit_events = REBUILD_COMMIT_EVENTS.max(batch_size as u64);
+        let run = self.run(store, batch_size, commit_events, &mut |done| {
             while done >= next_report {
                 progress(next_report);
                 reported = Some(next_report);
@@ -252,19 +253,29 @@ impl ReadModels {
         Ok(total)
     }
 
-    /// The batch loop shared by catch-up and rebuild: apply batches of
-    /// `batch_size` events until the store has no more; `progress` gets the
-    /// running total after each batch.
+    /// The batch loop shared by catch-up and rebuild: fold batches of
+    /// `batch_size` events until the store has no more, committing them
+    /// together once they hold `commit_events` events (see
+    /// [`ReadModels::run_from`]); `progress` gets the running total after
+    /// each commit.
     fn run(
         &self,
         store: &dyn EventStore,
         batch_size: usize,
+        commit_events: u64,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, ProjectionError> {
         let mut total = 0;
         loop {
             let start = self.inner().backend.checkpoint()?;
-            let flow = self.run_from(store, start, batch_size, &mut total, progress);
+            let flow = self.run_from(
+                store,
+                start,
+                batch_size,
+                commit_events,
+                &mut total,
+                progress,
+            );
             match flow {
                 Ok(Flow::Finished) => return Ok(total),
                 Ok(Flow::Restart) => continue,
@@ -286,11 +297,18 @@ impl ReadModels {
     /// then pays for reading, folding and writing at once rather than one
     /// after the other. A batch whose commit finds the checkpoint moved (by
     /// another worker) stops the pipeline; the caller reads again.
+    ///
+    /// The writer joins consecutive folded batches ([`BatchOutput::absorb`])
+    /// until they hold `commit_events` events and commits them as one: a
+    /// rebuild thus writes an order touched by many small batches once per
+    /// commit, while the reading and folding stages keep small batches
+    /// (bounded memory). An ordinary catch-up commits every batch.
     fn run_from(
         &self,
         store: &dyn EventStore,
         start: Position,
         batch_size: usize,
+        commit_events: u64,
         total: &mut u64,
         progress: &mut dyn FnMut(u64),
     ) -> Result<Flow, ProjectionError> {
@@ -349,10 +367,10 @@ impl ReadModels {
                         Ok(batch) => {
                             cache.validate(at);
                             fold_batch(&batch, &cache, |wanted| {
-                                project::load_from_log(store, wanted)
+                                memory::load_from_log(store, wanted)
                             })
-                            .map(|out| {
-                                cache.remember(&out);
+                            .map(|(out, states)| {
+                                cache.remember(states);
                                 at = out.last_position;
                                 (batch, out)
                             })
@@ -367,13 +385,33 @@ impl ReadModels {
                 cache
             });
             // Freeing a batch is work too: leave it to another thread.
-            let (trash, bin) = std::sync::mpsc::channel::<(Vec<Decoded>, BatchOutput)>();
+            let (trash, bin) = std::sync::mpsc::channel::<Box<dyn Send>>();
             scope.spawn(move || bin.into_iter().for_each(drop));
             let mut expected = start;
-            for folded in folded_in {
-                let (batch, out) = folded?;
+            let mut pending: Option<BatchOutput> = None;
+            let mut folded_in = folded_in.into_iter();
+            loop {
+                let next = folded_in.next().transpose()?;
+                let last = next.is_none();
+                let out = match (pending.take(), next) {
+                    (Some(mut joined), Some((batch, out))) => {
+                        let _ = trash.send(Box::new(batch));
+                        joined.absorb(out);
+                        joined
+                    }
+                    (None, Some((batch, out))) => {
+                        let _ = trash.send(Box::new(batch));
+                        out
+                    }
+                    (Some(joined), None) => joined,
+                    (None, None) => break,
+                };
+                if !last && out.events < commit_events {
+                    pending = Some(out);
+                    continue;
+                }
                 let written = self.inner().backend.write(expected, &out)?;
-                let _ = trash.send((batch, out));
+                let _ = trash.send(Box::new(out));
                 match written {
                     Applied::Done { events, checkpoint } => {
                         *total += events;
@@ -577,6 +615,10 @@ fn parse_url(store_url: &str) -> Result<StoreUrl, ProjectionError> {
     })
 }
 
+/// Events a rebuild commits at once (several folded batches joined): the
+/// rows of that many events are held in memory until their commit.
+const REBUILD_COMMIT_EVENTS: u64 = 20_000;
+
 /// Whether the batch loop is done or must read again from the stored checkpoint.
 enum Flow {
     Finished,
@@ -600,8 +642,9 @@ fn next_batch(
 pub struct InlineProjection<'a> {
     guard: MutexGuard<'a, Inner>,
     path: std::path::PathBuf,
-    /// The batch written, until the append is known to have committed.
-    pending: Option<BatchOutput>,
+    /// The states of the batch written, until the append is known to have
+    /// committed.
+    pending: Option<FoldedStates>,
 }
 
 impl InlineProjection<'_> {
@@ -610,8 +653,8 @@ impl InlineProjection<'_> {
     /// catch up); false when the caller must catch up as usual.
     pub fn finish(mut self, committed: bool) -> bool {
         match self.pending.take() {
-            Some(out) if committed => {
-                self.guard.cache.committed(out);
+            Some(states) if committed => {
+                self.guard.cache.committed(states);
                 true
             }
             Some(_) => {
@@ -648,8 +691,8 @@ impl provledger_store::InlineWriter for InlineProjection<'_> {
             .flat_map(|o| o.events.iter().cloned())
             .collect();
         match sqlite::project_inline(tx, events, &mut self.guard.cache) {
-            Ok(Some(out)) => {
-                self.pending = Some(out);
+            Ok(Some(states)) => {
+                self.pending = Some(states);
                 true
             }
             // Behind the log (or an error): the savepoint is rolled back and

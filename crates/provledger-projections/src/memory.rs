@@ -6,14 +6,20 @@
 //! read models use, so the two can never disagree. Only the orders the query
 //! is about are folded: a query by order reads that one stream; a query by
 //! subscription keeps only the orders whose placement lists it.
+//!
+//! It also folds order states straight from the log for the catch-up and
+//! rebuild pipeline ([`load_from_log`]): its folding stage runs ahead of the
+//! writes, so it cannot read the read models' own tables.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use provledger_domain::{OrderId, OrderState, SubscriptionId};
-use provledger_store::{EventStore, Position, RecordedEvent};
+use provledger_store::{EventStore, Position, RecordedEvent, StreamVersion};
 
-use crate::project::{decode_order_event, history_row, line_rows, project, OrderEvent};
+use crate::project::{
+    decode_order_event, fold_stored, history_row, line_rows, project, OrderEvent,
+};
 use crate::{HistoryQuery, HistoryRow, LineQuery, LineRow, ProjectionError};
 
 /// A point in the ledger's past.
@@ -226,4 +232,23 @@ pub(crate) fn history_as_of_in(
     Ok(Replay::new(q.subscription_id.clone(), true)
         .run(store, streams, as_of)?
         .history())
+}
+
+/// The states of `wanted` orders, each folded from the first `version`
+/// events of its stream in the store (for a fold that runs ahead of the
+/// writes, so cannot read the read models' own tables).
+pub(crate) fn load_from_log(
+    store: &dyn EventStore,
+    wanted: &[(OrderId, StreamVersion)],
+) -> Result<HashMap<OrderId, OrderState>, ProjectionError> {
+    let mut out = HashMap::new();
+    for (id, version) in wanted {
+        let events: Vec<RecordedEvent> = store
+            .read_stream(&id.stream_id(), 0)?
+            .into_iter()
+            .take_while(|e| e.stream_version <= *version)
+            .collect();
+        out.insert(id.clone(), fold_stored(id, *version, events)?);
+    }
+    Ok(out)
 }

@@ -532,8 +532,8 @@ fn write_batch(
         let mut next_due = Vec::with_capacity(chunk.len());
         for order in chunk {
             order_id.push(order.order_id.as_str());
-            version.push(to_i64(order.after.version)?);
-            next_due.push(provledger_domain::next_due(&order.after).map(|t| fmt_time(&t)));
+            version.push(to_i64(order.version)?);
+            next_due.push(order.next_due_at.map(|t| fmt_time(&t)));
             for (index, row) in &order.changed_lines {
                 lines.push((to_i64(*index as u64)?, row));
             }
@@ -632,9 +632,9 @@ impl Backend for PostgresModels {
             Plan::Restart => return Ok(Applied::Restart),
         };
         cache.validate(found);
-        let out = fold_batch(events, cache, |ids| load_states(&mut tx, statements, ids))?;
+        let (out, states) = fold_batch(events, cache, |ids| load_states(&mut tx, statements, ids))?;
         let applied = commit_batch(tx, statements, &out)?;
-        cache.committed(out);
+        cache.committed(states);
         Ok(applied)
     }
 

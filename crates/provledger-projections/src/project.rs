@@ -7,14 +7,23 @@
 //! the history row and the Transaction Manager rows. [`fold_batch`] applies a
 //! batch of events on top of a state cache; the storage backends only write
 //! what it returns.
+//!
+//! Loading is the callers' part: an order state the cache lacks comes from
+//! a `load` function they pass in (the SQL backends fold it from the log on
+//! their own connection, the pipeline from the store: `memory::load_from_log`),
+//! and [`fold_stored`] folds the events they read. This module names no
+//! store, database client, file or socket (a workspace tidy test checks it).
 
+use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
 
 use provledger_domain::{
     evolve, Event, Line, LineId, Order, OrderId, OrderState, RefusedAction, SupportRequestType,
     WhoSetsUp,
 };
-use provledger_store::{EventStore, Position, RecordedEvent, StreamVersion};
+use provledger_store::{Position, RecordedEvent, StreamVersion};
 
 use crate::{
     HistoryRow, LineRow, ProjectionError, TransactionRow, TransactionStatus, TransactionType,
@@ -135,25 +144,6 @@ pub(crate) fn fold_stored(
         state = evolve(state, &event);
     }
     Ok(state)
-}
-
-/// The states of `wanted` orders, each folded from the first `version`
-/// events of its stream in the store (for a fold that runs ahead of the
-/// writes, so cannot read the read models' own tables).
-pub(crate) fn load_from_log(
-    store: &dyn EventStore,
-    wanted: &[(OrderId, StreamVersion)],
-) -> Result<HashMap<OrderId, OrderState>, ProjectionError> {
-    let mut out = HashMap::new();
-    for (id, version) in wanted {
-        let events: Vec<RecordedEvent> = store
-            .read_stream(&id.stream_id(), 0)?
-            .into_iter()
-            .take_while(|e| e.stream_version <= *version)
-            .collect();
-        out.insert(id.clone(), fold_stored(id, *version, events)?);
-    }
-    Ok(out)
 }
 
 /// The `lines` rows of one order, in order-file order (empty before placement).
@@ -545,8 +535,10 @@ pub(crate) fn project(e: &OrderEvent<'_>, before: OrderState) -> Projected {
 pub(crate) struct DirtyOrder {
     /// The order.
     pub order_id: OrderId,
-    /// Its state after the batch.
-    pub after: OrderState,
+    /// Events of its stream applied after the batch.
+    pub version: StreamVersion,
+    /// Its next scheduled transition after the batch (the domain's `next_due`).
+    pub next_due_at: Option<DateTime<Utc>>,
     /// The line rows (with their index in the order) that differ from the
     /// stored ones and must be written.
     pub changed_lines: Vec<(usize, LineRow)>,
@@ -617,6 +609,89 @@ pub(crate) struct BatchOutput {
     pub events: u64,
 }
 
+impl BatchOutput {
+    /// Join the batch that follows this one (folded on top of this one's
+    /// states) into one batch that writes the same rows: Transaction
+    /// Manager rows and case outcomes in position order, each order's last
+    /// state, the union of its changed lines (the later row wins) and what
+    /// was stored of it before the first batch.
+    ///
+    /// A rebuild writes several folded batches in one commit this way: an
+    /// order touched by many of them is written once.
+    pub fn absorb(&mut self, next: BatchOutput) {
+        self.transactions.extend(next.transactions);
+        self.case_resolutions.extend(next.case_resolutions);
+        self.last_position = next.last_position;
+        self.events += next.events;
+        let earlier = std::mem::take(&mut self.orders);
+        let mut merged = Vec::with_capacity(earlier.len() + next.orders.len());
+        let mut earlier = earlier.into_iter().peekable();
+        let mut later = next.orders.into_iter().peekable();
+        loop {
+            let order = match (earlier.peek(), later.peek()) {
+                (Some(a), Some(b)) => match a.order_id.cmp(&b.order_id) {
+                    Ordering::Less => earlier.next(),
+                    Ordering::Greater => later.next(),
+                    Ordering::Equal => earlier
+                        .next()
+                        .zip(later.next())
+                        .map(|(a, b)| a.followed_by(b)),
+                },
+                (Some(_), None) => earlier.next(),
+                (None, _) => later.next(),
+            };
+            match order {
+                Some(order) => merged.push(order),
+                None => break,
+            }
+        }
+        self.orders = merged;
+    }
+}
+
+impl DirtyOrder {
+    /// This order's writes followed by `later`'s (same order, next batch).
+    fn followed_by(self, later: DirtyOrder) -> DirtyOrder {
+        let mut lines = Vec::with_capacity(self.changed_lines.len() + later.changed_lines.len());
+        let mut earlier = self.changed_lines.into_iter().peekable();
+        let mut newer = later.changed_lines.into_iter().peekable();
+        loop {
+            let line = match (earlier.peek(), newer.peek()) {
+                (Some(a), Some(b)) => match a.0.cmp(&b.0) {
+                    Ordering::Less => earlier.next(),
+                    Ordering::Greater => newer.next(),
+                    Ordering::Equal => {
+                        earlier.next();
+                        newer.next()
+                    }
+                },
+                (Some(_), None) => earlier.next(),
+                (None, _) => newer.next(),
+            };
+            match line {
+                Some(line) => lines.push(line),
+                None => break,
+            }
+        }
+        DirtyOrder {
+            order_id: later.order_id,
+            version: later.version,
+            next_due_at: later.next_due_at,
+            changed_lines: lines,
+            stored_lines: self.stored_lines,
+        }
+    }
+}
+
+/// The states of the orders a batch changed, for the [`StateCache`] once
+/// the batch is written (the rows to write are in the [`BatchOutput`]).
+pub(crate) struct FoldedStates {
+    /// Each changed order and its state after the batch.
+    states: Vec<(OrderId, OrderState)>,
+    /// Position of the batch's last event.
+    last_position: Position,
+}
+
 /// Order states kept in memory between batches, valid at one checkpoint.
 ///
 /// A cache hit saves folding the order's stream again. The cache is trusted
@@ -677,51 +752,41 @@ impl StateCache {
         self.states.retain(|_, c| c.touched >= oldest_kept);
     }
 
-    /// Record a batch that will be committed (a copy of its states), for a
-    /// fold running ahead of the writes: see `ReadModels::run_from`.
-    pub fn remember(&mut self, batch: &BatchOutput) {
-        let states = batch
-            .orders
-            .iter()
-            .map(|o| (o.order_id.clone(), o.after.clone()));
-        self.insert_all(states, batch.orders.len(), batch.last_position);
+    /// Record the states of a batch that will be committed, for a fold
+    /// running ahead of the writes: see `ReadModels::run_from`.
+    pub fn remember(&mut self, states: FoldedStates) {
+        self.insert_all(states);
     }
 
-    /// Record a committed batch.
-    pub fn committed(&mut self, batch: BatchOutput) {
-        let count = batch.orders.len();
-        let states = batch.orders.into_iter().map(|o| (o.order_id, o.after));
-        self.insert_all(states, count, batch.last_position);
+    /// Record the states of a committed batch.
+    pub fn committed(&mut self, states: FoldedStates) {
+        self.insert_all(states);
     }
 
-    /// Cache `count` states touched by the batch ending at `last_position`.
-    fn insert_all(
-        &mut self,
-        states: impl Iterator<Item = (OrderId, OrderState)>,
-        count: usize,
-        last_position: Position,
-    ) {
-        self.make_room(count);
-        for (order_id, state) in states {
-            let touched = last_position;
+    /// Cache the states a batch left, moved in (no copy).
+    fn insert_all(&mut self, folded: FoldedStates) {
+        self.make_room(folded.states.len());
+        let touched = folded.last_position;
+        for (order_id, state) in folded.states {
             self.states.insert(order_id, Cached { state, touched });
         }
-        self.valid_at = Some(last_position);
+        self.valid_at = Some(touched);
     }
 }
 
 /// Fold a batch of consecutive events on top of the cached or stored states.
 ///
 /// `load` fetches the stored states of orders the cache lacks (absent ones
-/// are simply not returned). Nothing is changed in `cache`: call
-/// [`StateCache::committed`] once the output is durably written.
+/// are simply not returned). Returns the rows to write and the orders'
+/// new states. Nothing is changed in `cache`: give it the states with
+/// [`StateCache::committed`] once the rows are durably written.
 pub(crate) fn fold_batch(
     events: &[Decoded],
     cache: &StateCache,
     load: impl FnOnce(
         &[(OrderId, StreamVersion)],
     ) -> Result<HashMap<OrderId, OrderState>, ProjectionError>,
-) -> Result<BatchOutput, ProjectionError> {
+) -> Result<(BatchOutput, FoldedStates), ProjectionError> {
     let last_position = events.last().map_or(0, |e| e.recorded.position);
     // Each order the cache lacks, with the version its stream had before
     // this batch (its first event here comes next); an order that starts
@@ -758,26 +823,32 @@ pub(crate) fn fold_batch(
         case_resolutions.extend(case_resolution(e.order_id, e.event));
         *state = evolve(before, e.event);
     }
-    let mut orders: Vec<DirtyOrder> = working
-        .into_iter()
-        .map(|(order_id, after)| {
-            let before = stored(order_id);
-            DirtyOrder {
-                changed_lines: changed_lines(before, &after),
-                stored_lines: before.map(|b| b.order.as_ref().map_or(0, |o| o.lines.len())),
-                order_id: order_id.clone(),
-                after,
-            }
-        })
-        .collect();
+    let mut orders = Vec::with_capacity(working.len());
+    let mut states = Vec::with_capacity(working.len());
+    for (order_id, after) in working {
+        let before = stored(order_id);
+        orders.push(DirtyOrder {
+            changed_lines: changed_lines(before, &after),
+            stored_lines: before.map(|b| b.order.as_ref().map_or(0, |o| o.lines.len())),
+            order_id: order_id.clone(),
+            version: after.version,
+            next_due_at: provledger_domain::next_due(&after),
+        });
+        states.push((order_id.clone(), after));
+    }
     orders.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
-    Ok(BatchOutput {
+    let out = BatchOutput {
         transactions,
         orders,
         case_resolutions,
         last_position,
         events: events.len() as u64,
-    })
+    };
+    let states = FoldedStates {
+        states,
+        last_position,
+    };
+    Ok((out, states))
 }
 
 #[cfg(test)]
@@ -822,9 +893,27 @@ mod tests {
         }
     }
 
+    fn initial_email_to_line_1() -> Event {
+        Event::InitialEmailSent {
+            at: t("2026-12-01T00:00:00Z"),
+            line_id: LineId::parse("1").unwrap(),
+            to: email("c1@customer.example"),
+            sender: "webex_comm@webex.com".into(),
+            closes_at: t("2026-12-08T00:00:00Z"),
+        }
+    }
+
     /// Fold `events` as one batch; returns the output and the decoded batch.
     fn run(events: &[Event]) -> (BatchOutput, Vec<Decoded>) {
-        let decoded: Vec<Decoded> = events
+        let decoded = decode(events);
+        let (out, _) =
+            fold_batch(&decoded, &StateCache::default(), |_| Ok(HashMap::new())).unwrap();
+        (out, decoded)
+    }
+
+    /// `events` as recorded on one order's stream from position 1.
+    fn decode(events: &[Event]) -> Vec<Decoded> {
+        events
             .iter()
             .enumerate()
             .map(|(i, e)| {
@@ -848,9 +937,47 @@ mod tests {
                 })
                 .unwrap()
             })
-            .collect();
-        let out = fold_batch(&decoded, &StateCache::default(), |_| Ok(HashMap::new())).unwrap();
-        (out, decoded)
+            .collect()
+    }
+
+    #[test]
+    fn joined_batches_write_what_one_batch_writes() {
+        let events = [
+            placed(),
+            initial_email_to_line_1(),
+            Event::ProvisioningEmailResent {
+                at: t("2026-12-02T00:00:00Z"),
+                line_id: LineId::parse("1").unwrap(),
+                to: email("c1@customer.example"),
+                sender: "webex_comm@webex.com".into(),
+            },
+            refused(RefusedAction::ChangeContact, Some("2"), false),
+            Event::OrgOnboarded {
+                at: t("2026-12-03T00:00:00Z"),
+                org_id: OrgId::parse("org-1").unwrap(),
+            },
+        ];
+        let decoded = decode(&events);
+        let none = |_: &[(OrderId, StreamVersion)]| Ok(HashMap::new());
+        let (whole, _) = fold_batch(&decoded, &StateCache::default(), none).unwrap();
+        for cut in 1..decoded.len() {
+            let mut cache = StateCache::default();
+            let (mut joined, states) = fold_batch(&decoded[..cut], &cache, none).unwrap();
+            cache.remember(states);
+            let (rest, _) = fold_batch(&decoded[cut..], &cache, none).unwrap();
+            joined.absorb(rest);
+            assert_eq!(joined.transactions, whole.transactions, "cut {cut}");
+            assert_eq!(joined.events, whole.events);
+            assert_eq!(joined.last_position, whole.last_position);
+            assert_eq!(joined.orders.len(), whole.orders.len());
+            for (a, b) in joined.orders.iter().zip(&whole.orders) {
+                assert_eq!(a.order_id, b.order_id);
+                assert_eq!(a.version, b.version);
+                assert_eq!(a.next_due_at, b.next_due_at);
+                assert_eq!(a.stored_lines, b.stored_lines);
+                assert_eq!(a.changed_lines, b.changed_lines, "cut {cut}");
+            }
+        }
     }
 
     fn refused(action: RefusedAction, line: Option<&str>, all: bool) -> Event {
@@ -975,13 +1102,7 @@ mod tests {
         let org = OrgId::parse("org-9").unwrap();
         let events = [
             placed(),
-            Event::InitialEmailSent {
-                at: t("2026-12-01T00:00:00Z"),
-                line_id: LineId::parse("1").unwrap(),
-                to: email("c1@customer.example"),
-                sender: "webex_comm@webex.com".into(),
-                closes_at: t("2026-12-08T00:00:00Z"),
-            },
+            initial_email_to_line_1(),
             Event::SetupHandedOver {
                 at: t("2026-12-02T00:00:00Z"),
                 to: email("sam@partner.example"),
@@ -1079,8 +1200,7 @@ mod tests {
 
     #[test]
     fn only_changed_lines_are_rewritten() {
-        let (out, _) = run(&[placed()]);
-        let state = out.orders[0].after.clone();
+        let state = evolve(OrderState::default(), &placed());
         let resend = Event::ProvisioningEmailResent {
             at: t("2026-12-02T00:00:00Z"),
             line_id: LineId::parse("2").unwrap(),

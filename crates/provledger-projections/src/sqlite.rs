@@ -24,7 +24,9 @@ use crate::backend::{
     transaction_ids, transaction_row, Applied, Backend, Plan, StoredRow, StoredState, CHECKPOINT,
     LINE_COLUMNS, TX_COLUMNS,
 };
-use crate::project::{check_applied, fold_batch, fold_stored, BatchOutput, Decoded, StateCache};
+use crate::project::{
+    check_applied, fold_batch, fold_stored, BatchOutput, Decoded, FoldedStates, StateCache,
+};
 use crate::{LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow};
 
 /// How long a statement waits for another connection's write lock (as the store).
@@ -335,7 +337,7 @@ pub(crate) fn project_inline(
     tx: &Transaction<'_>,
     events: Vec<provledger_store::RecordedEvent>,
     cache: &mut StateCache,
-) -> Result<Option<BatchOutput>, ProjectionError> {
+) -> Result<Option<FoldedStates>, ProjectionError> {
     let Some(first) = events.first().map(|e| e.position) else {
         return Ok(None);
     };
@@ -352,10 +354,10 @@ pub(crate) fn project_inline(
         .into_iter()
         .map(Decoded::new)
         .collect::<Result<Vec<_>, _>>()?;
-    let out = fold_batch(&decoded, cache, |ids| load_states(tx, ids))?;
+    let (out, states) = fold_batch(&decoded, cache, |ids| load_states(tx, ids))?;
     write_batch(tx, &out)?;
     write_checkpoint(tx, out.last_position)?;
-    Ok(Some(out))
+    Ok(Some(states))
 }
 
 /// Write every row of `out` and its checkpoint, and commit.
@@ -433,8 +435,8 @@ fn write_batch(tx: &Transaction<'_>, out: &BatchOutput) -> Result<(), Projection
     for order in &out.orders {
         let state = params![
             order.order_id.as_str(),
-            to_i64(order.after.version)?,
-            provledger_domain::next_due(&order.after).map(|t| fmt_time(&t)),
+            to_i64(order.version)?,
+            order.next_due_at.map(|t| fmt_time(&t)),
         ];
         if order.stored_lines.is_none() || update_state.execute(state)? == 0 {
             insert_state.execute(state)?;
@@ -526,9 +528,9 @@ impl Backend for SqliteModels {
             Plan::Restart => return Ok(Applied::Restart),
         };
         cache.validate(found);
-        let out = fold_batch(events, cache, |ids| load_states(&tx, ids))?;
+        let (out, states) = fold_batch(events, cache, |ids| load_states(&tx, ids))?;
         let applied = commit_batch(tx, &out)?;
-        cache.committed(out);
+        cache.committed(states);
         Ok(applied)
     }
 
