@@ -1070,7 +1070,8 @@ fn commands_phase(
             target,
             (!target.is_empty()).then(|| check(seq.ours, seq.raw)),
         );
-        if let Some((ours, raw)) = seq.written {
+        // Only an embedded database's writes are this process's own.
+        if let Some((ours, raw)) = seq.written.filter(|_| backend == "sqlite") {
             run.figure(
                 "P1",
                 backend,
@@ -1164,7 +1165,7 @@ fn commands_phase(
             "",
             None,
         );
-        if let Some((ours, grouped)) = gc.written {
+        if let Some((ours, grouped)) = gc.written.filter(|_| backend == "sqlite") {
             run.figure(
                 "GC",
                 backend,

@@ -131,6 +131,18 @@ pub(crate) fn plan(
     Ok(Plan::Apply(rest))
 }
 
+/// An error of the store's migration runner, as a read-model error: a
+/// schema newer than this build is the read models' own
+/// [`ProjectionError::SchemaTooNew`].
+pub(crate) fn migration_error(e: provledger_store::StoreError) -> ProjectionError {
+    match e {
+        provledger_store::StoreError::SchemaTooNew { found, supported } => {
+            ProjectionError::SchemaTooNew { found, supported }
+        }
+        other => other.into(),
+    }
+}
+
 /// A time as stored: RFC 3339, UTC, six fractional digits (sorts as text).
 pub(crate) fn fmt_time(t: &DateTime<Utc>) -> String {
     format_time(t)

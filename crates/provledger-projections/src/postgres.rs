@@ -18,12 +18,14 @@ use chrono::{DateTime, Utc};
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement};
 use provledger_domain::{OrderId, OrderState};
+use provledger_store::migrations::{self, Migration};
+use provledger_store::postgres::{create_schema, table_lock_key, PostgresMigrator};
 use provledger_store::{Position, StreamVersion};
 
 use crate::backend::{
-    fmt_date, fmt_lower_bound, fmt_time, fmt_upper_bound, line_row, plan, to_i64, to_u64,
-    transaction_ids, transaction_row, Applied, Backend, Plan, StoredRow, StoredState, CHECKPOINT,
-    LINE_COLUMNS, TX_COLUMNS,
+    fmt_date, fmt_lower_bound, fmt_time, fmt_upper_bound, line_row, migration_error, plan, to_i64,
+    to_u64, transaction_ids, transaction_row, Applied, Backend, Plan, StoredRow, StoredState,
+    CHECKPOINT, LINE_COLUMNS, TX_COLUMNS,
 };
 use crate::project::{check_applied, fold_batch, fold_stored, BatchOutput, Decoded, StateCache};
 use crate::{LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow};
@@ -32,18 +34,8 @@ use crate::{LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRo
 /// the OID of this schema's `rm_checkpoints`, so ledgers in different
 /// schemas do not serialize each other.
 const BATCH_LOCK_CLASS: i32 = 0x7076_6c70;
-/// Advisory-lock class of the read models' migration lock: ASCII `pvlr`.
-/// The second key is derived from the schema name.
-const MIGRATION_LOCK_CLASS: i32 = 0x7076_6c72;
 /// Rows per `unnest` INSERT.
 const CHUNK: usize = 5_000;
-
-/// One schema migration; applied in order, each exactly once.
-struct Migration {
-    version: i64,
-    name: &'static str,
-    sql: &'static str,
-}
 
 /// Every migration this build knows, oldest first; the same tables as the
 /// SQLite backend (docs/adr/0004-read-models.md).
@@ -250,7 +242,7 @@ impl PostgresModels {
             });
         };
         let found = rm_version(&mut client, &current)?;
-        let supported = MIGRATIONS.last().map_or(0, |m| m.version);
+        let supported = migrations::latest(MIGRATIONS);
         if found > supported {
             return Err(ProjectionError::SchemaTooNew { found, supported });
         }
@@ -266,9 +258,7 @@ impl PostgresModels {
         if found < supported {
             migrate(&mut client, &current)?;
         }
-        let lock_key: i32 = client
-            .query_one("SELECT 'rm_checkpoints'::regclass::oid::int4", &[])?
-            .get(0);
+        let lock_key = table_lock_key(&mut client, "rm_checkpoints")?;
         let statements = Statements::prepare(&mut client)?;
         Ok(PostgresModels {
             url: url.to_string(),
@@ -313,15 +303,7 @@ impl PostgresModels {
 fn connect_client(url: &str, schema: Option<&str>) -> Result<Client, ProjectionError> {
     let mut client = Client::connect(url, NoTls)?;
     if let Some(schema) = schema {
-        let mut tx = client.transaction()?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1::int4, $2::int4)",
-            &[&MIGRATION_LOCK_CLASS, &schema_key(schema)],
-        )?;
-        tx.batch_execute(&format!(
-            "SET LOCAL client_min_messages TO warning; CREATE SCHEMA IF NOT EXISTS \"{schema}\""
-        ))?;
-        tx.commit()?;
+        create_schema(&mut client, schema)?;
         client.batch_execute(&format!("SET search_path TO \"{schema}\""))?;
     }
     Ok(client)
@@ -347,41 +329,15 @@ fn rm_version(client: &mut Client, schema: &str) -> Result<i64, ProjectionError>
     })
 }
 
-/// Apply the migrations this schema lacks, under a lock so that processes
-/// starting at once do not race.
+/// Apply the migrations this schema lacks (the store's migration runner,
+/// under the schema's migration lock, so that processes starting at once do
+/// not race).
 fn migrate(client: &mut Client, schema: &str) -> Result<(), ProjectionError> {
-    let mut tx = client.transaction()?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1::int4, $2::int4)",
-        &[&MIGRATION_LOCK_CLASS, &schema_key(schema)],
-    )?;
-    tx.batch_execute(
-        "SET LOCAL client_min_messages TO warning;
-         CREATE TABLE IF NOT EXISTS rm_schema_migrations (
-             version    BIGINT PRIMARY KEY,
-             name       TEXT NOT NULL,
-             applied_at TEXT NOT NULL
-         );",
-    )?;
-    let found: i64 = tx
-        .query_one(
-            "SELECT COALESCE(MAX(version), 0)::int8 FROM rm_schema_migrations",
-            &[],
-        )?
-        .try_get(0)?;
-    let supported = MIGRATIONS.last().map_or(0, |m| m.version);
-    if found > supported {
-        return Err(ProjectionError::SchemaTooNew { found, supported });
-    }
-    for migration in MIGRATIONS.iter().filter(|m| m.version > found) {
-        tx.batch_execute(migration.sql)?;
-        tx.execute(
-            "INSERT INTO rm_schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-            &[&migration.version, &migration.name, &fmt_time(&Utc::now())],
-        )?;
-    }
-    tx.commit()?;
-    Ok(())
+    migrations::run(
+        &mut PostgresMigrator::new(client, schema, "rm_schema_migrations"),
+        MIGRATIONS,
+    )
+    .map_err(migration_error)
 }
 
 fn read_checkpoint(
@@ -449,6 +405,10 @@ fn begin_batch<'c>(
         .build_transaction()
         .isolation_level(IsolationLevel::ReadCommitted)
         .start()?;
+    // Derived data, committed with its checkpoint: a batch lost in a server
+    // crash is applied again by the next catch-up, so it need not wait for
+    // its WAL flush (the events' own commits stay synchronous).
+    tx.batch_execute("SET LOCAL synchronous_commit = off")?;
     tx.execute(&statements.lock, &[&BATCH_LOCK_CLASS, &lock_key])?;
     let found = read_checkpoint(&mut tx, statements)?;
     Ok((tx, found))
@@ -777,17 +737,6 @@ impl Backend for PostgresModels {
     }
 }
 
-/// The migration lock's second key: a stable 32-bit digest (FNV-1a) of the
-/// schema name.
-fn schema_key(schema: &str) -> i32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in schema.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    i32::from_be_bytes(hash.to_be_bytes())
-}
-
 /// The store's schema-name rule, reported as a read-model error.
 fn check_schema_name(url: &str, schema: &str) -> Result<(), ProjectionError> {
     provledger_store::postgres::check_schema_name(url, schema).map_err(|e| match e {
@@ -811,6 +760,10 @@ mod tests {
             assert!(check_schema_name("postgres://h/db", bad).is_err(), "{bad}");
         }
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_ne!(schema_key("a"), schema_key("b"));
+    }
+
+    #[test]
+    fn migrations_are_numbered_from_one_without_gaps() {
+        migrations::check_numbering(MIGRATIONS).unwrap_or_else(|e| panic!("{e}"));
     }
 }

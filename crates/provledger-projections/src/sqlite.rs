@@ -14,15 +14,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use provledger_domain::{OrderId, OrderState};
-use provledger_store::sqlite::read_stream_on;
+use provledger_store::migrations::{self, Migration};
+use provledger_store::sqlite::{read_stream_on, SqliteMigrator};
 use provledger_store::{Position, StreamVersion};
 use rusqlite::types::ToSql;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use crate::backend::{
-    fmt_date, fmt_lower_bound, fmt_time, fmt_upper_bound, line_row, plan, to_i64, to_u64,
-    transaction_ids, transaction_row, Applied, Backend, Plan, StoredRow, StoredState, CHECKPOINT,
-    LINE_COLUMNS, TX_COLUMNS,
+    fmt_date, fmt_lower_bound, fmt_time, fmt_upper_bound, line_row, migration_error, plan, to_i64,
+    to_u64, transaction_ids, transaction_row, Applied, Backend, Plan, StoredRow, StoredState,
+    CHECKPOINT, LINE_COLUMNS, TX_COLUMNS,
 };
 use crate::project::{
     check_applied, fold_batch, fold_stored, BatchOutput, Decoded, FoldedStates, StateCache,
@@ -33,12 +34,6 @@ use crate::{LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRo
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One schema migration; applied in order, each exactly once.
-struct Migration {
-    version: i64,
-    name: &'static str,
-    sql: &'static str,
-}
-
 /// Every migration this build knows, oldest first. The layout is explained
 /// in docs/adr/0004-read-models.md.
 const MIGRATIONS: &[Migration] = &[
@@ -242,7 +237,7 @@ impl SqliteModels {
 
 /// A read-only open needs the read models at exactly this build's version.
 fn check_read_only_version(found: i64) -> Result<(), ProjectionError> {
-    let supported = MIGRATIONS.last().map_or(0, |m| m.version);
+    let supported = migrations::latest(MIGRATIONS);
     if found > supported {
         return Err(ProjectionError::SchemaTooNew { found, supported });
     }
@@ -256,35 +251,15 @@ fn check_read_only_version(found: i64) -> Result<(), ProjectionError> {
     Ok(())
 }
 
-/// Apply the migrations this file lacks, under the write lock so that
-/// processes starting at once do not race.
+/// Apply the migrations this file lacks (the store's migration runner,
+/// under SQLite's write lock, so that processes starting at once do not
+/// race).
 fn migrate(conn: &mut Connection) -> Result<(), ProjectionError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS rm_schema_migrations (
-             version    INTEGER PRIMARY KEY,
-             name       TEXT NOT NULL,
-             applied_at TEXT NOT NULL
-         );",
-    )?;
-    let found: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM rm_schema_migrations",
-        [],
-        |r| r.get(0),
-    )?;
-    let supported = MIGRATIONS.last().map_or(0, |m| m.version);
-    if found > supported {
-        return Err(ProjectionError::SchemaTooNew { found, supported });
-    }
-    for migration in MIGRATIONS.iter().filter(|m| m.version > found) {
-        tx.execute_batch(migration.sql)?;
-        tx.execute(
-            "INSERT INTO rm_schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-            params![migration.version, migration.name, fmt_time(&Utc::now())],
-        )?;
-    }
-    tx.commit()?;
-    Ok(())
+    migrations::run(
+        &mut SqliteMigrator::new(conn, "rm_schema_migrations"),
+        MIGRATIONS,
+    )
+    .map_err(migration_error)
 }
 
 fn read_checkpoint(conn: &Connection) -> Result<Position, ProjectionError> {
@@ -664,5 +639,15 @@ impl Backend for SqliteModels {
                 })
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_from_one_without_gaps() {
+        migrations::check_numbering(MIGRATIONS).unwrap_or_else(|e| panic!("{e}"));
     }
 }

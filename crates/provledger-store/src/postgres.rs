@@ -307,16 +307,7 @@ impl PostgresStore {
         let schema = match schema {
             Some(schema) => {
                 if mode == OpenMode::Create {
-                    let mut tx = client.transaction()?;
-                    tx.execute(
-                        "SELECT pg_advisory_xact_lock($1::int4, $2::int4)",
-                        &[&MIGRATION_LOCK_CLASS, &schema_key(schema)],
-                    )?;
-                    tx.batch_execute(&format!(
-                        "CREATE SCHEMA IF NOT EXISTS {}",
-                        quote_ident(schema)
-                    ))?;
-                    tx.commit()?;
+                    create_schema(&mut client, schema)?;
                 }
                 schema.to_string()
             }
@@ -1251,6 +1242,23 @@ impl MigrationTarget for PostgresMigrator<'_> {
         tx.commit()?;
         Ok(migration)
     }
+}
+
+/// Create `schema` if it does not exist, under the schema's migration lock
+/// (so that processes opening a new ledger at once do not race). The store
+/// and the read models, which share the schema, both create it this way.
+pub fn create_schema(client: &mut Client, schema: &str) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1::int4, $2::int4)",
+        &[&MIGRATION_LOCK_CLASS, &schema_key(schema)],
+    )?;
+    tx.batch_execute(&format!(
+        "SET LOCAL client_min_messages TO warning; CREATE SCHEMA IF NOT EXISTS {}",
+        quote_ident(schema)
+    ))?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// The SQL that reads the advisory-lock key of `table` in the session's
