@@ -278,6 +278,10 @@ pub fn import(ledger: &Ledger, file: &Path) -> Result<u64, AppError> {
         Ok(())
     })?;
     bar.finish_and_clear();
+    // The admission states are not needed to project: free them first, so
+    // that the import's peak memory is the larger of its two phases, not
+    // their sum.
+    drop(admission);
     let bar = progress("projecting");
     ledger.catch_up_bulk(&mut |done| bar.set_position(done))?;
     bar.finish_and_clear();
