@@ -243,8 +243,14 @@ impl ReadModels {
                 next_report += PROGRESS_EVERY;
             }
         });
-        // Whether the replay succeeded or not, the indexes come back.
-        let finished = self.inner().backend.finish_rebuild();
+        // Whether the replay succeeded or not, the indexes come back. The
+        // state cache is freed first: building the indexes needs sort
+        // memory, and the next catch-up refills the cache as it goes.
+        let finished = {
+            let mut inner = self.inner();
+            inner.cache.clear();
+            inner.backend.finish_rebuild()
+        };
         let total = run?;
         finished?;
         if reported != Some(total) {

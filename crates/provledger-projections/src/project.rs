@@ -712,7 +712,7 @@ struct Cached {
 }
 
 /// Most order states the cache keeps.
-const CACHE_LIMIT: usize = 30_000;
+const CACHE_LIMIT: usize = 20_000;
 
 impl StateCache {
     /// Make sure the cache describes the read models at `checkpoint`.

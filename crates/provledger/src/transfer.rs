@@ -169,7 +169,7 @@ fn temp_file_beside(out: &Path) -> Result<(std::path::PathBuf, std::fs::File), A
 }
 
 /// Events per `import_batch` call.
-pub const IMPORT_BATCH: usize = 10_000;
+pub const IMPORT_BATCH: usize = 5_000;
 
 /// Bytes of import lines per batch: a batch is cut at [`IMPORT_BATCH`]
 /// events or this many bytes, whichever comes first, so that memory stays
@@ -178,7 +178,7 @@ pub const IMPORT_BATCH_BYTES: usize = 64 << 20;
 
 /// Stream states kept between batches; beyond this many the cache is
 /// emptied and states are folded again from the store when needed.
-const ADMISSION_CACHE: usize = 50_000;
+const ADMISSION_CACHE: usize = 20_000;
 
 /// Append a JSON Lines export, checking every hash and every rule. Returns
 /// how many events.
