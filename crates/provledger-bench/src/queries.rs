@@ -100,8 +100,11 @@ impl Sample {
         match self.kind {
             QueryKind::TypeSubscription => (
                 format!(
-                    "SELECT {columns} FROM rm_transactions WHERE tx_type = {} AND subscription_id = {} \
+                    "SELECT {columns} FROM rm_transactions WHERE {} = {} AND subscription_id = {} \
                      ORDER BY submitted_at, id",
+                    // The read models' own plan on SQLite: the subscription
+                    // index, the type filtered (see docs/adr/0004).
+                    if dollar { "tx_type" } else { "+tx_type" },
                     p(1),
                     p(2)
                 ),

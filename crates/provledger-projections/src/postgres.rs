@@ -137,6 +137,11 @@ CREATE INDEX rm_history_subscription ON rm_history (subscription_id, position) W
         name: "order states are folded again from the log: drop their JSON copy",
         sql: "ALTER TABLE rm_order_state DROP COLUMN state_json;",
     },
+    Migration {
+        version: 4,
+        name: "drop the type+subscription index: the subscription index serves those queries",
+        sql: "DROP INDEX IF EXISTS rm_transactions_type_sub;",
+    },
 ];
 
 /// Statements prepared once per connection.
