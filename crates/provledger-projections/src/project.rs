@@ -697,7 +697,7 @@ pub(crate) struct FoldedStates {
 /// A cache hit saves folding the order's stream again. The cache is trusted
 /// only while the stored checkpoint equals `valid_at`: any other writer
 /// (another process, a rebuild) moves the checkpoint and so empties the
-/// cache. When full, it forgets the half of the orders touched longest ago:
+/// cache. When full, it forgets the quarter of the orders touched longest ago:
 /// orders are busy for a while and then fall quiet, so the busy ones stay.
 #[derive(Default)]
 pub(crate) struct StateCache {
