@@ -512,6 +512,17 @@ impl Event {
     ) -> Result<Event, DecodeError> {
         decode_stored(EVENT_TYPES, event_type, schema_version, payload)
     }
+
+    /// [`Event::from_stored`] for a payload in its stored JSON text, parsed
+    /// once (no intermediate JSON value). Accepts and refuses exactly what
+    /// `from_stored` does with the parsed text.
+    pub fn from_stored_json(
+        event_type: &str,
+        schema_version: u32,
+        payload: &str,
+    ) -> Result<Event, DecodeError> {
+        decode_stored_json(EVENT_TYPES, event_type, schema_version, payload)
+    }
 }
 
 /// The payload of a serde-tagged event enum: its fields without the tag.
@@ -526,13 +537,69 @@ pub(crate) fn payload_of<T: Serialize>(event: &T) -> serde_json::Value {
 /// Decode a stored payload of one of `types` (the variants of a
 /// `#[serde(tag = "type")]` enum), checking the type and schema version first.
 /// Every stream's event enum (orders, organisations, reservations) reads its
-/// events through this one function, so they all follow docs/events.md §9.
+/// events through this one function (or [`decode_stored_json`], its twin
+/// for payloads still in their stored text), so they all follow
+/// docs/events.md §9.
 pub(crate) fn decode_stored<T: serde::de::DeserializeOwned>(
     types: &[&str],
     event_type: &str,
     schema_version: u32,
     payload: &serde_json::Value,
 ) -> Result<T, DecodeError> {
+    check_stored(types, event_type, schema_version)?;
+    let invalid = |reason: String| DecodeError::InvalidPayload {
+        event_type: event_type.to_string(),
+        reason,
+    };
+    let serde_json::Value::Object(map) = payload else {
+        return Err(invalid(NOT_AN_OBJECT.into()));
+    };
+    if map.contains_key(TAG) {
+        return Err(invalid(TAGGED.into()));
+    }
+    let mut object = map.clone();
+    object.insert(TAG.into(), serde_json::Value::String(event_type.into()));
+    serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| invalid(e.to_string()))
+}
+
+/// [`decode_stored`] for a payload in its stored JSON text: the text is
+/// parsed once, straight into `T`, with no intermediate JSON value (the
+/// read models decode every event of the log this way). It accepts and
+/// refuses exactly what [`decode_stored`] does with the parsed text.
+pub(crate) fn decode_stored_json<T: serde::de::DeserializeOwned>(
+    types: &[&str],
+    event_type: &str,
+    schema_version: u32,
+    payload: &str,
+) -> Result<T, DecodeError> {
+    check_stored(types, event_type, schema_version)?;
+    let invalid = |reason: String| DecodeError::InvalidPayload {
+        event_type: event_type.to_string(),
+        reason,
+    };
+    // The tag goes in front of the object's members. `event_type` is one of
+    // `types`, plain identifiers that need no escaping.
+    let Some(members) = payload.trim_start().strip_prefix('{') else {
+        return Err(invalid(NOT_AN_OBJECT.into()));
+    };
+    let separator = if members.trim_start().starts_with('}') {
+        ""
+    } else {
+        ","
+    };
+    let tagged = format!("{{\"{TAG}\":\"{event_type}\"{separator}{members}");
+    // A payload carrying its own tag fails here as a duplicate field.
+    serde_json::from_str(&tagged).map_err(|e| invalid(e.to_string()))
+}
+
+/// The key naming the variant of a `#[serde(tag = "type")]` enum. A stored
+/// payload never carries it: the type is the row's own column.
+const TAG: &str = "type";
+const NOT_AN_OBJECT: &str = "the payload is not a JSON object";
+const TAGGED: &str = "the payload carries a `type` member; the event type is stored beside it";
+
+/// The checks of a stored event's type and schema version.
+fn check_stored(types: &[&str], event_type: &str, schema_version: u32) -> Result<(), DecodeError> {
     if !types.contains(&event_type) {
         return Err(DecodeError::UnknownEventType {
             event_type: event_type.to_string(),
@@ -544,20 +611,5 @@ pub(crate) fn decode_stored<T: serde::de::DeserializeOwned>(
             schema_version,
         });
     }
-    let mut object = match payload {
-        serde_json::Value::Object(map) => map.clone(),
-        _ => {
-            return Err(DecodeError::InvalidPayload {
-                event_type: event_type.to_string(),
-                reason: "the payload is not a JSON object".into(),
-            })
-        }
-    };
-    object.insert("type".into(), serde_json::Value::String(event_type.into()));
-    serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| {
-        DecodeError::InvalidPayload {
-            event_type: event_type.to_string(),
-            reason: e.to_string(),
-        }
-    })
+    Ok(())
 }

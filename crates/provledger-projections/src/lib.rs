@@ -318,7 +318,7 @@ impl ReadModels {
         total: &mut u64,
         progress: &mut dyn FnMut(u64),
     ) -> Result<Flow, ProjectionError> {
-        let mut events = store.read_all(start)?;
+        let mut events = store.read_all_json(start)?;
         let first = next_batch(&mut events, batch_size)?;
         if first.len() < batch_size {
             // The whole rest of the log fits in one batch: no helper needed.
@@ -346,10 +346,13 @@ impl ReadModels {
         // checkpoint, once everything it folded has been written.
         let cache = std::mem::take(&mut self.inner().cache);
         std::thread::scope(|scope| {
-            // Rendezvous channels: each stage works one batch ahead of the
-            // next and waits for it to be taken, which bounds the memory
-            // (a buffered channel lets more batches pile up for no speed).
-            let (decoded_out, decoded_in) = std::sync::mpsc::sync_channel(0);
+            // Bounded channels keep memory bounded. A rebuild's commit is
+            // long: while it runs, the folder folds ahead of the writer (and
+            // the reader reads ahead of the folder) by up to
+            // `FOLDED_AHEAD` batches, so that the stages overlap instead of
+            // taking turns. More than that buys little speed for its memory
+            // (docs/performance.md, peak RSS at 1M events).
+            let (decoded_out, decoded_in) = std::sync::mpsc::sync_channel(1);
             scope.spawn(move || {
                 if decoded_out.send(Ok(first)).is_err() {
                     return;
@@ -363,7 +366,11 @@ impl ReadModels {
                     }
                 }
             });
-            let (folded_out, folded_in) = std::sync::mpsc::sync_channel(0);
+            // Freeing a batch is work too: leave it to another thread.
+            let (trash, bin) = std::sync::mpsc::channel::<Box<dyn Send>>();
+            scope.spawn(move || bin.into_iter().for_each(drop));
+            let (folded_out, folded_in) = std::sync::mpsc::sync_channel(FOLDED_AHEAD);
+            let folder_trash = trash.clone();
             let folder = scope.spawn(move || {
                 let mut cache = cache;
                 let mut at = start;
@@ -372,14 +379,16 @@ impl ReadModels {
                         Ok(batch) if batch.is_empty() => break,
                         Ok(batch) => {
                             cache.validate(at);
-                            fold_batch(&batch, &cache, |wanted| {
+                            let folded = fold_batch(&batch, &cache, |wanted| {
                                 memory::load_from_log(store, wanted)
                             })
                             .map(|(out, states)| {
                                 cache.remember(states);
                                 at = out.last_position;
-                                (batch, out)
-                            })
+                                out
+                            });
+                            let _ = folder_trash.send(Box::new(batch));
+                            folded
                         }
                         Err(e) => Err(e),
                     };
@@ -390,9 +399,6 @@ impl ReadModels {
                 }
                 cache
             });
-            // Freeing a batch is work too: leave it to another thread.
-            let (trash, bin) = std::sync::mpsc::channel::<Box<dyn Send>>();
-            scope.spawn(move || bin.into_iter().for_each(drop));
             let mut expected = start;
             let mut pending: Option<BatchOutput> = None;
             let mut folded_in = folded_in.into_iter();
@@ -400,15 +406,11 @@ impl ReadModels {
                 let next = folded_in.next().transpose()?;
                 let last = next.is_none();
                 let out = match (pending.take(), next) {
-                    (Some(mut joined), Some((batch, out))) => {
-                        let _ = trash.send(Box::new(batch));
+                    (Some(mut joined), Some(out)) => {
                         joined.absorb(out);
                         joined
                     }
-                    (None, Some((batch, out))) => {
-                        let _ = trash.send(Box::new(batch));
-                        out
-                    }
+                    (None, Some(out)) => out,
                     (Some(joined), None) => joined,
                     (None, None) => break,
                 };
@@ -625,6 +627,10 @@ fn parse_url(store_url: &str) -> Result<StoreUrl, ProjectionError> {
 /// rows of that many events are held in memory until their commit.
 const REBUILD_COMMIT_EVENTS: u64 = 20_000;
 
+/// Folded batches waiting for the writer, at most (see
+/// `ReadModels::run_from`): two of the four a rebuild commit joins.
+const FOLDED_AHEAD: usize = 2;
+
 /// Whether the batch loop is done or must read again from the stored checkpoint.
 enum Flow {
     Finished,
@@ -633,12 +639,12 @@ enum Flow {
 
 /// Up to `size` events from the store's stream, decoded.
 fn next_batch(
-    events: &mut dyn Iterator<Item = Result<RecordedEvent, provledger_store::StoreError>>,
+    events: &mut dyn Iterator<Item = Result<RecordedEvent<String>, provledger_store::StoreError>>,
     size: usize,
 ) -> Result<Vec<Decoded>, ProjectionError> {
     let mut batch = Vec::with_capacity(size.min(8192));
     for event in events.take(size) {
-        batch.push(Decoded::new(event?)?);
+        batch.push(Decoded::from_json(event?)?);
     }
     Ok(batch)
 }

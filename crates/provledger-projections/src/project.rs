@@ -20,8 +20,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use provledger_domain::{
-    evolve, Event, Line, LineId, Order, OrderId, OrderState, RefusedAction, SupportRequestType,
-    WhoSetsUp,
+    evolve, DecodeError, Event, Line, LineId, Order, OrderId, OrderState, RefusedAction,
+    SupportRequestType, WhoSetsUp,
 };
 use provledger_store::{Position, RecordedEvent, StreamVersion};
 
@@ -50,6 +50,26 @@ impl Decoded {
         let order = decode_order_event(&recorded)?;
         recorded.payload = serde_json::Value::Null;
         Ok(Decoded { recorded, order })
+    }
+
+    /// Decode an event read with its payload as the stored text
+    /// (the store's `read_all_json`): the text is parsed
+    /// once, straight into the domain's event.
+    pub fn from_json(recorded: RecordedEvent<String>) -> Result<Decoded, ProjectionError> {
+        let (recorded, payload) = recorded.replace_payload(serde_json::Value::Null);
+        let Some(order_id) = OrderId::from_stream_id(&recorded.stream_id) else {
+            return Ok(Decoded {
+                recorded,
+                order: None,
+            });
+        };
+        let event =
+            Event::from_stored_json(&recorded.event_type, recorded.schema_version, &payload)
+                .map_err(|source| undecodable(&recorded, source))?;
+        Ok(Decoded {
+            recorded,
+            order: Some((order_id, event)),
+        })
     }
 
     /// The borrowed view [`project`] works on, for an order event.
@@ -85,12 +105,17 @@ pub(crate) fn decode_order_event(
         recorded.schema_version,
         &recorded.payload,
     )
-    .map_err(|source| ProjectionError::UndecodableEvent {
+    .map_err(|source| undecodable(recorded, source))?;
+    Ok(Some((order_id, event)))
+}
+
+/// The error for an order event the domain cannot decode.
+fn undecodable<P>(recorded: &RecordedEvent<P>, source: DecodeError) -> ProjectionError {
+    ProjectionError::UndecodableEvent {
         position: recorded.position,
         stream_id: recorded.stream_id.clone(),
         source,
-    })?;
-    Ok(Some((order_id, event)))
+    }
 }
 
 /// Check that the read models applied `version` events of an order's

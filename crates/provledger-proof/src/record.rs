@@ -47,8 +47,13 @@ pub struct Metadata {
 }
 
 /// An event as stored, with everything needed to check it.
+///
+/// The payload is normally decoded JSON (`P` = [`serde_json::Value`], the
+/// default). A reader that decodes payloads into its own types (the read
+/// models) asks the store for `RecordedEvent<String>` instead, the stored
+/// JSON text, so that each payload is parsed once rather than twice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecordedEvent {
+pub struct RecordedEvent<P = serde_json::Value> {
     /// Global position (1-based, gapless).
     pub position: Position,
     /// The stream this event belongs to, e.g. `order-WO-1001`.
@@ -60,7 +65,7 @@ pub struct RecordedEvent {
     /// Version of the payload's shape.
     pub schema_version: u32,
     /// The event's data.
-    pub payload: serde_json::Value,
+    pub payload: P,
     /// Actor, transaction and correlation data.
     pub metadata: Metadata,
     /// Business time (microsecond precision).
@@ -71,6 +76,40 @@ pub struct RecordedEvent {
     pub prev_hash: String,
     /// SHA-256 of this event's canonical encoding and `prev_hash`, lowercase hex.
     pub hash: String,
+}
+
+impl<P> RecordedEvent<P> {
+    /// The same event with `payload` in place of this one's, and this one's
+    /// payload.
+    pub fn replace_payload<Q>(self, payload: Q) -> (RecordedEvent<Q>, P) {
+        let RecordedEvent {
+            position,
+            stream_id,
+            stream_version,
+            event_type,
+            schema_version,
+            payload: old,
+            metadata,
+            occurred_at,
+            recorded_at,
+            prev_hash,
+            hash,
+        } = self;
+        let event = RecordedEvent {
+            position,
+            stream_id,
+            stream_version,
+            event_type,
+            schema_version,
+            payload,
+            metadata,
+            occurred_at,
+            recorded_at,
+            prev_hash,
+            hash,
+        };
+        (event, old)
+    }
 }
 
 /// The first broken link found when checking a chain.

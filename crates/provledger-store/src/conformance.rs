@@ -1222,6 +1222,34 @@ pub fn read_all_crosses_pages(b: &dyn Backend) {
         .map(|e| e.map_or(0, |e| e.position))
         .collect();
     ensure_eq!(b, first_three, vec![1, 2, 3], "a partly consumed read_all");
+
+    // The same events with the payload as stored text, across page ends.
+    for after in [0, 999, 2001] {
+        let texts: Vec<RecordedEvent<String>> = s
+            .read_all_json(after)
+            .unwrap_or_else(|e| fail!(b, "read_all_json({after}) failed: {e}"))
+            .map(|e| e.unwrap_or_else(|e| fail!(b, "read_all_json({after}) yielded {e}")))
+            .collect();
+        let parsed: Vec<RecordedEvent> = texts
+            .into_iter()
+            .map(|e| {
+                let (event, text) = e.replace_payload(serde_json::Value::Null);
+                let payload = serde_json::from_str(&text).unwrap_or_else(|e| {
+                    fail!(
+                        b,
+                        "read_all_json: payload at {} is not JSON: {e}",
+                        event.position
+                    )
+                });
+                event.replace_payload(payload).0
+            })
+            .collect();
+        ensure!(
+            b,
+            parsed.as_slice() == &all[after as usize..],
+            "read_all_json({after}) must yield what read_all({after}) yields, payloads as text"
+        );
+    }
 }
 
 /// A live `read_all` iterator does not block appends on the same handle

@@ -22,6 +22,30 @@ use crate::{
     StreamVersion,
 };
 
+/// How a read hands over each stored payload: parsed into a JSON value
+/// (every read but one), or as the stored text
+/// ([`crate::EventStore::read_all_json`]). Both backends decode rows
+/// through it, so the two reads differ in this and nothing else.
+pub(crate) trait StoredPayload: Sized {
+    /// The payload of the row at `position` from its stored text.
+    fn from_stored(position: Position, text: &str) -> Result<Self, StoreError>;
+}
+
+impl StoredPayload for serde_json::Value {
+    fn from_stored(position: Position, text: &str) -> Result<Self, StoreError> {
+        serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+            position,
+            reason: format!("payload: not valid JSON: {e}"),
+        })
+    }
+}
+
+impl StoredPayload for String {
+    fn from_stored(_: Position, text: &str) -> Result<Self, StoreError> {
+        Ok(text.to_owned())
+    }
+}
+
 /// The event `new` recorded at `position` (after the event whose hash is
 /// `prev_hash`) as version `stream_version` of `stream_id`: the request's
 /// idempotency key (if any) in its metadata, times at stored precision,

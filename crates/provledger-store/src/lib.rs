@@ -165,6 +165,11 @@ pub struct Head {
 /// A streaming iterator over recorded events.
 pub type EventIter<'a> = Box<dyn Iterator<Item = Result<RecordedEvent, StoreError>> + Send + 'a>;
 
+/// A streaming iterator over recorded events whose payloads are left as the
+/// stored JSON text (see [`EventStore::read_all_json`]).
+pub type JsonEventIter<'a> =
+    Box<dyn Iterator<Item = Result<RecordedEvent<String>, StoreError>> + Send + 'a>;
+
 /// An event store backend.
 ///
 /// Implementations are safe to share between threads; several processes may
@@ -218,6 +223,12 @@ pub trait EventStore: Send + Sync {
     /// Every event with a position greater than `after`, in position order,
     /// streamed in pages: the whole log is never held in memory.
     fn read_all(&self, after: Position) -> Result<EventIter<'_>, StoreError>;
+
+    /// [`read_all`](EventStore::read_all) with each payload left as the
+    /// stored JSON text, not parsed: for a reader that decodes payloads
+    /// into its own types (the read models), which would otherwise parse
+    /// every payload twice. Nothing about the text is checked here.
+    fn read_all_json(&self, after: Position) -> Result<JsonEventIter<'_>, StoreError>;
 
     /// Ids of the streams whose id starts with `prefix`, sorted.
     fn stream_ids(&self, prefix: &str) -> Result<Vec<String>, StoreError>;

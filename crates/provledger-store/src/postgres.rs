@@ -31,13 +31,14 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use chrono::{DateTime, Utc};
 use postgres::{Client, GenericClient, NoTls, Row, Statement};
 
-use crate::core::{plan_import, EncodedEvent, KeyRange};
+use crate::core::{plan_import, EncodedEvent, KeyRange, StoredPayload};
 use crate::hash;
 use crate::merkle::{self, FrontierCache, TreeWriter};
 use crate::migrations::{self, Migration, MigrationTarget};
 use crate::{
     to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head,
-    InlineWriter, Metadata, NodeId, OpenMode, Position, RecordedEvent, StoreError, StreamVersion,
+    InlineWriter, JsonEventIter, Metadata, NodeId, OpenMode, Position, RecordedEvent, StoreError,
+    StreamVersion,
 };
 
 /// Advisory-lock class (first key) of the append lock: ASCII `pvlg`.
@@ -527,16 +528,11 @@ impl EventStore for PostgresStore {
     }
 
     fn read_all(&self, after: Position) -> Result<EventIter<'_>, StoreError> {
-        let mut pages = Pages {
-            store: self,
-            after,
-            buffer: VecDeque::new(),
-            done: false,
-        };
-        // Fetch the first page now so that a dead connection fails here.
-        let rows = self.page(after)?;
-        pages.fill(rows);
-        Ok(Box::new(pages))
+        Ok(Box::new(Pages::<serde_json::Value>::start(self, after)?))
+    }
+
+    fn read_all_json(&self, after: Position) -> Result<JsonEventIter<'_>, StoreError> {
+        Ok(Box::new(Pages::<String>::start(self, after)?))
     }
 
     fn stream_ids(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -617,19 +613,33 @@ impl EventStore for PostgresStore {
 
 /// The streaming iterator behind [`EventStore::read_all`].
 /// It ends after the first error.
-struct Pages<'a> {
+struct Pages<'a, P> {
     store: &'a PostgresStore,
     after: Position,
-    buffer: VecDeque<Result<RecordedEvent, StoreError>>,
+    buffer: VecDeque<Result<RecordedEvent<P>, StoreError>>,
     done: bool,
 }
 
-impl Pages<'_> {
+impl<'a, P: StoredPayload> Pages<'a, P> {
+    /// The events after `after`, with the first page fetched now so that a
+    /// dead connection fails here rather than on the first item.
+    fn start(store: &'a PostgresStore, after: Position) -> Result<Self, StoreError> {
+        let mut pages = Pages {
+            store,
+            after,
+            buffer: VecDeque::new(),
+            done: false,
+        };
+        let rows = store.page(after)?;
+        pages.fill(rows);
+        Ok(pages)
+    }
+
     /// Decode a page into the buffer, up to and including the first bad row.
     fn fill(&mut self, rows: Vec<Row>) {
         self.done = (rows.len() as i64) < PAGE_SIZE;
         for row in &rows {
-            let event = decode_event(row);
+            let event = decode_row(row);
             match &event {
                 Ok(e) => self.after = e.position,
                 Err(_) => self.done = true,
@@ -643,8 +653,8 @@ impl Pages<'_> {
     }
 }
 
-impl Iterator for Pages<'_> {
-    type Item = Result<RecordedEvent, StoreError>;
+impl<P: StoredPayload> Iterator for Pages<'_, P> {
+    type Item = Result<RecordedEvent<P>, StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.buffer.is_empty() && !self.done {
@@ -1282,6 +1292,12 @@ pub fn table_lock_key(client: &mut impl GenericClient, table: &str) -> Result<i3
 /// Decode an event row (selected by [`READ_STREAM`] or the store's other
 /// reads, which all select the same columns).
 pub fn decode_event(row: &Row) -> Result<RecordedEvent, StoreError> {
+    decode_row(row)
+}
+
+/// [`decode_event`], with the payload handed over as `P` (parsed, or the
+/// stored text).
+fn decode_row<P: StoredPayload>(row: &Row) -> Result<RecordedEvent<P>, StoreError> {
     let raw_position: i64 = row.try_get(0)?;
     let position = from_sql_int(raw_position, raw_position, "position")?;
     let corrupt = |reason: String| StoreError::Corrupt { position, reason };
@@ -1291,8 +1307,8 @@ pub fn decode_event(row: &Row) -> Result<RecordedEvent, StoreError> {
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| corrupt(format!("{name} {text:?} is not an RFC 3339 time: {e}")))
     };
-    let payload: String = row.try_get(5)?;
-    let metadata: String = row.try_get(6)?;
+    let payload: &str = row.try_get(5)?;
+    let metadata: &str = row.try_get(6)?;
     let schema_version: i64 = row.try_get(4)?;
     Ok(RecordedEvent {
         position,
@@ -1301,9 +1317,8 @@ pub fn decode_event(row: &Row) -> Result<RecordedEvent, StoreError> {
         event_type: row.try_get(3)?,
         schema_version: u32::try_from(schema_version)
             .map_err(|_| corrupt(format!("schema_version {schema_version} is out of range")))?,
-        payload: serde_json::from_str(&payload)
-            .map_err(|e| corrupt(format!("payload is not JSON: {e}")))?,
-        metadata: serde_json::from_str::<Metadata>(&metadata)
+        payload: P::from_stored(position, payload)?,
+        metadata: serde_json::from_str::<Metadata>(metadata)
             .map_err(|e| corrupt(format!("metadata is not valid: {e}")))?,
         occurred_at: time(7, "occurred_at")?,
         recorded_at: time(8, "recorded_at")?,

@@ -30,13 +30,14 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, TransactionBehavior};
 
-use crate::core::{plan_import, to_sql_int, EncodedEvent, ImportPlanner, KeyRange};
+use crate::core::{plan_import, to_sql_int, EncodedEvent, ImportPlanner, KeyRange, StoredPayload};
 use crate::hash;
 use crate::merkle::{self, FrontierCache, TreeWriter};
 use crate::migrations::{self, Migration, MigrationTarget};
 use crate::{
     to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head,
-    InlineWriter, NodeId, OpenMode, Position, RecordedEvent, StoreError, StreamVersion,
+    InlineWriter, JsonEventIter, NodeId, OpenMode, Position, RecordedEvent, StoreError,
+    StreamVersion,
 };
 
 /// Newest schema version this build knows (the last migration's version).
@@ -340,11 +341,11 @@ impl SqliteStore {
 
     /// Up to `limit` events after `after`; a row that cannot be decoded ends
     /// the page with its error.
-    fn read_page(
+    fn read_page<P: StoredPayload>(
         &self,
         after: i64,
         limit: usize,
-    ) -> Result<Vec<Result<RecordedEvent, StoreError>>, StoreError> {
+    ) -> Result<Vec<Result<RecordedEvent<P>, StoreError>>, StoreError> {
         let conn = self.read_lock();
         let mut stmt = conn.prepare_cached(select_events!(
             "WHERE position > ?1 ORDER BY position LIMIT ?2"
@@ -899,7 +900,7 @@ pub fn read_stream_on(
 
 /// Decode one row of [`select_events!`]; anything malformed is
 /// [`StoreError::Corrupt`] naming the row's position.
-fn decode_row(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, StoreError> {
+fn decode_row<P: StoredPayload>(row: &rusqlite::Row<'_>) -> Result<RecordedEvent<P>, StoreError> {
     let raw_position: i64 = row.get(0)?;
     let position = u64::try_from(raw_position).map_err(|_| StoreError::Corrupt {
         position: 0,
@@ -943,8 +944,7 @@ fn decode_row(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, StoreError> {
                 format!("{schema_version} is out of range"),
             )
         })?,
-        payload: serde_json::from_str(str_ref(5, "payload")?)
-            .map_err(|e| corrupt("payload", format!("not valid JSON: {e}")))?,
+        payload: P::from_stored(position, str_ref(5, "payload")?)?,
         metadata: serde_json::from_str(str_ref(6, "metadata")?)
             .map_err(|e| corrupt("metadata", format!("not valid metadata JSON: {e}")))?,
         occurred_at: time(7, "occurred_at")?,
@@ -1077,17 +1077,32 @@ fn prefix_upper_bound(prefix: &str) -> Option<String> {
     None
 }
 
-/// Streams [`EventStore::read_all`] in pages, locking the connection per page.
-struct PagedEvents<'a> {
+/// Streams [`EventStore::read_all`] (and [`EventStore::read_all_json`]) in
+/// pages, locking the connection per page.
+struct PagedEvents<'a, P> {
     store: &'a SqliteStore,
     after: i64,
-    buffer: VecDeque<Result<RecordedEvent, StoreError>>,
+    buffer: VecDeque<Result<RecordedEvent<P>, StoreError>>,
     done: bool,
 }
 
-impl PagedEvents<'_> {
+impl<'a, P: StoredPayload> PagedEvents<'a, P> {
+    /// The events after `after`, with the first page fetched now so that a
+    /// store that cannot be read fails here rather than on the first item.
+    fn start(store: &'a SqliteStore, after: Position) -> Result<Self, StoreError> {
+        let mut events = PagedEvents {
+            store,
+            after: i64::try_from(after).unwrap_or(i64::MAX),
+            buffer: VecDeque::new(),
+            done: false,
+        };
+        let first = store.read_page(events.after, READ_PAGE_SIZE)?;
+        events.absorb(first);
+        Ok(events)
+    }
+
     /// Queue a fetched page; a short page or a decode error ends the stream.
-    fn absorb(&mut self, page: Vec<Result<RecordedEvent, StoreError>>) {
+    fn absorb(&mut self, page: Vec<Result<RecordedEvent<P>, StoreError>>) {
         if page.len() < READ_PAGE_SIZE {
             self.done = true;
         }
@@ -1111,8 +1126,8 @@ impl PagedEvents<'_> {
     }
 }
 
-impl Iterator for PagedEvents<'_> {
-    type Item = Result<RecordedEvent, StoreError>;
+impl<P: StoredPayload> Iterator for PagedEvents<'_, P> {
+    type Item = Result<RecordedEvent<P>, StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.buffer.is_empty() && !self.done {
@@ -1247,17 +1262,13 @@ impl EventStore for SqliteStore {
     }
 
     fn read_all(&self, after: Position) -> Result<EventIter<'_>, StoreError> {
-        let mut events = PagedEvents {
-            store: self,
-            after: i64::try_from(after).unwrap_or(i64::MAX),
-            buffer: VecDeque::new(),
-            done: false,
-        };
-        // Fetch the first page now so that a store that cannot be read fails
-        // here rather than on the first item.
-        let first = self.read_page(events.after, READ_PAGE_SIZE)?;
-        events.absorb(first);
-        Ok(Box::new(events))
+        Ok(Box::new(PagedEvents::<serde_json::Value>::start(
+            self, after,
+        )?))
+    }
+
+    fn read_all_json(&self, after: Position) -> Result<JsonEventIter<'_>, StoreError> {
+        Ok(Box::new(PagedEvents::<String>::start(self, after)?))
     }
 
     fn stream_ids(&self, prefix: &str) -> Result<Vec<String>, StoreError> {

@@ -8,8 +8,8 @@
 //! feature: not part of the production API.
 
 use crate::{
-    AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head, InlineWriter, NodeId,
-    Position, RecordedEvent, StoreError, StreamVersion,
+    AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head, InlineWriter, JsonEventIter,
+    NodeId, Position, RecordedEvent, StoreError, StreamVersion,
 };
 
 /// What the hook asks the wrapper to do with one `append_batch` call.
@@ -98,6 +98,10 @@ impl EventStore for FaultyStore {
     }
     fn read_all(&self, after: Position) -> Result<EventIter<'_>, StoreError> {
         self.inner.read_all(after)
+    }
+
+    fn read_all_json(&self, after: Position) -> Result<JsonEventIter<'_>, StoreError> {
+        self.inner.read_all_json(after)
     }
     fn stream_ids(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         self.inner.stream_ids(prefix)

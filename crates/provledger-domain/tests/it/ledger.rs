@@ -462,3 +462,90 @@ fn r12_a_payload_decodes_only_as_its_own_type() {
     assert!(Event::from_stored("OrgOnboarded", 1, &payload).is_err());
     assert!(Event::from_stored("LineClosed", 1, &payload).is_err());
 }
+
+/// Decode `payload` both ways: from the parsed value and from its text.
+fn decode_both(
+    event_type: &str,
+    version: u32,
+    payload: &serde_json::Value,
+) -> [Result<Event, DecodeError>; 2] {
+    [
+        Event::from_stored(event_type, version, payload),
+        Event::from_stored_json(event_type, version, &payload.to_string()),
+    ]
+}
+
+#[test]
+fn r12_stored_text_decodes_exactly_as_the_parsed_payload() {
+    let event = resent("1.1", IT, at(2026, 12, 3, 9, 0));
+    let payload = event.to_payload();
+    let mut tagged = payload.clone();
+    tagged["type"] = serde_json::json!("ProvisioningEmailResent");
+    let mut missing = payload.clone();
+    missing.as_object_mut().unwrap().remove("line_id");
+    let mut bad_email = payload.clone();
+    bad_email["to"] = serde_json::json!("not-an-email");
+    let cases = [
+        ("ProvisioningEmailResent", 1, payload.clone(), true),
+        ("ProvisioningEmailBounced", 1, payload.clone(), false),
+        ("ProvisioningEmailResent", 0, payload.clone(), false),
+        (
+            "ProvisioningEmailResent",
+            SCHEMA_VERSION + 1,
+            payload.clone(),
+            false,
+        ),
+        ("OrgOnboarded", 1, payload.clone(), false),
+        (
+            "ProvisioningEmailResent",
+            1,
+            serde_json::json!([1, 2]),
+            false,
+        ),
+        (
+            "ProvisioningEmailResent",
+            1,
+            serde_json::json!("text"),
+            false,
+        ),
+        ("ProvisioningEmailResent", 1, serde_json::Value::Null, false),
+        ("ProvisioningEmailResent", 1, serde_json::json!({}), false),
+        // A payload never carries the tag: the type is the row's column.
+        ("ProvisioningEmailResent", 1, tagged, false),
+        ("ProvisioningEmailResent", 1, missing, false),
+        ("ProvisioningEmailResent", 1, bad_email, false),
+    ];
+    for (event_type, version, payload, decodes) in cases {
+        let [parsed, text] = decode_both(event_type, version, &payload);
+        assert_eq!(
+            parsed.is_ok(),
+            decodes,
+            "{event_type} {payload}: {parsed:?}"
+        );
+        assert_eq!(text.is_ok(), decodes, "{event_type} {payload}: {text:?}");
+        match (parsed, text) {
+            (Ok(a), Ok(b)) => assert_eq!((&a, &b), (&event, &event)),
+            (Err(a), Err(b)) => assert_eq!(
+                std::mem::discriminant(&a),
+                std::mem::discriminant(&b),
+                "{a:?} vs {b:?}"
+            ),
+            (a, b) => panic!("the decoders disagree: {a:?} vs {b:?}"),
+        }
+    }
+    // Whitespace the stored text may hold around and inside the object.
+    let spaced = format!(
+        " {{ {} }} ",
+        &payload.to_string()[1..payload.to_string().len() - 1]
+    );
+    assert_eq!(
+        Event::from_stored_json("ProvisioningEmailResent", 1, &spaced),
+        Ok(event)
+    );
+    // An event with no fields beyond its time decodes from `{ }` plus time.
+    let setup = Event::SetupStarted {
+        at: at(2026, 12, 3, 9, 0),
+    };
+    let [parsed, text] = decode_both("SetupStarted", 1, &setup.to_payload());
+    assert_eq!((parsed, text), (Ok(setup.clone()), Ok(setup)));
+}

@@ -483,6 +483,10 @@ fn check_stream(run: &Run) -> Result<(), TestCaseError> {
         let payload = event.to_payload();
         let decoded = Event::from_stored(event.event_type(), event.schema_version(), &payload);
         prop_assert_eq!(decoded.as_ref(), Ok(event));
+        // The same from the stored text, parsed once (the read models' way).
+        let text = serde_json::to_string(&payload).expect("a payload encodes");
+        let decoded = Event::from_stored_json(event.event_type(), event.schema_version(), &text);
+        prop_assert_eq!(decoded.as_ref(), Ok(event));
     }
 
     // Folding is deterministic and equals the incremental state.
