@@ -176,8 +176,9 @@ pub const IMPORT_BATCH: usize = 5_000;
 /// bounded however large the events are.
 pub const IMPORT_BATCH_BYTES: usize = 64 << 20;
 
-/// Stream states kept between batches; beyond this many the cache is
-/// emptied and states are folded again from the store when needed.
+/// Stream states kept between batches; beyond this many the quarter
+/// touched longest ago is forgotten, and folded again from the store if a
+/// later event needs it.
 const ADMISSION_CACHE: usize = 20_000;
 
 /// Append a JSON Lines export, checking every hash and every rule. Returns
@@ -190,8 +191,9 @@ const ADMISSION_CACHE: usize = 20_000;
 /// ([`provledger_domain::admit`]: the domain could have produced it from its
 /// stream's state at that point). A bad line refuses its whole batch with
 /// exit 2 naming the line and position; batches before it stay imported.
-/// A helper thread reads and parses the next batch while the store checks
-/// and writes the current one.
+/// A helper thread reads and parses the batches; each checked batch is
+/// written by the store on another thread while the next one is checked
+/// against the rules.
 pub fn import(ledger: &Ledger, file: &Path) -> Result<u64, AppError> {
     let reader: Box<dyn BufRead + Send> = if file == Path::new("-") {
         Box::new(std::io::BufReader::new(std::io::stdin()))
@@ -241,10 +243,24 @@ pub fn import(ledger: &Ledger, file: &Path) -> Result<u64, AppError> {
                 let _ = batches.send(Ok(batch));
             }
         });
+        // The store writes one batch on its own thread while the next is
+        // checked against the rules: the check needs only the states the
+        // batches before it left, which admission keeps, never the store's
+        // copy of them (see `Admission::committed`).
+        let store = ledger.store();
+        let mut writing: Writing<'_> = None;
+        let mut first_batch = true;
         for batch in parsed {
-            let batch = batch?;
-            if n == 0 {
-                let head = ledger.store().head()?.map_or(0, |h| h.position);
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => {
+                    // A batch being written reports its own failure first.
+                    finish_write(&mut writing)?;
+                    return Err(e);
+                }
+            };
+            if std::mem::take(&mut first_batch) {
+                let head = store.head()?.map_or(0, |h| h.position);
                 let first = batch.events.first().map_or(head + 1, |e| e.position);
                 if first != head + 1 {
                     return Err(AppError::BadInput(format!(
@@ -253,28 +269,16 @@ pub fn import(ledger: &Ledger, file: &Path) -> Result<u64, AppError> {
                     )));
                 }
             }
-            admission.check(ledger.store(), &batch.events, u64::MAX, |i| {
+            let checked = admission.check(store, &batch.events, u64::MAX, |i| {
                 format!("import line {}", batch.lines[i])
-            })?;
-            ledger.store().import_batch(&batch.events).map_err(|e| match e {
-                StoreError::ChainBroken { position, reason } => {
-                    let line = batch
-                        .events
-                        .iter()
-                        .position(|e| e.position == position)
-                        .map(|i| format!("import line {}: ", batch.lines[i]))
-                        .unwrap_or_default();
-                    AppError::BadInput(format!(
-                        "{line}import refused at position {position}: {reason}; nothing of its batch was written{}",
-                        kept(&batch.events)
-                    ))
-                }
-                other => other.into(),
-            })?;
-            admission.committed();
-            n += batch.events.len() as u64;
+            });
+            n += finish_write(&mut writing)?;
             bar.set_position(n);
+            checked?;
+            admission.committed();
+            writing = Some(scope.spawn(move || write_batch(store, batch)));
         }
+        n += finish_write(&mut writing)?;
         Ok(())
     })?;
     bar.finish_and_clear();
@@ -286,6 +290,40 @@ pub fn import(ledger: &Ledger, file: &Path) -> Result<u64, AppError> {
     ledger.catch_up_bulk(&mut |done| bar.set_position(done))?;
     bar.finish_and_clear();
     Ok(n)
+}
+
+/// The import batch being written, if any.
+type Writing<'scope> = Option<std::thread::ScopedJoinHandle<'scope, Result<u64, AppError>>>;
+
+/// Wait for the batch being written (if any); returns how many events it
+/// wrote.
+fn finish_write(writing: &mut Writing<'_>) -> Result<u64, AppError> {
+    match writing.take() {
+        Some(handle) => handle
+            .join()
+            .map_err(|_| AppError::Internal("the import's writing thread panicked".into()))?,
+        None => Ok(0),
+    }
+}
+
+/// Append one checked import batch; returns how many events.
+fn write_batch(store: &dyn EventStore, batch: Batch) -> Result<u64, AppError> {
+    store.import_batch(&batch.events).map_err(|e| match e {
+        StoreError::ChainBroken { position, reason } => {
+            let line = batch
+                .events
+                .iter()
+                .position(|e| e.position == position)
+                .map(|i| format!("import line {}: ", batch.lines[i]))
+                .unwrap_or_default();
+            AppError::BadInput(format!(
+                "{line}import refused at position {position}: {reason}; nothing of its batch was written{}",
+                kept(&batch.events)
+            ))
+        }
+        other => other.into(),
+    })?;
+    Ok(batch.events.len() as u64)
 }
 
 /// What stays after a refused batch.
@@ -313,9 +351,12 @@ struct Batch {
 /// and the ledger's own transaction conventions (see [`Transactions`]).
 #[derive(Default)]
 struct Admission {
-    states: HashMap<String, Stream>,
+    /// Stream states, with the number of the last batch that touched each.
+    states: HashMap<String, (Stream, u64)>,
     /// States after the batch being checked, kept once it is written.
     pending: HashMap<String, Stream>,
+    /// Batches kept so far.
+    batches: u64,
     /// The checked events start at position 1: a stream not in `seen` has
     /// no events before them, so its state needs no read.
     from_start: bool,
@@ -401,7 +442,7 @@ impl Admission {
         if let Some(known) = self.pending.remove(stream_id) {
             return Ok(Ok(known));
         }
-        if let Some(known) = self.states.remove(stream_id) {
+        if let Some((known, _)) = self.states.remove(stream_id) {
             return Ok(Ok(known));
         }
         let mut stream = match AdmissionState::empty(stream_id) {
@@ -468,15 +509,30 @@ impl Admission {
         Ok(())
     }
 
-    /// The batch just checked was written: keep its states.
+    /// The batch just checked is written (or is being written, and nothing
+    /// is checked against the store until it is): keep its states.
+    ///
+    /// Past [`ADMISSION_CACHE`] states, those of the quarter of the batches
+    /// touched longest ago are forgotten (never the batch just kept): a
+    /// stream is busy for a while and then falls quiet, so the busy ones
+    /// stay. Emptying the whole cache instead made every busy stream be
+    /// folded again from the store.
     fn committed(&mut self) {
         if self.from_start {
             self.seen.extend(self.pending.keys().cloned());
         }
+        self.batches += 1;
+        let batch = self.batches;
         if self.states.len() + self.pending.len() > ADMISSION_CACHE {
-            self.states.clear();
+            let oldest = self.states.values().map(|(_, b)| *b).min().unwrap_or(batch);
+            let keep_from = oldest + (batch - oldest).div_ceil(4).max(1);
+            self.states.retain(|_, (_, b)| *b >= keep_from);
         }
-        self.states.extend(self.pending.drain());
+        self.states.extend(
+            self.pending
+                .drain()
+                .map(|(id, stream)| (id, (stream, batch))),
+        );
     }
 }
 
