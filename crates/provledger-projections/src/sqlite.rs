@@ -144,8 +144,9 @@ CREATE INDEX rm_history_subscription ON rm_history (subscription_id) WHERE subsc
 /// The secondary indexes of the read models (name, table and columns), as
 /// the migrations create them.
 ///
-/// A rebuild drops them while it refills the tables and builds each once at
-/// the end: one sort per index instead of a B-tree insert per row. Every
+/// A rebuild drops them (all but [`KEPT_IN_REBUILD`]) while it refills the
+/// tables and builds each once at the end: one sort per index instead of a
+/// B-tree insert per row. Every
 /// open makes sure they exist, so a rebuild cut short leaves none missing
 /// beyond the next start.
 const SECONDARY_INDEXES: &[(&str, &str)] = &[
@@ -168,6 +169,19 @@ const SECONDARY_INDEXES: &[(&str, &str)] = &[
     ),
     ("rm_transactions_time", "rm_transactions (submitted_at)"),
 ];
+
+/// A support case's outcome, written on the row its opening wrote: status,
+/// reason; order, `detail` prefix (`case <id>:`).
+const RESOLVE_CASE: &str = "UPDATE rm_transactions SET status = ?1, reason = ?2 \
+     WHERE order_id = ?3 AND tx_type = 'support_case' \
+     AND substr(detail, 1, length(?4)) = ?4";
+
+/// The one secondary index a rebuild keeps: a support case's outcome
+/// updates the row its opening wrote, found by order
+/// ([`RESOLVE_CASE`]); without the index each outcome
+/// would read the whole Transaction Manager table, and a rebuild would
+/// slow down with the square of the ledger's size.
+const KEPT_IN_REBUILD: &str = "rm_transactions_order";
 
 /// Create the [`SECONDARY_INDEXES`] that are missing.
 fn ensure_indexes(conn: &Connection) -> Result<(), ProjectionError> {
@@ -374,11 +388,7 @@ fn write_batch(tx: &Transaction<'_>, out: &BatchOutput) -> Result<(), Projection
         ])?;
     }
 
-    let mut resolve_case = tx.prepare_cached(
-        "UPDATE rm_transactions SET status = ?1, reason = ?2 \
-         WHERE order_id = ?3 AND tx_type = 'support_case' \
-         AND substr(detail, 1, length(?4)) = ?4",
-    )?;
+    let mut resolve_case = tx.prepare_cached(RESOLVE_CASE)?;
     for r in &out.case_resolutions {
         resolve_case.execute(params![
             r.status.as_str(),
@@ -525,7 +535,9 @@ impl Backend for SqliteModels {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         for (name, _) in SECONDARY_INDEXES {
-            tx.execute_batch(&format!("DROP INDEX IF EXISTS {name};"))?;
+            if *name != KEPT_IN_REBUILD {
+                tx.execute_batch(&format!("DROP INDEX IF EXISTS {name};"))?;
+            }
         }
         for table in CONTENT_TABLES {
             tx.execute_batch(&format!("DELETE FROM {table};"))?;
@@ -660,5 +672,27 @@ mod tests {
     #[test]
     fn migrations_are_numbered_from_one_without_gaps() {
         migrations::check_numbering(MIGRATIONS).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn a_rebuild_finds_a_support_case_s_row_by_index_not_by_reading_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut models = SqliteModels::open(&dir.path().join("ledger.db")).unwrap();
+        models.reset().unwrap();
+        let plan: Vec<String> = models
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {RESOLVE_CASE}"))
+            .unwrap()
+            .query_map(params!["success", "done", "WO-1", "case WO-1-C1:"], |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|step| step.contains(KEPT_IN_REBUILD)),
+            "during a rebuild the outcome's update must use {KEPT_IN_REBUILD}: {plan:?}"
+        );
+        models.finish_rebuild().unwrap();
     }
 }
