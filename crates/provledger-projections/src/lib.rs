@@ -350,14 +350,21 @@ impl ReadModels {
             // long: while it runs, the folder folds ahead of the writer (and
             // the reader reads ahead of the folder) by up to
             // `FOLDED_AHEAD` batches, so that the stages overlap instead of
-            // taking turns. More than that buys little speed for its memory
-            // (docs/performance.md, peak RSS at 1M events).
+            // taking turns.
             let (decoded_out, decoded_in) = std::sync::mpsc::sync_channel(1);
+            // Each stage frees what it allocated: a stage hands what it has
+            // used back to the stage that allocated it, which drops it before
+            // making more. The allocator then reuses the same memory at once;
+            // memory freed on another thread came back late, and a rebuild's
+            // peak memory grew with it.
+            let (spent_batches, batches_to_free) = std::sync::mpsc::channel::<Vec<Decoded>>();
+            let (spent_outputs, outputs_to_free) = std::sync::mpsc::channel::<BatchOutput>();
             scope.spawn(move || {
                 if decoded_out.send(Ok(first)).is_err() {
                     return;
                 }
                 loop {
+                    batches_to_free.try_iter().for_each(drop);
                     let batch = next_batch(&mut events, batch_size);
                     let last = !matches!(&batch, Ok(b) if b.len() == batch_size);
                     // A send fails once the next stage has stopped.
@@ -366,15 +373,12 @@ impl ReadModels {
                     }
                 }
             });
-            // Freeing a batch is work too: leave it to another thread.
-            let (trash, bin) = std::sync::mpsc::channel::<Box<dyn Send>>();
-            scope.spawn(move || bin.into_iter().for_each(drop));
             let (folded_out, folded_in) = std::sync::mpsc::sync_channel(FOLDED_AHEAD);
-            let folder_trash = trash.clone();
             let folder = scope.spawn(move || {
                 let mut cache = cache;
                 let mut at = start;
                 for batch in decoded_in {
+                    outputs_to_free.try_iter().for_each(drop);
                     let folded = match batch {
                         Ok(batch) if batch.is_empty() => break,
                         Ok(batch) => {
@@ -387,7 +391,7 @@ impl ReadModels {
                                 at = out.last_position;
                                 out
                             });
-                            let _ = folder_trash.send(Box::new(batch));
+                            let _ = spent_batches.send(batch);
                             folded
                         }
                         Err(e) => Err(e),
@@ -419,7 +423,7 @@ impl ReadModels {
                     continue;
                 }
                 let written = self.inner().backend.write(expected, &out)?;
-                let _ = trash.send(Box::new(out));
+                let _ = spent_outputs.send(out);
                 match written {
                     Applied::Done { events, checkpoint } => {
                         *total += events;
@@ -628,8 +632,9 @@ fn parse_url(store_url: &str) -> Result<StoreUrl, ProjectionError> {
 const REBUILD_COMMIT_EVENTS: u64 = 20_000;
 
 /// Folded batches waiting for the writer, at most (see
-/// `ReadModels::run_from`): two of the four a rebuild commit joins.
-const FOLDED_AHEAD: usize = 2;
+/// `ReadModels::run_from`): as many as a rebuild commit joins, so that the
+/// folder can fold the whole next commit while the writer commits.
+const FOLDED_AHEAD: usize = (REBUILD_COMMIT_EVENTS / backend::BATCH_SIZE as u64) as usize;
 
 /// Whether the batch loop is done or must read again from the stored checkpoint.
 enum Flow {

@@ -37,7 +37,10 @@ use crate::{
 /// keep no copy of it (the history view reads the log itself).
 #[derive(Debug)]
 pub(crate) struct Decoded {
-    /// The event as stored, except that its `payload` is `Null`.
+    /// The event as stored, except for what the read models never read:
+    /// its `payload` is `Null` (it is decoded into `order`), its hashes are
+    /// empty and its metadata holds only the actor and the transaction id.
+    /// A batch in flight thus holds no more than is used.
     pub recorded: RecordedEvent,
     /// The order and the decoded event; `None` for other streams
     /// (organisations, reservations), which these read models skip.
@@ -46,29 +49,31 @@ pub(crate) struct Decoded {
 
 impl Decoded {
     /// Decode a recorded event (see [`decode_order_event`]).
-    pub fn new(mut recorded: RecordedEvent) -> Result<Decoded, ProjectionError> {
+    pub fn new(recorded: RecordedEvent) -> Result<Decoded, ProjectionError> {
         let order = decode_order_event(&recorded)?;
-        recorded.payload = serde_json::Value::Null;
-        Ok(Decoded { recorded, order })
+        let (recorded, _) = recorded.replace_payload(());
+        Ok(Decoded {
+            recorded: slim(recorded),
+            order,
+        })
     }
 
     /// Decode an event read with its payload as the stored text
     /// (the store's `read_all_json`): the text is parsed
     /// once, straight into the domain's event.
     pub fn from_json(recorded: RecordedEvent<String>) -> Result<Decoded, ProjectionError> {
-        let (recorded, payload) = recorded.replace_payload(serde_json::Value::Null);
-        let Some(order_id) = OrderId::from_stream_id(&recorded.stream_id) else {
-            return Ok(Decoded {
-                recorded,
-                order: None,
-            });
+        let (recorded, payload) = recorded.replace_payload(());
+        let order = match OrderId::from_stream_id(&recorded.stream_id) {
+            Some(order_id) => Some((
+                order_id,
+                Event::from_stored_json(&recorded.event_type, recorded.schema_version, &payload)
+                    .map_err(|source| undecodable(&recorded, source))?,
+            )),
+            None => None,
         };
-        let event =
-            Event::from_stored_json(&recorded.event_type, recorded.schema_version, &payload)
-                .map_err(|source| undecodable(&recorded, source))?;
         Ok(Decoded {
-            recorded,
-            order: Some((order_id, event)),
+            recorded: slim(recorded),
+            order,
         })
     }
 
@@ -79,6 +84,40 @@ impl Decoded {
             event,
             recorded: &self.recorded,
         })
+    }
+}
+
+/// What [`Decoded`] keeps of a recorded event (see its `recorded`).
+fn slim(recorded: RecordedEvent<()>) -> RecordedEvent {
+    let RecordedEvent {
+        position,
+        stream_id,
+        stream_version,
+        event_type,
+        schema_version,
+        payload: (),
+        metadata,
+        occurred_at,
+        recorded_at,
+        prev_hash: _,
+        hash: _,
+    } = recorded;
+    RecordedEvent {
+        position,
+        stream_id,
+        stream_version,
+        event_type,
+        schema_version,
+        payload: serde_json::Value::Null,
+        metadata: provledger_store::Metadata {
+            actor: metadata.actor,
+            transaction_id: metadata.transaction_id,
+            ..Default::default()
+        },
+        occurred_at,
+        recorded_at,
+        prev_hash: String::new(),
+        hash: String::new(),
     }
 }
 
