@@ -51,7 +51,6 @@ impl Decoded {
     /// Decode a recorded event (see [`decode_order_event`]).
     pub fn new(recorded: RecordedEvent) -> Result<Decoded, ProjectionError> {
         let order = decode_order_event(&recorded)?;
-        let (recorded, _) = recorded.replace_payload(());
         Ok(Decoded {
             recorded: slim(recorded),
             order,
@@ -88,37 +87,16 @@ impl Decoded {
 }
 
 /// What [`Decoded`] keeps of a recorded event (see its `recorded`).
-fn slim(recorded: RecordedEvent<()>) -> RecordedEvent {
-    let RecordedEvent {
-        position,
-        stream_id,
-        stream_version,
-        event_type,
-        schema_version,
-        payload: (),
-        metadata,
-        occurred_at,
-        recorded_at,
-        prev_hash: _,
-        hash: _,
-    } = recorded;
-    RecordedEvent {
-        position,
-        stream_id,
-        stream_version,
-        event_type,
-        schema_version,
-        payload: serde_json::Value::Null,
-        metadata: provledger_store::Metadata {
-            actor: metadata.actor,
-            transaction_id: metadata.transaction_id,
-            ..Default::default()
-        },
-        occurred_at,
-        recorded_at,
-        prev_hash: String::new(),
-        hash: String::new(),
-    }
+fn slim<P>(recorded: RecordedEvent<P>) -> RecordedEvent {
+    let (mut kept, _) = recorded.replace_payload(serde_json::Value::Null);
+    kept.metadata = provledger_store::Metadata {
+        actor: std::mem::take(&mut kept.metadata.actor),
+        transaction_id: std::mem::take(&mut kept.metadata.transaction_id),
+        ..Default::default()
+    };
+    kept.prev_hash = String::new();
+    kept.hash = String::new();
+    kept
 }
 
 /// An event of an order stream, decoded, with the record it came from.
