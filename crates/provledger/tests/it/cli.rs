@@ -907,3 +907,58 @@ fn invalid_store_url_is_bad_input() {
         .code(2)
         .stderr(predicate::str::contains("valid UTF-8"));
 }
+
+#[test]
+fn import_keeps_the_batches_written_before_a_refused_one() {
+    // More than one import batch (5,000 events): 800 orders of five lines
+    // write 5,601 events with the ledger's first.
+    let ledger = Ledger::new();
+    let script: String = (0..800)
+        .map(|i| {
+            let lines: Vec<String> = (1..=5)
+                .map(|k| {
+                    format!(
+                        r#"{{"line_id": "1.{k}", "subscription_id": "Sub{}", "offer": "A-Flex", "rsd": "2026-12-01", "provisioning_contact": "it@customer.example"}}"#,
+                        600_000 + i * 5 + k
+                    )
+                })
+                .collect();
+            format!(
+                r#"{{"step":"place_order","as":"olivia@partner.example","at":"2026-11-20T09:00:00Z","order":{{"order_id": "WO-{}", "ordering_contact": "olivia@partner.example", "partner": "Acme Partner", "end_customer": "Contoso Ltd", "partner_contacts": [], "distributor_contacts": [], "lines": [{}]}}}}"#,
+                20_000 + i,
+                lines.join(", ")
+            ) + "\n"
+        })
+        .collect();
+    let script = ledger.file("orders.jsonl", &script);
+    ledger
+        .run(&["run", "--file", script.to_str().unwrap()])
+        .success();
+    let export = ledger.dir.path().join("export.jsonl");
+    ledger
+        .run(&["export", "--out", export.to_str().unwrap()])
+        .success();
+    let text = std::fs::read_to_string(&export).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() > 5_100, "{} events", lines.len());
+
+    // A line of the second batch that does not parse (found while the
+    // first batch is being written), or whose hash is wrong (found when the
+    // second batch is written): the first batch stays, whole and intact.
+    let unparseable = "{\"position\": 5300, \"oops\"".to_string();
+    let mut altered: Value = serde_json::from_str(lines[5299]).unwrap();
+    let hash = altered["hash"].as_str().unwrap().to_string();
+    let flipped = if hash.starts_with('0') { "1" } else { "0" };
+    altered["hash"] = Value::String(format!("{flipped}{}", &hash[1..]));
+    for bad_line in [unparseable, altered.to_string()] {
+        let mut damaged: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        damaged[5299] = bad_line;
+        let copy = Ledger::for_import();
+        let bad = copy.file("bad.jsonl", &(damaged.join("\n") + "\n"));
+        copy.run(&["import", "--file", bad.to_str().unwrap()])
+            .code(2)
+            .stderr(predicate::str::contains("import line 5300"));
+        assert_eq!(copy.event_count(), 5_000, "the first batch, and only it");
+        copy.run(&["verify"]).success();
+    }
+}
