@@ -98,6 +98,15 @@ impl Ledger {
         ledger
     }
 
+    /// Export the ledger to `name` in its directory: the file and its text.
+    fn export(&self, name: &str) -> (PathBuf, String) {
+        let path = self.dir.path().join(name);
+        self.run(&["export", "--out", path.to_str().unwrap()])
+            .success();
+        let text = std::fs::read_to_string(&path).unwrap();
+        (path, text)
+    }
+
     fn event_count(&self) -> usize {
         let out = self
             .cmd()
@@ -733,10 +742,7 @@ fn rebuild_export_import_round_trip() {
         .success()
         .stdout(predicate::str::contains("rebuilt"));
     assert_eq!(ledger.json(&["lines"]), before);
-    let export = ledger.dir.path().join("export.jsonl");
-    ledger
-        .run(&["export", "--out", export.to_str().unwrap()])
-        .success();
+    let (export, _) = ledger.export("export.jsonl");
     let copy = Ledger::for_import();
     copy.run(&["import", "--file", export.to_str().unwrap()])
         .success();
@@ -764,11 +770,7 @@ fn import_refuses_the_batch_of_a_bad_line_and_the_fixed_file_imports() {
     ledger
         .run(&["tick", "--now", "2026-12-10T00:00:00Z"])
         .success();
-    let export = ledger.dir.path().join("export.jsonl");
-    ledger
-        .run(&["export", "--out", export.to_str().unwrap()])
-        .success();
-    let text = std::fs::read_to_string(&export).unwrap();
+    let (export, text) = ledger.export("export.jsonl");
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.len() >= 4, "{lines:?}");
     // Line 3 is damaged: its batch (here the whole file) is refused.
@@ -934,11 +936,7 @@ fn import_keeps_the_batches_written_before_a_refused_one() {
     ledger
         .run(&["run", "--file", script.to_str().unwrap()])
         .success();
-    let export = ledger.dir.path().join("export.jsonl");
-    ledger
-        .run(&["export", "--out", export.to_str().unwrap()])
-        .success();
-    let text = std::fs::read_to_string(&export).unwrap();
+    let (_, text) = ledger.export("export.jsonl");
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.len() > 5_100, "{} events", lines.len());
 
