@@ -45,6 +45,10 @@ pub(crate) fn backoff(attempt: u32) {
     std::thread::sleep(std::time::Duration::from_micros(micros));
 }
 
+/// Due orders whose events one transaction of a `tick` appends at most,
+/// so that the database's write lock is held for one such batch at a time.
+pub const TICK_BATCH: usize = 256;
+
 /// Actor name recorded for scheduled events.
 pub const SYSTEM_ACTOR: &str = "system";
 
@@ -236,33 +240,83 @@ impl Ledger {
     /// Run what is due at `now` for every order: R2 initial emails, R7
     /// closures, R11 escalations. Each event is dated at its due time.
     /// Idempotent: a second tick at the same time appends nothing.
+    ///
+    /// The due orders' events are appended [`TICK_BATCH`] orders per
+    /// transaction, with their read-model rows on SQLite (one commit, one
+    /// fsync per batch): the read models never lag what a tick committed.
+    /// Orders whose stream moved meanwhile are decided again; if a tick
+    /// fails, the batches before the failure stay appended, and running it
+    /// again appends only what is still due.
     pub fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, AppError> {
         let now = to_stored_precision(now);
         self.read_models.catch_up(self.store.as_ref())?;
         let mut report = TickReport::default();
-        for order_id in self.read_models.orders_due(now)? {
-            let stream_id = order_id.stream_id();
-            for attempt in 1..=MAX_ATTEMPTS {
-                let state = self.load(&order_id)?;
+        let due = self.read_models.orders_due(now)?;
+        for orders in due.chunks(TICK_BATCH) {
+            self.tick_orders(orders.to_vec(), now, &mut report)?;
+        }
+        self.read_models.catch_up(self.store.as_ref())?;
+        Ok(report)
+    }
+
+    /// Append what is due at `now` for `orders` in one transaction per
+    /// round, retrying (in the next round) the orders whose stream moved.
+    fn tick_orders(
+        &self,
+        mut orders: Vec<OrderId>,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<(), AppError> {
+        let origin = Origin::scheduler();
+        let envelope = Envelope {
+            actor: &Actor::System,
+            origin: &origin,
+            fingerprint: None,
+        };
+        for attempt in 1..=MAX_ATTEMPTS {
+            let mut units = Vec::new();
+            let mut requests = Vec::new();
+            for order_id in orders.drain(..) {
+                let state = self.current_state(&order_id)?;
                 let due = due_events(&state, now);
                 if due.is_empty() {
-                    break;
+                    continue;
                 }
-                let origin = Origin::scheduler();
-                let envelope = Envelope {
-                    actor: &Actor::System,
-                    origin: &origin,
-                    fingerprint: None,
-                };
-                let new_events = to_new_events(&order_id, state.version, &due, &envelope);
-                let request = AppendRequest::single(
-                    stream_id.clone(),
+                requests.push(AppendRequest::single(
+                    order_id.stream_id(),
                     ExpectedVersion::Exact(state.version),
-                    new_events,
-                );
-                // The stream moves (or turned out to have moved).
-                self.states.evict(&order_id);
-                match self.store.append(request) {
+                    to_new_events(&order_id, state.version, &due, &envelope),
+                ));
+                let after = due.iter().fold(state, provledger_domain::evolve);
+                units.push((order_id, due, after));
+            }
+            if requests.is_empty() {
+                return Ok(());
+            }
+            let mut inline = if self.deferred_projections() {
+                None
+            } else {
+                self.read_models.inline_sqlite()
+            };
+            let appended = match inline.as_mut() {
+                Some(writer) => self.store.append_batch_inline(requests, writer),
+                None => self.store.append_batch(requests),
+            };
+            // Read models not written inline are caught up by the caller.
+            let _ = inline.map(|writer| writer.finish(appended.is_ok()));
+            let appended = match appended {
+                Ok(appended) => appended,
+                Err(e) => {
+                    // Nothing of this round was written.
+                    units
+                        .iter()
+                        .for_each(|(order_id, ..)| self.states.evict(order_id));
+                    return Err(e.into());
+                }
+            };
+            let mut failed = None;
+            for ((order_id, due, after), result) in units.into_iter().zip(appended) {
+                match result {
                     Ok(appended) => {
                         report.orders += 1;
                         for event in &due {
@@ -274,24 +328,32 @@ impl Ledger {
                             }
                         }
                         report.positions.extend(appended.positions());
-                        break;
+                        self.states.put(order_id, after);
                     }
-                    Err(e) if e.is_conflict() && attempt < MAX_ATTEMPTS => {
-                        backoff(attempt);
-                        continue;
+                    Err(e) => {
+                        self.states.evict(&order_id);
+                        if e.is_conflict() {
+                            orders.push(order_id);
+                        } else {
+                            failed.get_or_insert(e);
+                        }
                     }
-                    Err(e) if e.is_conflict() => {
-                        return Err(AppError::ConflictRetriesExhausted {
-                            order_id: order_id.to_string(),
-                            attempts: MAX_ATTEMPTS,
-                        })
-                    }
-                    Err(e) => return Err(e.into()),
                 }
             }
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            if orders.is_empty() {
+                return Ok(());
+            }
+            if attempt < MAX_ATTEMPTS {
+                backoff(attempt);
+            }
         }
-        self.read_models.catch_up(self.store.as_ref())?;
-        Ok(report)
+        Err(AppError::ConflictRetriesExhausted {
+            order_id: orders.first().map(ToString::to_string).unwrap_or_default(),
+            attempts: MAX_ATTEMPTS,
+        })
     }
 
     /// Line state, current or at a point in time (replayed, not read-model).

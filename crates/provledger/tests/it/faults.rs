@@ -44,11 +44,17 @@ fn ledger(dir: &std::path::Path, fault: Fault) -> (Ledger, Arc<AtomicU32>) {
 }
 
 fn place(ledger: &Ledger) {
-    let order: OrderRequest = serde_json::from_str(
-        r#"{"order_id":"WO-1","ordering_contact":"olivia@partner.example","lines":[
-            {"line_id":"1.1","subscription_id":"Sub1","offer":"A-Flex","rsd":"2026-12-01","provisioning_contact":"it@customer.example"},
-            {"line_id":"1.2","subscription_id":"Sub2","offer":"A-WX","rsd":"2026-12-01","provisioning_contact":"it@customer.example"}]}"#,
-    )
+    place_order(ledger, "WO-1");
+}
+
+/// Place order `id` of two lines, both due for their initial email on
+/// 2026-12-01.
+fn place_order(ledger: &Ledger, id: &str) {
+    let order: OrderRequest = serde_json::from_str(&format!(
+        r#"{{"order_id":"{id}","ordering_contact":"olivia@partner.example","lines":[
+            {{"line_id":"1.1","subscription_id":"Sub1-{id}","offer":"A-Flex","rsd":"2026-12-01","provisioning_contact":"it@customer.example"}},
+            {{"line_id":"1.2","subscription_id":"Sub2-{id}","offer":"A-WX","rsd":"2026-12-01","provisioning_contact":"it@customer.example"}}]}}"#
+    ))
     .expect("order");
     let ctx = Context::new(
         Actor::parse("olivia@partner.example").expect("actor"),
@@ -56,7 +62,7 @@ fn place(ledger: &Ledger) {
     );
     ledger
         .execute(
-            &OrderId::parse("WO-1").unwrap(),
+            &OrderId::parse(id).unwrap(),
             Command::PlaceOrder(order.validate().expect("valid")),
             &ctx,
             None,
@@ -171,4 +177,61 @@ fn on_sqlite_the_read_models_commit_in_the_commands_own_transaction() {
         2,
         "one row per changed line, committed with the events"
     );
+}
+
+/// The day the orders of [`place_order`] are due for their initial emails.
+fn due_day() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 2, 9, 0, 0).unwrap()
+}
+
+#[test]
+fn a_tick_appends_every_due_order_in_one_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    // The number of requests in each append.
+    let appends = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&appends);
+    let store = FaultyStore::new(
+        Box::new(SqliteStore::open(&path).expect("open")),
+        move |requests| {
+            seen.lock().unwrap().push(requests.len());
+            None
+        },
+    );
+    let read_models = ReadModels::open(&format!("sqlite:{}", path.display())).expect("read models");
+    let ledger = Ledger::from_parts(Box::new(store), read_models);
+    for id in ["WO-1", "WO-2", "WO-3"] {
+        place_order(&ledger, id);
+    }
+    appends.lock().unwrap().clear();
+    let report = ledger.tick(due_day()).expect("tick");
+    assert_eq!(report.orders, 3);
+    assert_eq!(report.initial_emails_sent, 6);
+    assert_eq!(
+        *appends.lock().unwrap(),
+        vec![3],
+        "one append (one transaction, one fsync) for the three due orders"
+    );
+    let again = ledger.tick(due_day()).expect("second tick");
+    assert_eq!(again.orders, 0, "nothing is due twice");
+}
+
+#[test]
+fn on_sqlite_a_ticks_read_models_commit_with_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, failures) = ledger(dir.path(), Fault::AfterCommit);
+    place_order(&ledger, "WO-1");
+    place_order(&ledger, "WO-2");
+    let before = count(&ledger);
+    // The reply to the tick's append is lost after the commit: the tick
+    // fails before any catch-up, so the read models are current only if
+    // they were written in the append's own transaction.
+    failures.store(1, Ordering::SeqCst);
+    ledger.tick(due_day()).expect_err("the reply was lost");
+    let after = count(&ledger);
+    assert!(after > before, "the tick's events committed");
+    assert_eq!(ledger.read_models().checkpoint().unwrap(), count(&ledger));
+    let report = ledger.tick(due_day()).expect("the tick again");
+    assert_eq!(report.orders, 0, "what committed is not appended twice");
+    assert_eq!(count(&ledger), after);
 }
