@@ -68,6 +68,9 @@ struct Inner {
     /// The ledger file of read-write SQLite read models (canonical path):
     /// only then can a store's append write them in its own transaction.
     sqlite_path: Option<std::path::PathBuf>,
+    /// The file name an inline writer last saw on a store's connection, and
+    /// whether it is `sqlite_path`: resolved once, not on every append.
+    inline_checked: Option<(String, bool)>,
 }
 
 impl std::fmt::Debug for ReadModels {
@@ -156,6 +159,7 @@ impl ReadModels {
                 backend,
                 cache: StateCache::default(),
                 sqlite_path: None,
+                inline_checked: None,
                 batch_size: BATCH_SIZE,
             }),
         }
@@ -690,16 +694,17 @@ impl provledger_store::InlineWriter for InlineProjection<'_> {
         appended: &[&provledger_store::AppendOutcome],
     ) -> bool {
         // Only on the very file these read models live in.
-        let file: Option<String> = tx
-            .query_row(
-                "SELECT file FROM pragma_database_list WHERE name = 'main'",
-                [],
-                |r| r.get(0),
-            )
-            .ok();
-        let same = file
-            .and_then(|f| std::fs::canonicalize(f).ok())
-            .is_some_and(|f| f == self.path);
+        let Some(file) = tx.path() else {
+            return false;
+        };
+        let same = match &self.guard.inline_checked {
+            Some((checked, same)) if checked == file => *same,
+            _ => {
+                let same = std::fs::canonicalize(file).is_ok_and(|f| f == self.path);
+                self.guard.inline_checked = Some((file.to_string(), same));
+                same
+            }
+        };
         if !same {
             return false;
         }

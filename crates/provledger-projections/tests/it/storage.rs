@@ -346,3 +346,63 @@ fn states_folded_in_the_pipeline_carry_over_to_the_next_catch_up() {
     rebuilt.rebuild(&ledger.store, &mut |_| {}).unwrap();
     assert_eq!(incremental, rebuilt.dump().unwrap());
 }
+
+/// One event of a stream the read models skip, for [`inline_append`].
+fn raw_request(stream_id: &str) -> provledger_store::AppendRequest {
+    provledger_store::AppendRequest::single(
+        stream_id,
+        provledger_store::ExpectedVersion::NoStream,
+        vec![provledger_store::NewEvent {
+            event_type: "Noted".into(),
+            schema_version: 1,
+            payload: serde_json::json!({}),
+            metadata: provledger_store::Metadata {
+                actor: "system".into(),
+                transaction_id: format!("tx-{stream_id}"),
+                ..provledger_store::Metadata::default()
+            },
+            occurred_at: t("2026-11-20T09:00:00Z"),
+        }],
+    )
+}
+
+/// Append `request` on `store` with `models` written inline; returns
+/// whether they were.
+fn inline_append(
+    store: &dyn provledger_store::EventStore,
+    models: &ReadModels,
+    request: provledger_store::AppendRequest,
+) -> bool {
+    let mut writer = models
+        .inline_sqlite()
+        .expect("read-write SQLite read models");
+    let appended = store.append_batch_inline(vec![request], &mut writer);
+    let committed = matches!(appended.as_deref(), Ok([Ok(_)]));
+    assert!(committed, "the append commits: {appended:?}");
+    writer.finish(committed)
+}
+
+#[test]
+fn read_models_are_written_inline_only_on_their_own_file() {
+    let own = Ledger::new();
+    let other = Ledger::new();
+    let models = own.models();
+    use provledger_store::EventStore as _;
+    // Another ledger's append commits, without these read models: the
+    // writer sees a file that is not theirs (and remembers it).
+    for stream in ["other-1", "other-2"] {
+        assert!(!inline_append(&other.store, &models, raw_request(stream)));
+        assert_eq!(models.checkpoint().unwrap(), 0);
+    }
+    assert_eq!(other.store.head().unwrap().map(|h| h.position), Some(2));
+    // Their own ledger's appends carry them, alternating with the other.
+    assert!(inline_append(&own.store, &models, raw_request("own-1")));
+    assert_eq!(models.checkpoint().unwrap(), 1);
+    assert!(!inline_append(
+        &other.store,
+        &models,
+        raw_request("other-3")
+    ));
+    assert!(inline_append(&own.store, &models, raw_request("own-2")));
+    assert_eq!(models.checkpoint().unwrap(), 2);
+}
