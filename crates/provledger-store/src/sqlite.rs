@@ -8,11 +8,17 @@
 //!   serves every stream lookup. Triggers refuse `UPDATE` and `DELETE`.
 //! * `idempotency_keys` maps a request's key to the positions it wrote; it is
 //!   append-only too.
-//! * `merkle_nodes` holds the Merkle tree's perfect-subtree hashes, keyed by
-//!   `(level, idx)` (see [`crate::merkle`]); each is inserted in the
-//!   transaction that appends its last leaf and is append-only like the
-//!   events. A file from before the table existed gets its tree computed
-//!   once, when it is opened.
+//! * `merkle_nodes` holds the Merkle tree's perfect-subtree hashes (see
+//!   [`crate::merkle`]): node `(level, idx)` with `end_leaf`, the index of
+//!   the last leaf it covers (`((idx + 1) << level) - 1`), and keyed by
+//!   `(end_leaf, level)`. Each node is inserted in the transaction that
+//!   appends its last leaf and is append-only like the events; since every
+//!   node a commit completes ends at one of the commit's own leaves, they
+//!   all land together at the right edge of the key range (one B-tree leaf
+//!   page, where a `(level, idx)` key wrote one per level). The tree's size
+//!   is the largest `end_leaf` plus one. A file from before the table
+//!   existed gets its tree computed once, when it is opened; one from
+//!   before this key is rebuilt by a migration.
 //! * `store_schema_migrations` records which schema migrations were applied.
 //!   Other crates (the read models, tables prefixed `rm_`) may share the file
 //!   and keep their own migration table, so every name here is distinct from
@@ -21,7 +27,7 @@
 //! Every write runs in one `BEGIN IMMEDIATE` transaction that reads the head
 //! inside the transaction, so several processes may write the same file.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -155,6 +161,38 @@ CREATE TABLE merkle_nodes (
     hash  BLOB    NOT NULL CHECK (length(hash) = 32),
     PRIMARY KEY (level, idx)
 ) WITHOUT ROWID;
+CREATE TRIGGER merkle_nodes_no_update BEFORE UPDATE ON merkle_nodes
+BEGIN
+    SELECT RAISE(ABORT, 'Merkle nodes are append-only: UPDATE is refused');
+END;
+CREATE TRIGGER merkle_nodes_no_delete BEFORE DELETE ON merkle_nodes
+BEGIN
+    SELECT RAISE(ABORT, 'Merkle nodes are append-only: DELETE is refused');
+END;
+",
+    },
+    Migration {
+        version: 3,
+        name: "Merkle tree nodes keyed by the last leaf they cover",
+        // `(end_leaf, level)`: the nodes one commit completes end at its own
+        // leaves, so they sit together at the right edge of one key range
+        // instead of at the end of each level's range. Rows are copied in
+        // the new key order; DROP TABLE's implicit delete fires no trigger.
+        sql: "
+CREATE TABLE merkle_nodes_by_end (
+    level    INTEGER NOT NULL CHECK (level >= 0 AND level < 64),
+    idx      INTEGER NOT NULL CHECK (idx >= 0),
+    end_leaf INTEGER NOT NULL CHECK (end_leaf = ((idx + 1) << level) - 1),
+    hash     BLOB    NOT NULL CHECK (length(hash) = 32),
+    PRIMARY KEY (end_leaf, level)
+) WITHOUT ROWID;
+INSERT INTO merkle_nodes_by_end (level, idx, end_leaf, hash)
+    SELECT level, idx, ((idx + 1) << level) - 1, hash FROM merkle_nodes
+    ORDER BY ((idx + 1) << level) - 1, level;
+DROP TRIGGER merkle_nodes_no_update;
+DROP TRIGGER merkle_nodes_no_delete;
+DROP TABLE merkle_nodes;
+ALTER TABLE merkle_nodes_by_end RENAME TO merkle_nodes;
 CREATE TRIGGER merkle_nodes_no_update BEFORE UPDATE ON merkle_nodes
 BEGIN
     SELECT RAISE(ABORT, 'Merkle nodes are append-only: UPDATE is refused');
@@ -632,60 +670,86 @@ fn applied_version_on(conn: &Connection, table: &str) -> Result<Option<i64>, Sto
     Ok(Some(version))
 }
 
+/// The number of leaves the stored tree covers: one more than the largest
+/// `end_leaf` (the last leaf's own node has it), read at the key range's
+/// right edge.
+const SELECT_TREE_SIZE: &str = "SELECT COALESCE(MAX(end_leaf) + 1, 0) FROM merkle_nodes";
+/// One node, by its key.
+const SELECT_NODE: &str = "SELECT hash FROM merkle_nodes WHERE end_leaf = ?1 AND level = ?2";
+/// Every node whose last leaf lies in `?1..=?2`, on all levels.
+const SELECT_NODES_ENDING_IN: &str =
+    "SELECT level, idx, hash FROM merkle_nodes WHERE end_leaf BETWEEN ?1 AND ?2";
+const INSERT_NODE: &str =
+    "INSERT INTO merkle_nodes (level, idx, end_leaf, hash) VALUES (?1, ?2, ?3, ?4)";
+
+/// The index of the last leaf `id` covers, `((index + 1) << level) - 1`:
+/// the leaf whose append completes the node, and the first column of its
+/// key. `None` when it does not fit in an SQLite integer (no such node can
+/// be stored).
+fn end_leaf(id: NodeId) -> Option<i64> {
+    let width = 1u64.checked_shl(id.level)?;
+    let end = id.index.checked_add(1)?.checked_mul(width)? - 1;
+    i64::try_from(end).ok()
+}
+
 /// Leaves the stored Merkle tree covers (one more than the last leaf's index).
 fn tree_size_on(conn: &Connection) -> Result<u64, StoreError> {
     let size: i64 = conn
-        .prepare_cached("SELECT COALESCE(MAX(idx) + 1, 0) FROM merkle_nodes WHERE level = 0")?
+        .prepare_cached(SELECT_TREE_SIZE)?
         .query_row([], |row| row.get(0))?;
     Ok(u64::try_from(size).unwrap_or(0))
 }
 
 /// The stored hashes of `ids`, `None` where absent.
 ///
-/// Ids of one level that lie close together (as `verify` asks for them:
-/// every node completed by a run of events) are read with one range query
-/// per level; scattered ones (a proof's) with one indexed lookup each.
+/// Nodes are keyed by `(end_leaf, level)`, and a leaf completes two nodes on
+/// average, so ids that are dense in `end_leaf` (as `verify` asks for them:
+/// every node completed by a run of events, on every level) are read with
+/// one range query over their `end_leaf`s, keeping only the wanted rows; the
+/// range holds at most about four rows per wanted id. Scattered ones (a
+/// proof's, the frontier's) are read with one key lookup each.
 fn read_nodes_on(conn: &Connection, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError> {
-    let mut by_level: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
-    for id in ids {
-        by_level.entry(id.level).or_default().push(id.index);
-    }
-    let mut found: std::collections::HashMap<NodeId, Hash> = std::collections::HashMap::new();
-    let mut point =
-        conn.prepare_cached("SELECT idx, hash FROM merkle_nodes WHERE level = ?1 AND idx = ?2")?;
-    let mut range = conn.prepare_cached(
-        "SELECT idx, hash FROM merkle_nodes WHERE level = ?1 AND idx BETWEEN ?2 AND ?3",
-    )?;
-    let mut keep = |level: u32, row: &rusqlite::Row<'_>| -> Result<(), StoreError> {
-        let index: i64 = row.get(0)?;
-        let bytes: Vec<u8> = row.get(1)?;
-        let id = NodeId::new(level, u64::try_from(index).unwrap_or(0));
-        let hash = Hash::try_from(bytes.as_slice()).map_err(|_| StoreError::TreeMismatch {
+    let keys: Vec<Option<i64>> = ids.iter().map(|id| end_leaf(*id)).collect();
+    let (min, max) = keys
+        .iter()
+        .flatten()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &e| (lo.min(e), hi.max(e)));
+    let count = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+    let dense = ids.len() > 8 && min <= max && max - min < count.saturating_mul(2);
+    let decode = |id: NodeId, bytes: Vec<u8>| -> Result<Hash, StoreError> {
+        Hash::try_from(bytes.as_slice()).map_err(|_| StoreError::TreeMismatch {
             position: id.index << id.level,
             reason: format!(
                 "stored node (level {}, index {}) is not 32 bytes",
                 id.level, id.index
             ),
-        })?;
-        found.insert(id, hash);
-        Ok(())
+        })
     };
-    for (level, indexes) in &by_level {
-        let (min, max) = indexes
-            .iter()
-            .fold((u64::MAX, 0), |(lo, hi), &i| (lo.min(i), hi.max(i)));
-        let to_int = |i: u64| i64::try_from(i).unwrap_or(i64::MAX);
-        if indexes.len() > 8 && max - min < 4 * indexes.len() as u64 {
-            let mut rows = range.query(params![level, to_int(min), to_int(max)])?;
-            while let Some(row) = rows.next()? {
-                keep(*level, row)?;
+    let mut found: HashMap<NodeId, Hash> = HashMap::with_capacity(ids.len());
+    if dense {
+        let wanted: HashSet<NodeId> = ids.iter().copied().collect();
+        let mut range = conn.prepare_cached(SELECT_NODES_ENDING_IN)?;
+        let mut rows = range.query(params![min, max])?;
+        while let Some(row) = rows.next()? {
+            let level: i64 = row.get(0)?;
+            let index: i64 = row.get(1)?;
+            let id = NodeId::new(
+                u32::try_from(level).unwrap_or(u32::MAX),
+                u64::try_from(index).unwrap_or(u64::MAX),
+            );
+            if wanted.contains(&id) {
+                found.insert(id, decode(id, row.get(2)?)?);
             }
-        } else {
-            for &index in indexes {
-                let mut rows = point.query(params![level, to_int(index)])?;
-                if let Some(row) = rows.next()? {
-                    keep(*level, row)?;
-                }
+        }
+    } else {
+        let mut point = conn.prepare_cached(SELECT_NODE)?;
+        for (id, key) in ids.iter().zip(&keys) {
+            let Some(key) = key else { continue };
+            let bytes: Option<Vec<u8>> = point
+                .query_row(params![key, id.level], |row| row.get(0))
+                .optional()?;
+            if let Some(bytes) = bytes {
+                found.insert(*id, decode(*id, bytes)?);
             }
         }
     }
@@ -694,11 +758,13 @@ fn read_nodes_on(conn: &Connection, ids: &[NodeId]) -> Result<Vec<Option<Hash>>,
 
 /// Insert completed Merkle nodes (inside the caller's transaction).
 fn insert_nodes(conn: &Connection, nodes: &[(NodeId, Hash)]) -> Result<(), StoreError> {
-    let mut stmt =
-        conn.prepare_cached("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")?;
+    let mut stmt = conn.prepare_cached(INSERT_NODE)?;
     for (id, hash) in nodes {
         let index = i64::try_from(id.index).unwrap_or(i64::MAX);
-        stmt.execute(params![id.level, index, &hash[..]])?;
+        // Out of range only for a tree SQLite could not hold; the table's
+        // CHECK then refuses the row.
+        let end = end_leaf(*id).unwrap_or(-1);
+        stmt.execute(params![id.level, index, end, &hash[..]])?;
     }
     Ok(())
 }
@@ -1380,8 +1446,133 @@ impl EventStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::{prefix_upper_bound, MIGRATIONS};
+    use std::collections::HashMap;
+
+    use provledger_proof::merkle::Frontier;
+    use rusqlite::{params_from_iter, Connection, StatementStatus};
+
+    use super::{
+        end_leaf, insert_nodes, migrate, prefix_upper_bound, read_nodes_on, tree_size_on,
+        MIGRATIONS, SELECT_NODE, SELECT_NODES_ENDING_IN, SELECT_TREE_SIZE,
+    };
     use crate::migrations::check_numbering;
+    use crate::{Hash, NodeId};
+
+    /// A migrated in-memory store holding the tree of `leaves` leaves, and
+    /// every node of it.
+    fn tree(leaves: u32) -> (Connection, HashMap<NodeId, Hash>) {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let mut frontier = Frontier::new();
+        let mut all = HashMap::new();
+        for i in 0..leaves {
+            let mut leaf = [0u8; 32];
+            leaf[..4].copy_from_slice(&i.to_be_bytes());
+            let nodes = frontier.push_leaf(leaf);
+            insert_nodes(&conn, &nodes).unwrap();
+            all.extend(nodes);
+        }
+        (conn, all)
+    }
+
+    #[test]
+    fn end_leaf_is_the_last_leaf_a_node_covers() {
+        assert_eq!(end_leaf(NodeId::new(0, 0)), Some(0));
+        assert_eq!(end_leaf(NodeId::new(0, 41)), Some(41));
+        assert_eq!(end_leaf(NodeId::new(1, 0)), Some(1));
+        assert_eq!(end_leaf(NodeId::new(3, 2)), Some(23));
+        assert_eq!(end_leaf(NodeId::new(62, 0)), Some((1 << 62) - 1));
+        assert_eq!(end_leaf(NodeId::new(63, 0)), Some(i64::MAX));
+        assert_eq!(
+            end_leaf(NodeId::new(63, 1)),
+            None,
+            "beyond an SQLite integer"
+        );
+        assert_eq!(end_leaf(NodeId::new(64, 0)), None);
+        assert_eq!(end_leaf(NodeId::new(1, u64::MAX)), None);
+    }
+
+    /// Every statement on `merkle_nodes` goes through the key: the plan
+    /// searches the primary key, and on a tree of 1,000 leaves no statement
+    /// steps through the table as a full scan (which the old tree-size
+    /// query, `level = 0`, would now do).
+    #[test]
+    fn merkle_node_statements_search_the_key() {
+        let (conn, _) = tree(1000);
+        let statements: [(&str, Vec<i64>); 3] = [
+            (SELECT_TREE_SIZE, vec![]),
+            (SELECT_NODE, vec![511, 9]),
+            (SELECT_NODES_ENDING_IN, vec![500, 520]),
+        ];
+        for (sql, args) in &statements {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(params_from_iter(args), |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                !plan.is_empty()
+                    && plan
+                        .iter()
+                        .all(|step| step.starts_with("SEARCH merkle_nodes USING PRIMARY KEY")),
+                "{sql}: {plan:?}"
+            );
+        }
+        let scan_steps = |sql: &str, args: &[i64]| -> (i32, usize) {
+            let mut stmt = conn.prepare(sql).unwrap();
+            let rows = stmt
+                .query_map(params_from_iter(args), |_| Ok(()))
+                .unwrap()
+                .count();
+            (stmt.get_status(StatementStatus::FullscanStep), rows)
+        };
+        assert_eq!(scan_steps(SELECT_TREE_SIZE, &[]), (0, 1));
+        assert_eq!(scan_steps(SELECT_NODE, &[511, 9]), (0, 1));
+        // Leaves 500..=520 complete 21 + 10 + 5 + 3 nodes on levels 0 to 3,
+        // and leaf 511 one more on each level from 4 to 9.
+        assert_eq!(scan_steps(SELECT_NODES_ENDING_IN, &[500, 520]), (0, 45));
+        let (steps, _) = scan_steps(
+            "SELECT COALESCE(MAX(idx) + 1, 0) FROM merkle_nodes WHERE level = 0",
+            &[],
+        );
+        assert!(steps > 0, "a scan must show in the counter");
+        assert_eq!(tree_size_on(&conn).unwrap(), 1000);
+    }
+
+    /// Dense ids (a run of events' nodes, read as one range) and scattered
+    /// ones (read one by one) give the stored hashes, `None` where absent.
+    #[test]
+    fn nodes_are_read_by_range_and_by_key() {
+        let (conn, all) = tree(1000);
+        let mut frontier = Frontier::new();
+        let mut run = Vec::new();
+        for i in 0..1000u32 {
+            let mut leaf = [0u8; 32];
+            leaf[..4].copy_from_slice(&i.to_be_bytes());
+            let nodes = frontier.push_leaf(leaf);
+            if (300..700).contains(&i) {
+                run.extend(nodes.into_iter().map(|(id, _)| id));
+            }
+        }
+        let scattered = vec![
+            NodeId::new(0, 999),
+            NodeId::new(9, 0),
+            NodeId::new(0, 1000),
+            NodeId::new(3, 5),
+            NodeId::new(63, 0),
+            NodeId::new(3, 5),
+            NodeId::new(4, 62),
+        ];
+        let mut mixed = run.clone();
+        mixed.insert(17, NodeId::new(0, 1000));
+        mixed.push(NodeId::new(1, 450));
+        for ids in [run, scattered, mixed] {
+            let expected: Vec<Option<Hash>> = ids.iter().map(|id| all.get(id).copied()).collect();
+            assert_eq!(read_nodes_on(&conn, &ids).unwrap(), expected, "{ids:?}");
+        }
+    }
 
     #[test]
     fn migrations_are_numbered_from_one_without_gaps() {

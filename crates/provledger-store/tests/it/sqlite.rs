@@ -498,7 +498,7 @@ fn a_ledger_from_before_the_tree_gets_its_tree_on_open() {
             .execute_raw_sql_for_tests(
                 "DROP TRIGGER merkle_nodes_no_update; DROP TRIGGER merkle_nodes_no_delete; \
                  DROP TABLE merkle_nodes; \
-                 DELETE FROM store_schema_migrations WHERE version = 2;",
+                 DELETE FROM store_schema_migrations WHERE version >= 2;",
             )
             .unwrap();
         (head, root)
@@ -512,5 +512,228 @@ fn a_ledger_from_before_the_tree_gets_its_tree_on_open() {
     let report = verify(&store, &mut |_| {}).unwrap();
     assert!(report.is_intact(), "{report:?}");
     append(&store, "s0", ExpectedVersion::Any, 2);
+    assert!(verify(&store, &mut |_| {}).unwrap().is_intact());
+}
+
+/// The columns of `merkle_nodes`'s primary key, in key order.
+fn node_key(conn: &rusqlite::Connection) -> Vec<String> {
+    conn.prepare("SELECT name FROM pragma_table_info('merkle_nodes') WHERE pk > 0 ORDER BY pk")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Every stored node as `(level, idx)`, in the table's primary-key order.
+fn nodes_in_key_order(conn: &rusqlite::Connection) -> Vec<(i64, i64)> {
+    let order = node_key(conn).join(", ");
+    conn.prepare(&format!(
+        "SELECT level, idx FROM merkle_nodes ORDER BY {order}"
+    ))
+    .unwrap()
+    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// The nodes one append completes all end at its own leaves, so they are
+/// contiguous in the key's order and come after every node stored before:
+/// the commit writes them at the right edge of one key range.
+#[test]
+fn an_append_completes_its_nodes_at_the_right_edge_of_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(node_key(&conn), ["end_leaf", "level"]);
+    let mut before = nodes_in_key_order(&conn);
+    assert!(before.is_empty());
+    // Sizes chosen so that appends complete nodes on up to six levels at once.
+    for (i, n) in [1, 2, 3, 2, 8, 1, 3, 5, 7, 1, 1, 16, 3, 2, 31, 4]
+        .into_iter()
+        .enumerate()
+    {
+        append(&store, &format!("s{}", i % 3), ExpectedVersion::Any, n);
+        let after = nodes_in_key_order(&conn);
+        assert!(
+            after.len() > before.len(),
+            "append {i} ({n} events) inserted no node"
+        );
+        assert_eq!(
+            after[..before.len()],
+            before[..],
+            "append {i} ({n} events) inserted nodes before the key's right edge: {:?}",
+            &after[before.len()..]
+        );
+        before = after;
+    }
+    let head = store.head().unwrap().unwrap().position;
+    assert_eq!(
+        before.iter().filter(|(level, _)| *level == 0).count() as u64,
+        head
+    );
+    let max_end: i64 = conn
+        .query_row("SELECT MAX(end_leaf) FROM merkle_nodes", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(max_end as u64 + 1, head);
+    assert!(verify(&store, &mut |_| {}).unwrap().is_intact());
+}
+
+/// A ledger whose tree is stored in the layout before `end_leaf` (schema
+/// version 2: key `(level, idx)`) is rebuilt into the new layout when it is
+/// opened, keeps every node, still verifies and proves, and grows on.
+#[test]
+fn a_tree_keyed_by_level_is_rekeyed_on_open() {
+    use provledger_proof::merkle::{event_leaf, verify_consistency, verify_inclusion};
+    use provledger_store::merkle::{consistency_proof, inclusion_proof, root_at};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    let (head, root, old_root, inclusion, consistency, rows) = {
+        let store = SqliteStore::open(&path).unwrap();
+        for i in 0..45 {
+            append(
+                &store,
+                &format!("s{}", i % 4),
+                ExpectedVersion::Any,
+                1 + i % 4,
+            );
+        }
+        let head = store.head().unwrap().unwrap().position;
+        let root = root_at(&store, head).unwrap();
+        let old_root = root_at(&store, 37).unwrap();
+        let inclusion = inclusion_proof(&store, 23, head).unwrap();
+        let consistency = consistency_proof(&store, 37, head).unwrap();
+        // Take the tree back to schema version 2's layout.
+        store
+            .execute_raw_sql_for_tests(
+                "DROP TRIGGER merkle_nodes_no_update; DROP TRIGGER merkle_nodes_no_delete; \
+                 CREATE TABLE merkle_nodes_v2 ( \
+                     level INTEGER NOT NULL CHECK (level >= 0 AND level < 64), \
+                     idx   INTEGER NOT NULL CHECK (idx >= 0), \
+                     hash  BLOB    NOT NULL CHECK (length(hash) = 32), \
+                     PRIMARY KEY (level, idx) \
+                 ) WITHOUT ROWID; \
+                 INSERT INTO merkle_nodes_v2 (level, idx, hash) \
+                     SELECT level, idx, hash FROM merkle_nodes; \
+                 DROP TABLE merkle_nodes; \
+                 ALTER TABLE merkle_nodes_v2 RENAME TO merkle_nodes; \
+                 CREATE TRIGGER merkle_nodes_no_update BEFORE UPDATE ON merkle_nodes \
+                 BEGIN SELECT RAISE(ABORT, 'Merkle nodes are append-only: UPDATE is refused'); END; \
+                 CREATE TRIGGER merkle_nodes_no_delete BEFORE DELETE ON merkle_nodes \
+                 BEGIN SELECT RAISE(ABORT, 'Merkle nodes are append-only: DELETE is refused'); END; \
+                 DELETE FROM store_schema_migrations WHERE version > 2;",
+            )
+            .unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        assert_eq!(node_key(&conn), ["level", "idx"]);
+        let rows: Vec<(i64, i64, Vec<u8>)> = conn
+            .prepare("SELECT level, idx, hash FROM merkle_nodes ORDER BY level, idx")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        (head, root, old_root, inclusion, consistency, rows)
+    };
+    // A read-only open does not migrate: it asks for a write open first.
+    let refused = SqliteStore::open_in_mode(&path, SqliteOptions::default(), OpenMode::ReadOnly)
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("at version 2"), "{refused}");
+
+    let store =
+        SqliteStore::open_in_mode(&path, SqliteOptions::default(), OpenMode::ReadWrite).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(node_key(&conn), ["end_leaf", "level"]);
+    let version: i64 = conn
+        .query_row(
+            "SELECT MAX(version) FROM store_schema_migrations",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let migrated: Vec<(i64, i64, Vec<u8>)> = conn
+        .prepare("SELECT level, idx, hash FROM merkle_nodes ORDER BY level, idx")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(migrated, rows, "every node is kept as it was");
+    let wrong_ends: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM merkle_nodes WHERE end_leaf != ((idx + 1) << level) - 1",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(wrong_ends, 0);
+    let triggers: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'merkle_nodes' \
+             ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        triggers,
+        ["merkle_nodes_no_delete", "merkle_nodes_no_update"]
+    );
+    for sql in [
+        "UPDATE merkle_nodes SET hash = zeroblob(32) WHERE level = 0 AND idx = 0",
+        "DELETE FROM merkle_nodes WHERE level = 0 AND idx = 0",
+    ] {
+        let refused = conn.execute(sql, []).unwrap_err().to_string();
+        assert!(refused.contains("append-only"), "{sql}: {refused}");
+    }
+    let end_is_checked = conn
+        .execute(
+            "INSERT INTO merkle_nodes (level, idx, end_leaf, hash) VALUES (0, 5000, 4998, zeroblob(32))",
+            [],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(end_is_checked.contains("CHECK"), "{end_is_checked}");
+
+    let report = verify(&store, &mut |_| {}).unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.root, hex::encode(root));
+    assert_eq!(root_at(&store, head).unwrap(), root);
+    assert_eq!(root_at(&store, 37).unwrap(), old_root);
+    let proof = inclusion_proof(&store, 23, head).unwrap();
+    assert_eq!(proof, inclusion);
+    let leaf = event_leaf(&all(&store)[22].hash).unwrap();
+    verify_inclusion(22, head, &leaf, &proof, &root).unwrap();
+    let proof = consistency_proof(&store, 37, head).unwrap();
+    assert_eq!(proof, consistency);
+    verify_consistency(37, head, &old_root, &root, &proof).unwrap();
+
+    append(&store, "s9", ExpectedVersion::Any, 6);
+    let new_head = store.head().unwrap().unwrap().position;
+    assert_eq!(new_head, head + 6);
+    let report = verify(&store, &mut |_| {}).unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    let new_root = root_at(&store, new_head).unwrap();
+    verify_consistency(
+        head,
+        new_head,
+        &root,
+        &new_root,
+        &consistency_proof(&store, head, new_head).unwrap(),
+    )
+    .unwrap();
+    drop(store);
+    // Reopened, nothing is migrated again and the tree is whole.
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(root_at(&store, new_head).unwrap(), new_root);
     assert!(verify(&store, &mut |_| {}).unwrap().is_intact());
 }

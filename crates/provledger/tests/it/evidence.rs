@@ -137,9 +137,10 @@ fn rewrite(db: &Path, mut events: Vec<RecordedEvent>, from: u64) {
         prev = event.hash.clone();
         let leaf: [u8; 32] = hex::decode(&event.hash).unwrap().try_into().unwrap();
         for (id, h) in frontier.push(&leaf) {
+            let end_leaf = ((id.index + 1) << id.level) - 1;
             conn.execute(
-                "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?1, ?2, ?3)",
-                rusqlite::params![id.level, id.index as i64, &h[..]],
+                "INSERT INTO merkle_nodes (level, idx, end_leaf, hash) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![id.level, id.index as i64, end_leaf as i64, &h[..]],
             )
             .expect("insert node");
         }
