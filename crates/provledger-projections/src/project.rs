@@ -739,18 +739,31 @@ pub(crate) struct FoldedStates {
 /// A cache hit saves folding the order's stream again. The cache is trusted
 /// only while the stored checkpoint equals `valid_at`: any other writer
 /// (another process, a rebuild) moves the checkpoint and so empties the
-/// cache. When full, it forgets the quarter of the orders touched longest ago:
-/// orders are busy for a while and then fall quiet, so the busy ones stay.
+/// cache. When full, it forgets a quarter of the orders: first those with
+/// nothing scheduled (every line closed, or nothing left for the scheduler),
+/// then those touched longest ago. Orders are busy for a while and then
+/// fall quiet, so the busy ones stay; an order still waiting for its
+/// initial emails or its closure will be touched again by the scheduler
+/// however long it has been quiet, and stays too.
 #[derive(Default)]
 pub(crate) struct StateCache {
     states: HashMap<OrderId, Cached>,
     valid_at: Option<Position>,
 }
 
-/// A cached state and the last batch that touched it.
+/// A cached state, the last batch that touched it, and whether anything is
+/// scheduled for it.
 struct Cached {
     state: OrderState,
     touched: Position,
+    scheduled: bool,
+}
+
+impl Cached {
+    /// Which states stay when the cache makes room: the greater.
+    fn keep_order(&self) -> (bool, Position) {
+        (self.scheduled, self.touched)
+    }
 }
 
 /// Most order states the cache keeps.
@@ -781,17 +794,19 @@ impl StateCache {
         self.states.get(order_id).map(|c| &c.state)
     }
 
-    /// Make room for `incoming` more orders: past the limit, keep only the
-    /// half touched most recently.
+    /// Make room for `incoming` more orders: past the limit, forget a
+    /// quarter, those with nothing scheduled first, then the ones touched
+    /// longest ago (see [`StateCache`]).
     fn make_room(&mut self, incoming: usize) {
         if self.states.len() + incoming <= CACHE_LIMIT {
             return;
         }
-        let mut touched: Vec<Position> = self.states.values().map(|c| c.touched).collect();
-        let quarter = touched.len() / 4;
-        let (_, oldest_kept, _) = touched.select_nth_unstable(quarter);
-        let oldest_kept = *oldest_kept;
-        self.states.retain(|_, c| c.touched >= oldest_kept);
+        let mut keys: Vec<(bool, Position)> =
+            self.states.values().map(Cached::keep_order).collect();
+        let quarter = keys.len() / 4;
+        let (_, least_kept, _) = keys.select_nth_unstable(quarter);
+        let least_kept = *least_kept;
+        self.states.retain(|_, c| c.keep_order() >= least_kept);
     }
 
     /// Record the states of a batch that will be committed, for a fold
@@ -810,7 +825,15 @@ impl StateCache {
         self.make_room(folded.states.len());
         let touched = folded.last_position;
         for (order_id, state) in folded.states {
-            self.states.insert(order_id, Cached { state, touched });
+            let scheduled = provledger_domain::next_due(&state).is_some();
+            self.states.insert(
+                order_id,
+                Cached {
+                    state,
+                    touched,
+                    scheduled,
+                },
+            );
         }
         self.valid_at = Some(touched);
     }
@@ -1277,6 +1300,7 @@ mod tests {
                 Cached {
                     state: OrderState::default(),
                     touched: n as Position,
+                    scheduled: false,
                 },
             );
         }
@@ -1293,5 +1317,52 @@ mod tests {
             .states
             .values()
             .all(|c| c.touched >= (CACHE_LIMIT / 4) as Position));
+    }
+
+    #[test]
+    fn a_full_cache_keeps_the_orders_something_is_scheduled_for() {
+        let mut cache = StateCache::default();
+        let id = |n: usize| OrderId::parse(&format!("WO-{n}")).unwrap();
+        // The first tenth still waits for the scheduler (an initial email, a
+        // closure) and has been quiet longest; the rest is done.
+        let waiting = CACHE_LIMIT / 10;
+        for n in 0..CACHE_LIMIT {
+            cache.states.insert(
+                id(n),
+                Cached {
+                    state: OrderState::default(),
+                    touched: n as Position,
+                    scheduled: n < waiting,
+                },
+            );
+        }
+        cache.make_room(1);
+        assert!(cache.states.len() <= CACHE_LIMIT * 3 / 4 + 1);
+        assert!(
+            (0..waiting).all(|n| cache.get(&id(n)).is_some()),
+            "every order waiting for the scheduler is kept"
+        );
+        assert!(
+            cache.get(&id(waiting)).is_none(),
+            "the done order touched longest ago is forgotten"
+        );
+        assert!(cache.get(&id(CACHE_LIMIT - 1)).is_some());
+    }
+
+    #[test]
+    fn the_cache_knows_which_states_are_scheduled() {
+        let mut cache = StateCache::default();
+        let placed = provledger_domain::evolve(OrderState::default(), &placed());
+        assert!(provledger_domain::next_due(&placed).is_some());
+        let id = OrderId::parse("WO-1").unwrap();
+        cache.committed(FoldedStates {
+            states: vec![
+                (id.clone(), placed),
+                (OrderId::parse("WO-2").unwrap(), OrderState::default()),
+            ],
+            last_position: 7,
+        });
+        assert!(cache.states[&id].scheduled, "initial emails are due");
+        assert!(!cache.states[&OrderId::parse("WO-2").unwrap()].scheduled);
     }
 }
