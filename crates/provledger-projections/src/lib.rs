@@ -40,6 +40,7 @@ use provledger_store::{EventStore, Position, RecordedEvent, StoreUrl};
 
 pub use error::ProjectionError;
 pub use memory::{history_as_of, lines_as_of, AsOf};
+pub use project::forget_to_fit;
 pub use rows::{
     HistoryQuery, HistoryRow, LineQuery, LineRow, TransactionQuery, TransactionRow,
     TransactionStatus, TransactionType,

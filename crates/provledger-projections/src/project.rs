@@ -734,6 +734,35 @@ pub(crate) struct FoldedStates {
     last_position: Position,
 }
 
+/// Make room in a cache of folded states for `incoming` more entries
+/// under `limit`: past it, forget the lowest-ranked entries (`rank`: the
+/// greater stays), a quarter of them or as many as needed, whichever is
+/// more. Exactly that many go, however many ranks are equal. Shared by the
+/// read models' [`StateCache`] and import's admission cache.
+pub fn forget_to_fit<K, V, R>(
+    cache: &mut HashMap<K, V>,
+    incoming: usize,
+    limit: usize,
+    rank: impl Fn(&V) -> R,
+) where
+    K: Clone + Eq + std::hash::Hash,
+    R: Ord,
+{
+    let over = (cache.len() + incoming).saturating_sub(limit);
+    if over == 0 {
+        return;
+    }
+    let mut ranked: Vec<(R, &K)> = cache.iter().map(|(k, v)| (rank(v), k)).collect();
+    let forget = over.max(ranked.len() / 4).min(ranked.len());
+    if forget < ranked.len() {
+        ranked.select_nth_unstable_by(forget, |a, b| a.0.cmp(&b.0));
+    }
+    let forgotten: Vec<K> = ranked[..forget].iter().map(|(_, k)| (*k).clone()).collect();
+    for key in forgotten {
+        cache.remove(&key);
+    }
+}
+
 /// Order states kept in memory between batches, valid at one checkpoint.
 ///
 /// A cache hit saves folding the order's stream again. The cache is trusted
@@ -798,15 +827,7 @@ impl StateCache {
     /// quarter, those with nothing scheduled first, then the ones touched
     /// longest ago (see [`StateCache`]).
     fn make_room(&mut self, incoming: usize) {
-        if self.states.len() + incoming <= CACHE_LIMIT {
-            return;
-        }
-        let mut keys: Vec<(bool, Position)> =
-            self.states.values().map(Cached::keep_order).collect();
-        let quarter = keys.len() / 4;
-        let (_, least_kept, _) = keys.select_nth_unstable(quarter);
-        let least_kept = *least_kept;
-        self.states.retain(|_, c| c.keep_order() >= least_kept);
+        forget_to_fit(&mut self.states, incoming, CACHE_LIMIT, Cached::keep_order);
     }
 
     /// Record the states of a batch that will be committed, for a fold
@@ -1317,6 +1338,19 @@ mod tests {
             .states
             .values()
             .all(|c| c.touched >= (CACHE_LIMIT / 4) as Position));
+    }
+
+    #[test]
+    fn a_full_cache_forgets_a_quarter_even_when_every_rank_is_equal() {
+        let mut cache: HashMap<u32, u8> = (0..100).map(|n| (n, 7)).collect();
+        forget_to_fit(&mut cache, 0, 100, |v| *v);
+        assert_eq!(cache.len(), 100, "not over the limit");
+        forget_to_fit(&mut cache, 1, 100, |v| *v);
+        assert_eq!(cache.len(), 75, "a quarter, though all ranks tie");
+        forget_to_fit(&mut cache, 60, 100, |v| *v);
+        assert_eq!(cache.len(), 40, "as many as the incoming need");
+        forget_to_fit(&mut cache, 500, 100, |v| *v);
+        assert!(cache.is_empty());
     }
 
     #[test]

@@ -351,8 +351,9 @@ struct Batch {
 /// and the ledger's own transaction conventions (see [`Transactions`]).
 #[derive(Default)]
 struct Admission {
-    /// Stream states, with the number of the last batch that touched each.
-    states: HashMap<String, (Stream, u64)>,
+    /// Stream states, each with the number of the last batch that touched
+    /// it and whether the scheduler still has something due for it.
+    states: HashMap<String, (Stream, u64, bool)>,
     /// States after the batch being checked, kept once it is written.
     pending: HashMap<String, Stream>,
     /// Batches kept so far.
@@ -442,7 +443,7 @@ impl Admission {
         if let Some(known) = self.pending.remove(stream_id) {
             return Ok(Ok(known));
         }
-        if let Some((known, _)) = self.states.remove(stream_id) {
+        if let Some((known, ..)) = self.states.remove(stream_id) {
             return Ok(Ok(known));
         }
         let mut stream = match AdmissionState::empty(stream_id) {
@@ -512,27 +513,40 @@ impl Admission {
     /// The batch just checked is written (or is being written, and nothing
     /// is checked against the store until it is): keep its states.
     ///
-    /// Past [`ADMISSION_CACHE`] states, those of the quarter of the batches
-    /// touched longest ago are forgotten (never the batch just kept): a
-    /// stream is busy for a while and then falls quiet, so the busy ones
-    /// stay. Emptying the whole cache instead made every busy stream be
-    /// folded again from the store.
+    /// Past [`ADMISSION_CACHE`] states, a quarter is forgotten (never one of
+    /// the batch just kept): first the streams the scheduler has nothing due
+    /// for, then those touched longest ago. A stream is busy for a while and
+    /// then falls quiet, so the busy ones stay; an order waiting days for
+    /// its initial emails or its closure is quiet but will be touched again,
+    /// and stays too. Emptying the whole cache instead made every busy
+    /// stream be folded again from the store.
     fn committed(&mut self) {
         if self.from_start {
             self.seen.extend(self.pending.keys().cloned());
         }
         self.batches += 1;
         let batch = self.batches;
-        if self.states.len() + self.pending.len() > ADMISSION_CACHE {
-            let oldest = self.states.values().map(|(_, b)| *b).min().unwrap_or(batch);
-            let keep_from = oldest + (batch - oldest).div_ceil(4).max(1);
-            self.states.retain(|_, (_, b)| *b >= keep_from);
-        }
-        self.states.extend(
-            self.pending
-                .drain()
-                .map(|(id, stream)| (id, (stream, batch))),
+        provledger_projections::forget_to_fit(
+            &mut self.states,
+            self.pending.len(),
+            ADMISSION_CACHE,
+            |(_, touched, scheduled)| (*scheduled, *touched),
         );
+        self.states.extend(self.pending.drain().map(|(id, stream)| {
+            let scheduled = stream.is_scheduled();
+            (id, (stream, batch, scheduled))
+        }));
+    }
+}
+
+impl Stream {
+    /// Whether the scheduler has something due for this stream later (an
+    /// order's initial emails, closures or escalations).
+    fn is_scheduled(&self) -> bool {
+        match &self.state {
+            AdmissionState::Order(order) => provledger_domain::next_due(order).is_some(),
+            _ => false,
+        }
     }
 }
 
@@ -664,4 +678,82 @@ pub fn migrate(from: &str, to: &str) -> Result<MigrateReport, AppError> {
         events: copied,
         head_hash: report.head_hash,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use provledger_domain::{
+        evolve, Email, Event, LineId, LineSpec, Offer, OrderId, OrderState, SubscriptionId,
+    };
+
+    /// An order stream's admission state: placed (its initial emails are
+    /// due on the RSD) or not.
+    fn order_stream(placed: bool) -> Stream {
+        let mut state = OrderState::default();
+        if placed {
+            let at = chrono::DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z")
+                .unwrap()
+                .with_timezone(&chrono::Utc);
+            state = evolve(
+                state,
+                &Event::OrderPlaced {
+                    at,
+                    order_id: OrderId::parse("WO-1").unwrap(),
+                    ordering_contact: Email::parse("olivia@partner.example").unwrap(),
+                    partner: "Acme".into(),
+                    end_customer: "Contoso".into(),
+                    partner_contacts: vec![],
+                    distributor_contacts: vec![],
+                    lines: vec![LineSpec {
+                        line_id: LineId::parse("1").unwrap(),
+                        subscription_id: SubscriptionId::parse("Sub1").unwrap(),
+                        offer: Offer::AFlex,
+                        rsd: "2026-12-01".parse().unwrap(),
+                        provisioning_contact: Email::parse("it@customer.example").unwrap(),
+                    }],
+                },
+            );
+        }
+        Stream {
+            state: AdmissionState::Order(Box::new(state)),
+            transactions: Transactions::default(),
+        }
+    }
+
+    #[test]
+    fn a_full_admission_cache_keeps_the_streams_the_scheduler_will_touch() {
+        let mut admission = Admission::default();
+        // Batch 1: a tenth of the streams still wait for the scheduler.
+        let waiting = ADMISSION_CACHE / 10;
+        for n in 0..ADMISSION_CACHE {
+            admission
+                .pending
+                .insert(format!("order-WO-{n}"), order_stream(n < waiting));
+        }
+        admission.committed();
+        assert!(admission
+            .states
+            .values()
+            .take(1)
+            .all(|(s, ..)| { matches!(&s.state, AdmissionState::Order(_)) }));
+        // Batches 2 to 5, one done stream each: then the cache is full.
+        for batch in 0..4 {
+            admission
+                .pending
+                .insert(format!("order-WO-new-{batch}"), order_stream(false));
+            admission.committed();
+        }
+        assert!(admission.states.len() < ADMISSION_CACHE);
+        for n in 0..waiting {
+            assert!(
+                admission.states.contains_key(&format!("order-WO-{n}")),
+                "order-WO-{n}, touched longest ago but still waiting, is kept"
+            );
+        }
+        assert!(
+            admission.states.contains_key("order-WO-new-3"),
+            "the batch just kept stays"
+        );
+    }
 }
