@@ -1311,20 +1311,31 @@ mod tests {
         assert_eq!(changed_lines(None, &state).len(), 2);
     }
 
-    #[test]
-    fn a_full_cache_forgets_the_orders_touched_longest_ago() {
+    /// Order `WO-n` of a full cache.
+    fn id(n: usize) -> OrderId {
+        OrderId::parse(&format!("WO-{n}")).unwrap()
+    }
+
+    /// A cache holding its limit of orders, `WO-n` touched at position `n`
+    /// and scheduled as `scheduled(n)` says.
+    fn full_cache(scheduled: impl Fn(usize) -> bool) -> StateCache {
         let mut cache = StateCache::default();
-        let id = |n: usize| OrderId::parse(&format!("WO-{n}")).unwrap();
         for n in 0..CACHE_LIMIT {
             cache.states.insert(
                 id(n),
                 Cached {
                     state: OrderState::default(),
                     touched: n as Position,
-                    scheduled: false,
+                    scheduled: scheduled(n),
                 },
             );
         }
+        cache
+    }
+
+    #[test]
+    fn a_full_cache_forgets_the_orders_touched_longest_ago() {
+        let mut cache = full_cache(|_| false);
         cache.make_room(0);
         assert_eq!(cache.states.len(), CACHE_LIMIT, "not over the limit yet");
         cache.make_room(1);
@@ -1355,21 +1366,10 @@ mod tests {
 
     #[test]
     fn a_full_cache_keeps_the_orders_something_is_scheduled_for() {
-        let mut cache = StateCache::default();
-        let id = |n: usize| OrderId::parse(&format!("WO-{n}")).unwrap();
         // The first tenth still waits for the scheduler (an initial email, a
         // closure) and has been quiet longest; the rest is done.
         let waiting = CACHE_LIMIT / 10;
-        for n in 0..CACHE_LIMIT {
-            cache.states.insert(
-                id(n),
-                Cached {
-                    state: OrderState::default(),
-                    touched: n as Position,
-                    scheduled: n < waiting,
-                },
-            );
-        }
+        let mut cache = full_cache(|n| n < waiting);
         cache.make_room(1);
         assert!(cache.states.len() <= CACHE_LIMIT * 3 / 4 + 1);
         assert!(

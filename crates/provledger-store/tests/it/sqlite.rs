@@ -138,6 +138,20 @@ fn append(store: &dyn EventStore, stream: &str, expected: ExpectedVersion, n: u6
         .expect("append");
 }
 
+/// `appends` appends of 1 to `max_events` events each, over `streams`
+/// streams in turn; returns the head position.
+fn fill(store: &dyn EventStore, appends: u64, streams: u64, max_events: u64) -> u64 {
+    for i in 0..appends {
+        append(
+            store,
+            &format!("s{}", i % streams),
+            ExpectedVersion::Any,
+            1 + i % max_events,
+        );
+    }
+    store.head().unwrap().unwrap().position
+}
+
 fn all(store: &dyn EventStore) -> Vec<provledger_store::RecordedEvent> {
     store
         .read_all(0)
@@ -483,15 +497,7 @@ fn a_ledger_from_before_the_tree_gets_its_tree_on_open() {
     let path = dir.path().join("old.db");
     let expected_root = {
         let store = SqliteStore::open(&path).unwrap();
-        for i in 0..37 {
-            append(
-                &store,
-                &format!("s{}", i % 5),
-                ExpectedVersion::Any,
-                1 + i % 3,
-            );
-        }
-        let head = store.head().unwrap().unwrap().position;
+        let head = fill(&store, 37, 5, 3);
         let root = provledger_store::merkle::root_at(&store, head).unwrap();
         // Take the file back to schema version 1: no tree at all.
         store
@@ -595,15 +601,7 @@ fn a_tree_keyed_by_level_is_rekeyed_on_open() {
     let path = dir.path().join("v2.db");
     let (head, root, old_root, inclusion, consistency, rows) = {
         let store = SqliteStore::open(&path).unwrap();
-        for i in 0..45 {
-            append(
-                &store,
-                &format!("s{}", i % 4),
-                ExpectedVersion::Any,
-                1 + i % 4,
-            );
-        }
-        let head = store.head().unwrap().unwrap().position;
+        let head = fill(&store, 45, 4, 4);
         let root = root_at(&store, head).unwrap();
         let old_root = root_at(&store, 37).unwrap();
         let inclusion = inclusion_proof(&store, 23, head).unwrap();
