@@ -138,6 +138,16 @@ fn append(store: &dyn EventStore, stream: &str, expected: ExpectedVersion, n: u6
         .expect("append");
 }
 
+/// Every stored Merkle node as `(level, idx, hash)`, by level and index.
+fn nodes_by_level(conn: &rusqlite::Connection) -> Vec<(i64, i64, Vec<u8>)> {
+    conn.prepare("SELECT level, idx, hash FROM merkle_nodes ORDER BY level, idx")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 /// `appends` appends of 1 to `max_events` events each, over `streams`
 /// streams in turn; returns the head position.
 fn fill(store: &dyn EventStore, appends: u64, streams: u64, max_events: u64) -> u64 {
@@ -629,13 +639,7 @@ fn a_tree_keyed_by_level_is_rekeyed_on_open() {
             .unwrap();
         let conn = rusqlite::Connection::open(&path).unwrap();
         assert_eq!(node_key(&conn), ["level", "idx"]);
-        let rows: Vec<(i64, i64, Vec<u8>)> = conn
-            .prepare("SELECT level, idx, hash FROM merkle_nodes ORDER BY level, idx")
-            .unwrap()
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let rows = nodes_by_level(&conn);
         (head, root, old_root, inclusion, consistency, rows)
     };
     // A read-only open does not migrate: it asks for a write open first.
@@ -656,13 +660,7 @@ fn a_tree_keyed_by_level_is_rekeyed_on_open() {
         )
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    let migrated: Vec<(i64, i64, Vec<u8>)> = conn
-        .prepare("SELECT level, idx, hash FROM merkle_nodes ORDER BY level, idx")
-        .unwrap()
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let migrated = nodes_by_level(&conn);
     assert_eq!(migrated, rows, "every node is kept as it was");
     let wrong_ends: i64 = conn
         .query_row(
