@@ -138,6 +138,16 @@ fn append(store: &dyn EventStore, stream: &str, expected: ExpectedVersion, n: u6
         .expect("append");
 }
 
+/// The first column of every row `sql` returns, as text.
+fn texts(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
+    conn.prepare(sql)
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 /// Every stored Merkle node as `(level, idx, hash)`, by level and index.
 fn nodes_by_level(conn: &rusqlite::Connection) -> Vec<(i64, i64, Vec<u8>)> {
     conn.prepare("SELECT level, idx, hash FROM merkle_nodes ORDER BY level, idx")
@@ -246,13 +256,10 @@ fn schema_is_versioned_and_append_only() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-    let triggers: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let triggers = texts(
+        &conn,
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name",
+    );
     assert_eq!(
         triggers,
         [
@@ -670,16 +677,11 @@ fn a_tree_keyed_by_level_is_rekeyed_on_open() {
         )
         .unwrap();
     assert_eq!(wrong_ends, 0);
-    let triggers: Vec<String> = conn
-        .prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'merkle_nodes' \
-             ORDER BY name",
-        )
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let triggers = texts(
+        &conn,
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'merkle_nodes' \
+         ORDER BY name",
+    );
     assert_eq!(
         triggers,
         ["merkle_nodes_no_delete", "merkle_nodes_no_update"]
