@@ -43,22 +43,69 @@ fn field(hasher: &mut Sha256, bytes: &[u8]) {
     hasher.update(bytes);
 }
 
+/// An event's fields as its hash covers them, with the payload, the
+/// metadata and the times already encoded (canonical JSON, [`format_time`]).
+/// A store that encodes an event's row anyway hashes the same strings it
+/// writes, instead of encoding them twice.
+#[derive(Debug, Clone, Copy)]
+pub struct HashedFields<'a> {
+    /// The previous event's hash.
+    pub prev_hash: &'a str,
+    /// The event's position.
+    pub position: Position,
+    /// Its stream.
+    pub stream_id: &'a str,
+    /// Its version in the stream.
+    pub stream_version: StreamVersion,
+    /// Its type.
+    pub event_type: &'a str,
+    /// Its payload's schema version.
+    pub schema_version: u32,
+    /// When it happened, as [`format_time`] writes it.
+    pub occurred_at: &'a str,
+    /// When it was recorded, as [`format_time`] writes it.
+    pub recorded_at: &'a str,
+    /// The payload as canonical JSON.
+    pub payload: &'a str,
+    /// The metadata as canonical JSON.
+    pub metadata: &'a str,
+}
+
+impl HashedFields<'_> {
+    /// The hash these fields make (hex).
+    pub fn hash(&self) -> String {
+        let mut h = Sha256::new();
+        field(&mut h, self.prev_hash.as_bytes());
+        field(&mut h, self.position.to_string().as_bytes());
+        field(&mut h, self.stream_id.as_bytes());
+        field(&mut h, self.stream_version.to_string().as_bytes());
+        field(&mut h, self.event_type.as_bytes());
+        field(&mut h, self.schema_version.to_string().as_bytes());
+        field(&mut h, self.occurred_at.as_bytes());
+        field(&mut h, self.recorded_at.as_bytes());
+        field(&mut h, self.payload.as_bytes());
+        field(&mut h, self.metadata.as_bytes());
+        hex::encode(h.finalize())
+    }
+}
+
 /// The hash of `event`, computed from its content and `event.prev_hash`
 /// (`event.hash` itself is ignored).
 pub fn event_hash(event: &RecordedEvent) -> String {
     let metadata = serde_json::to_value(&event.metadata).unwrap_or(serde_json::Value::Null);
-    let mut h = Sha256::new();
-    field(&mut h, event.prev_hash.as_bytes());
-    field(&mut h, event.position.to_string().as_bytes());
-    field(&mut h, event.stream_id.as_bytes());
-    field(&mut h, event.stream_version.to_string().as_bytes());
-    field(&mut h, event.event_type.as_bytes());
-    field(&mut h, event.schema_version.to_string().as_bytes());
-    field(&mut h, format_time(&event.occurred_at).as_bytes());
-    field(&mut h, format_time(&event.recorded_at).as_bytes());
-    field(&mut h, canonical_json(&event.payload).as_bytes());
-    field(&mut h, canonical_json(&metadata).as_bytes());
-    hex::encode(h.finalize())
+    HashedFields {
+        prev_hash: &event.prev_hash,
+        position: event.position,
+        stream_id: &event.stream_id,
+        stream_version: event.stream_version,
+        event_type: &event.event_type,
+        schema_version: event.schema_version,
+        occurred_at: &format_time(&event.occurred_at),
+        recorded_at: &format_time(&event.recorded_at),
+        payload: &canonical_json(&event.payload),
+        metadata: &canonical_json(&metadata),
+    }
+    .hash()
 }
 
 /// Checks a sequence of events, in position order, against the chain rules.
@@ -119,6 +166,15 @@ impl ChainChecker {
 
     /// Check the next event; on success it becomes the new head.
     pub fn check(&mut self, event: &RecordedEvent) -> Result<(), BrokenLink> {
+        self.check_links(event)?;
+        self.accept(event, event_hash(event))
+    }
+
+    /// [`ChainChecker::check`] in two steps, for a caller that encodes the
+    /// event anyway: first everything but the hash (position, previous
+    /// hash, stream version), then [`ChainChecker::accept`] with the hash
+    /// it computed from the encoded fields ([`HashedFields`]).
+    pub fn check_links(&self, event: &RecordedEvent) -> Result<(), BrokenLink> {
         let broken = |reason: String| BrokenLink {
             position: event.position,
             reason,
@@ -154,12 +210,21 @@ impl ChainChecker {
                 )));
             }
         }
-        let computed = event_hash(event);
+        Ok(())
+    }
+
+    /// After [`ChainChecker::check_links`]: check that `computed` (the hash
+    /// recomputed from the event's content) is the event's stated hash; on
+    /// success the event becomes the new head.
+    pub fn accept(&mut self, event: &RecordedEvent, computed: String) -> Result<(), BrokenLink> {
         if computed != event.hash {
-            return Err(broken(format!(
-                "stored hash {} does not match the recomputed hash {} (the event was altered)",
-                event.hash, computed
-            )));
+            return Err(BrokenLink {
+                position: event.position,
+                reason: format!(
+                    "stored hash {} does not match the recomputed hash {} (the event was altered)",
+                    event.hash, computed
+                ),
+            });
         }
         self.stream_versions
             .insert(event.stream_id.clone(), event.stream_version);

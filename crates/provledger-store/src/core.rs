@@ -119,6 +119,26 @@ impl<'a> EncodedEvent<'a> {
     }
 }
 
+impl EncodedEvent<'_> {
+    /// The event's hash, computed from this encoding (the same bytes
+    /// [`hash::event_hash`] encodes).
+    pub(crate) fn hash(&self) -> String {
+        hash::HashedFields {
+            prev_hash: &self.event.prev_hash,
+            position: self.event.position,
+            stream_id: &self.event.stream_id,
+            stream_version: self.event.stream_version,
+            event_type: &self.event.event_type,
+            schema_version: self.event.schema_version,
+            occurred_at: &self.occurred_at,
+            recorded_at: &self.recorded_at,
+            payload: &self.payload,
+            metadata: &self.metadata,
+        }
+        .hash()
+    }
+}
+
 /// Metadata as canonical JSON (the struct's field order is not sorted, so it
 /// goes through a `Value`, whose maps are).
 fn metadata_json(metadata: &Metadata) -> Result<String, serde_json::Error> {
@@ -192,12 +212,14 @@ where
         &mut self,
         event: &'a RecordedEvent,
     ) -> Result<EncodedEvent<'a>, StoreError> {
-        self.checker
-            .check(event)
-            .map_err(|link| StoreError::ChainBroken {
-                position: link.position,
-                reason: link.reason,
-            })?;
+        let broken = |link: crate::BrokenLink| StoreError::ChainBroken {
+            position: link.position,
+            reason: link.reason,
+        };
+        self.checker.check_links(event).map_err(broken)?;
+        // The row's encoding is what the hash covers: hash it once.
+        let row = EncodedEvent::new(event)?;
+        self.checker.accept(event, row.hash()).map_err(broken)?;
         // The checker knows versions within the batch only: a stream's first
         // event in it must continue the stored stream.
         if self.streams_seen.insert(event.stream_id.as_str()) {
@@ -223,7 +245,7 @@ where
             span.1 = event.position;
             span.2 += 1;
         }
-        EncodedEvent::new(event)
+        Ok(row)
     }
 
     /// The idempotency keys of the events checked so far, so that a retried
@@ -258,4 +280,80 @@ pub(crate) fn plan_import<'a>(
         rows,
         keys: planner.key_ranges(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Metadata;
+
+    /// Events whose payload and metadata need escaping, sorting and
+    /// non-ASCII text, recorded after one another.
+    fn events() -> Vec<RecordedEvent> {
+        let payloads = [
+            serde_json::json!({}),
+            serde_json::json!({"z": 1, "a": [true, null, 2.5], "m": {"y": "é\"\\\n", "b": "\u{1F600}"}}),
+            serde_json::json!({"text": "tab\there </script> \u{7f}"}),
+        ];
+        let mut prev = hash::GENESIS_HASH.to_string();
+        let mut out = Vec::new();
+        for (i, payload) in payloads.into_iter().enumerate() {
+            let event = record(
+                i as u64 + 1,
+                prev,
+                "order-WO-1",
+                i as u64 + 1,
+                NewEvent {
+                    event_type: "ProvisioningContactChanged".into(),
+                    schema_version: 2,
+                    payload,
+                    metadata: Metadata {
+                        actor: "olivia@partner.example".into(),
+                        transaction_id: format!("tx-{i}"),
+                        ..Metadata::default()
+                    },
+                    occurred_at: chrono::DateTime::from_timestamp(
+                        1_790_000_000 + i as i64,
+                        123_456_789,
+                    )
+                    .unwrap_or_default(),
+                },
+                (i == 1).then_some("key-é"),
+                chrono::DateTime::from_timestamp(1_790_000_100, 0).unwrap_or_default(),
+            );
+            prev = event.hash.clone();
+            out.push(event);
+        }
+        out
+    }
+
+    #[test]
+    fn an_encoded_row_hashes_as_its_event_does() {
+        for event in events() {
+            let row = EncodedEvent::new(&event).unwrap();
+            assert_eq!(row.hash(), hash::event_hash(&event));
+            assert_eq!(row.hash(), event.hash);
+        }
+    }
+
+    #[test]
+    fn import_checks_each_hash_once_from_the_rows_encoding() {
+        let events = events();
+        let plan = plan_import(&events, None, |_| Ok(0)).unwrap();
+        assert_eq!(plan.rows.len(), 3);
+        let mut altered = events.clone();
+        altered[1].payload["z"] = serde_json::json!(2);
+        let refused = plan_import(&altered, None, |_| Ok(0)).unwrap_err();
+        assert!(
+            matches!(&refused, StoreError::ChainBroken { position: 2, reason } if reason.contains("altered")),
+            "{refused:?}"
+        );
+        let mut unlinked = events;
+        unlinked[2].prev_hash = hash::GENESIS_HASH.to_string();
+        let refused = plan_import(&unlinked, None, |_| Ok(0)).unwrap_err();
+        assert!(
+            matches!(&refused, StoreError::ChainBroken { position: 3, reason } if reason.contains("prev_hash")),
+            "{refused:?}"
+        );
+    }
 }
