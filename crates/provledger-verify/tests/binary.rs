@@ -40,20 +40,18 @@ fn the_demo_bundle_checks_out_and_shows_the_line() {
 
 #[test]
 fn unreadable_input_is_bad_input() {
-    let dir = tempfile_dir();
-    let garbage = dir.join("garbage.json");
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.json");
     std::fs::write(&garbage, "{").unwrap();
     assert_eq!(run(&garbage, &fixture("signer.pub")).0, 2);
     assert_eq!(
-        run(&fixture("sub100042.bundle.json"), &dir.join("missing.pub")).0,
+        run(
+            &fixture("sub100042.bundle.json"),
+            &dir.path().join("missing.pub")
+        )
+        .0,
         2
     );
-}
-
-fn tempfile_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("provledger-verify-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 proptest! {

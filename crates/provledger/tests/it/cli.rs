@@ -843,16 +843,21 @@ fn run_and_demo() {
     demo.run(&["demo"])
         .code(2)
         .stderr(predicate::str::contains("fresh store"));
-    // Without --db/--store the demo uses a fresh temporary store every time.
+    // Without --db/--store the demo uses a fresh temporary store every time
+    // (kept for exploring: under a temporary directory of the test's own).
+    let tmp = tempfile::tempdir().unwrap();
     for _ in 0..2 {
         Command::cargo_bin("provledger")
             .expect("binary")
             .env_remove("PROVLEDGER_STORE")
+            .env("TMPDIR", tmp.path())
             .arg("demo")
             .assert()
             .success()
             .stdout(predicate::str::contains("provledger-demo-"));
     }
+    let demos = std::fs::read_dir(tmp.path()).unwrap().count();
+    assert_eq!(demos, 2, "each demo has a store of its own");
 }
 
 #[test]
