@@ -297,9 +297,7 @@ impl SqliteStore {
         // Before anything is written: is this a ledger, or may it become one?
         check_ledger(&conn, path, mode)?;
         // In-memory databases answer `memory`; files answer `wal`.
-        let mode_name: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(cannot_open)?;
+        let mode_name = switch_to_wal(&conn, options.busy_timeout).map_err(cannot_open)?;
         conn.pragma_update(None, "synchronous", options.synchronous.pragma_value())?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
@@ -532,6 +530,32 @@ fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
             location,
             reason: e.to_string(),
         },
+    }
+}
+
+/// Put the database in WAL mode; returns the mode it is in (`memory` for an
+/// in-memory database).
+///
+/// The switch needs the file to itself, and SQLite answers `SQLITE_BUSY` at
+/// once, without its busy handler, while another connection holds it: when
+/// several processes open a new file at the same moment, all but one would
+/// fail. So a busy switch is tried again, with growing pauses, until
+/// `timeout` (the busy timeout) has passed; by then the other opener has
+/// usually switched the file already, and the switch is a no-op.
+fn switch_to_wal(conn: &Connection, timeout: Duration) -> rusqlite::Result<String> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            answer => return answer,
+        }
     }
 }
 
