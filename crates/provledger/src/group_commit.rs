@@ -231,20 +231,10 @@ fn run_batch(
             continue;
         }
         let requests: Vec<AppendRequest> = round.units.iter().map(|u| u.request.clone()).collect();
-        let mut writer = if inline {
-            ledger.read_models().inline_sqlite()
-        } else {
-            None
-        };
-        let appended = match writer.as_mut() {
-            Some(writer) => store.append_batch_inline(requests, writer),
-            None => store.append_batch(requests),
-        };
-        // The read models' cache learns of the round only if it committed;
-        // if they were not written inline, the caller's catch-up does it.
-        let _ = writer.map(|w| w.finish(appended.is_ok()));
-        let appended = match appended {
-            Ok(appended) => appended,
+        // If the read models were not written inline, the caller's
+        // catch-up does it.
+        let appended = match ledger.append_requests(requests, inline) {
+            Ok((appended, _)) => appended,
             Err(e) => {
                 // Nothing of this round was written; earlier rounds were.
                 let reason = e.to_string();

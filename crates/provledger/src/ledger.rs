@@ -293,19 +293,9 @@ impl Ledger {
             if requests.is_empty() {
                 return Ok(());
             }
-            let mut inline = if self.deferred_projections() {
-                None
-            } else {
-                self.read_models.inline_sqlite()
-            };
-            let appended = match inline.as_mut() {
-                Some(writer) => self.store.append_batch_inline(requests, writer),
-                None => self.store.append_batch(requests),
-            };
             // Read models not written inline are caught up by the caller.
-            let _ = inline.map(|writer| writer.finish(appended.is_ok()));
-            let appended = match appended {
-                Ok(appended) => appended,
+            let appended = match self.append_requests(requests, !self.deferred_projections()) {
+                Ok((appended, _)) => appended,
                 Err(e) => {
                     // Nothing of this round was written.
                     units

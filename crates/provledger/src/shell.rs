@@ -34,8 +34,8 @@ use provledger_domain::{
     SetupDecision, SetupView, StreamState, LEDGER_STREAM,
 };
 use provledger_store::{
-    to_stored_precision, AppendRequest, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
-    StreamAppend,
+    to_stored_precision, AppendOutcome, AppendRequest, ExpectedVersion, Metadata, NewEvent,
+    RecordedEvent, StoreError, StreamAppend,
 };
 use sha2::{Digest, Sha256};
 
@@ -682,6 +682,30 @@ impl Ledger {
         })
     }
 
+    /// Append `requests` in one transaction. With `inline`, the read models
+    /// are written in that transaction too where they can be (SQLite read
+    /// models of the store's own file: one commit, one fsync, and they never
+    /// lag it); their cache learns of the batch only if it committed.
+    /// Returns each request's result and whether the read models were
+    /// written with them (if not, the caller catches them up).
+    pub(crate) fn append_requests(
+        &self,
+        requests: Vec<AppendRequest>,
+        inline: bool,
+    ) -> Result<(Vec<Result<AppendOutcome, StoreError>>, bool), StoreError> {
+        let mut writer = if inline {
+            self.read_models().inline_sqlite()
+        } else {
+            None
+        };
+        let appended = match writer.as_mut() {
+            Some(writer) => self.store().append_batch_inline(requests, writer),
+            None => self.store().append_batch(requests),
+        };
+        let projected = writer.is_some_and(|writer| writer.finish(appended.is_ok()));
+        appended.map(|results| (results, projected))
+    }
+
     /// Carry out one command: the one write path (see the module docs).
     ///
     /// Returns the outcome (success, or a recorded refusal); bad input,
@@ -721,25 +745,16 @@ impl Ledger {
                 appends: decided.appends,
                 idempotency_key: scoped_key.clone(),
             };
-            // Read models kept inline on SQLite: written in the append's own
-            // transaction (one commit, one fsync), so they never lag it.
-            let mut inline = if self.deferred_projections() {
-                None
-            } else {
-                self.read_models().inline_sqlite()
-            };
-            let result = match inline.as_mut() {
-                Some(writer) => self
-                    .store()
-                    .append_batch_inline(vec![request], writer)
-                    .and_then(|mut results| {
+            let (result, projected) =
+                match self.append_requests(vec![request], !self.deferred_projections()) {
+                    Ok((mut results, projected)) => (
                         results
                             .pop()
-                            .unwrap_or(Err(provledger_store::StoreError::EmptyAppend))
-                    }),
-                None => self.store().append(request),
-            };
-            let projected = inline.is_some_and(|writer| writer.finish(result.is_ok()));
+                            .unwrap_or(Err(provledger_store::StoreError::EmptyAppend)),
+                        projected,
+                    ),
+                    Err(e) => (Err(e), false),
+                };
             match result {
                 Ok(appended) => {
                     if appended.replayed {
