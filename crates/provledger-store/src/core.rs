@@ -49,7 +49,8 @@ impl StoredPayload for String {
 /// The event `new` recorded at `position` (after the event whose hash is
 /// `prev_hash`) as version `stream_version` of `stream_id`: the request's
 /// idempotency key (if any) in its metadata, times at stored precision,
-/// and its hash computed.
+/// and its hash computed from its row's text, which is returned with it
+/// (see [`EncodedEvent::with_text`]) so that the row is not encoded twice.
 pub(crate) fn record(
     position: Position,
     prev_hash: String,
@@ -58,7 +59,7 @@ pub(crate) fn record(
     new: NewEvent,
     idempotency_key: Option<&str>,
     recorded_at: DateTime<Utc>,
-) -> RecordedEvent {
+) -> Result<(RecordedEvent, RowText), StoreError> {
     let mut metadata = new.metadata;
     if let Some(key) = idempotency_key {
         // Every event records the key of the request that wrote it.
@@ -77,8 +78,9 @@ pub(crate) fn record(
         prev_hash,
         hash: String::new(),
     };
-    event.hash = hash::event_hash(&event);
-    event
+    let text = RowText::of(&event)?;
+    event.hash = hashed_fields(&event, &text).hash();
+    Ok((event, text))
 }
 
 /// An event encoded as its row, the same for both backends: integers
@@ -93,21 +95,23 @@ pub(crate) struct EncodedEvent<'a> {
     pub(crate) position: i64,
     pub(crate) stream_version: i64,
     pub(crate) schema_version: i64,
+    pub(crate) text: RowText,
+}
+
+/// The text columns of an event's row, as its hash covers them: payload
+/// and metadata as canonical JSON, times formatted.
+#[derive(Debug)]
+pub(crate) struct RowText {
     pub(crate) payload: String,
     pub(crate) metadata: String,
     pub(crate) occurred_at: String,
     pub(crate) recorded_at: String,
 }
 
-impl<'a> EncodedEvent<'a> {
-    /// The row of `event`; an integer a database cannot store is refused
-    /// ([`StoreError::ChainBroken`] at the event's position).
-    pub(crate) fn new(event: &'a RecordedEvent) -> Result<Self, StoreError> {
-        Ok(EncodedEvent {
-            event,
-            position: to_sql_int(event.position, event.position, "position")?,
-            stream_version: to_sql_int(event.stream_version, event.position, "stream version")?,
-            schema_version: i64::from(event.schema_version),
+impl RowText {
+    /// Encode `event`'s text columns.
+    pub(crate) fn of(event: &RecordedEvent) -> Result<RowText, StoreError> {
+        Ok(RowText {
             payload: hash::canonical_json(&event.payload),
             metadata: metadata_json(&event.metadata).map_err(|e| StoreError::Corrupt {
                 position: event.position,
@@ -119,23 +123,45 @@ impl<'a> EncodedEvent<'a> {
     }
 }
 
-impl EncodedEvent<'_> {
+/// What `event`'s hash covers, with its text columns as `text` encodes them.
+fn hashed_fields<'a>(event: &'a RecordedEvent, text: &'a RowText) -> hash::HashedFields<'a> {
+    hash::HashedFields {
+        prev_hash: &event.prev_hash,
+        position: event.position,
+        stream_id: &event.stream_id,
+        stream_version: event.stream_version,
+        event_type: &event.event_type,
+        schema_version: event.schema_version,
+        occurred_at: &text.occurred_at,
+        recorded_at: &text.recorded_at,
+        payload: &text.payload,
+        metadata: &text.metadata,
+    }
+}
+
+impl<'a> EncodedEvent<'a> {
+    /// The row of `event`; an integer a database cannot store is refused
+    /// ([`StoreError::ChainBroken`] at the event's position).
+    pub(crate) fn new(event: &'a RecordedEvent) -> Result<Self, StoreError> {
+        EncodedEvent::with_text(event, RowText::of(event)?)
+    }
+
+    /// The row of `event` whose text columns `text` already encodes (as
+    /// [`record`] returns them).
+    pub(crate) fn with_text(event: &'a RecordedEvent, text: RowText) -> Result<Self, StoreError> {
+        Ok(EncodedEvent {
+            event,
+            position: to_sql_int(event.position, event.position, "position")?,
+            stream_version: to_sql_int(event.stream_version, event.position, "stream version")?,
+            schema_version: i64::from(event.schema_version),
+            text,
+        })
+    }
+
     /// The event's hash, computed from this encoding (the same bytes
     /// [`hash::event_hash`] encodes).
     pub(crate) fn hash(&self) -> String {
-        hash::HashedFields {
-            prev_hash: &self.event.prev_hash,
-            position: self.event.position,
-            stream_id: &self.event.stream_id,
-            stream_version: self.event.stream_version,
-            event_type: &self.event.event_type,
-            schema_version: self.event.schema_version,
-            occurred_at: &self.occurred_at,
-            recorded_at: &self.recorded_at,
-            payload: &self.payload,
-            metadata: &self.metadata,
-        }
-        .hash()
+        hashed_fields(self.event, &self.text).hash()
     }
 }
 
@@ -298,7 +324,7 @@ mod tests {
         let mut prev = hash::GENESIS_HASH.to_string();
         let mut out = Vec::new();
         for (i, payload) in payloads.into_iter().enumerate() {
-            let event = record(
+            let (event, text) = record(
                 i as u64 + 1,
                 prev,
                 "order-WO-1",
@@ -320,7 +346,12 @@ mod tests {
                 },
                 (i == 1).then_some("key-é"),
                 chrono::DateTime::from_timestamp(1_790_000_100, 0).unwrap_or_default(),
-            );
+            )
+            .unwrap();
+            // The hash recorded from the row's text is the event's hash.
+            assert_eq!(event.hash, hash::event_hash(&event));
+            let row = EncodedEvent::with_text(&event, text).unwrap();
+            assert_eq!(row.text.payload, RowText::of(&event).unwrap().payload);
             prev = event.hash.clone();
             out.push(event);
         }

@@ -31,7 +31,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use chrono::{DateTime, Utc};
 use postgres::{Client, GenericClient, NoTls, Row, Statement};
 
-use crate::core::{plan_import, EncodedEvent, KeyRange, StoredPayload};
+use crate::core::{plan_import, EncodedEvent, KeyRange, RowText, StoredPayload};
 use crate::hash;
 use crate::merkle::{self, FrontierCache, TreeWriter};
 use crate::migrations::{self, Migration, MigrationTarget};
@@ -455,6 +455,7 @@ impl EventStore for PostgresStore {
             known_keys: state.keys,
             recorded_at: to_stored_precision(Utc::now()),
             new_events: Vec::new(),
+            new_texts: Vec::new(),
             new_keys: Vec::new(),
         };
         let mut results = Vec::with_capacity(requests.len());
@@ -478,10 +479,12 @@ impl EventStore for PostgresStore {
         // others, their keys and the tree's new nodes go in with one
         // statement.
         if !batch.new_events.is_empty() {
+            let texts = std::mem::take(&mut batch.new_texts);
             let rows = batch
                 .new_events
                 .iter()
-                .map(EncodedEvent::new)
+                .zip(texts)
+                .map(|(event, text)| EncodedEvent::with_text(event, text))
                 .collect::<Result<Vec<_>, _>>()?;
             let keys: Vec<KeyRange<'_>> = batch
                 .new_keys
@@ -682,6 +685,9 @@ struct Batch {
     recorded_at: DateTime<Utc>,
     /// Events to insert, in position order.
     new_events: Vec<RecordedEvent>,
+    /// The text columns of `new_events`' rows, encoded once when their
+    /// hashes were computed.
+    new_texts: Vec<RowText>,
     /// Keys to record: key, first and last position.
     new_keys: Vec<(String, Position, Position)>,
 }
@@ -735,6 +741,7 @@ impl Batch {
         // Versions this request moves, applied to `self` only on success.
         let mut moved: HashMap<&str, StreamVersion> = HashMap::new();
         let mut events = Vec::new();
+        let mut texts = Vec::new();
         for append in &request.appends {
             let actual = moved
                 .get(append.stream_id.as_str())
@@ -752,7 +759,7 @@ impl Batch {
             for new in &append.events {
                 position += 1;
                 version += 1;
-                let event = crate::core::record(
+                let (event, text) = crate::core::record(
                     position,
                     prev_hash,
                     &append.stream_id,
@@ -760,9 +767,10 @@ impl Batch {
                     new.clone(),
                     request.idempotency_key.as_deref(),
                     self.recorded_at,
-                );
+                )?;
                 prev_hash = event.hash.clone();
                 events.push(event);
+                texts.push(text);
             }
             moved.insert(&append.stream_id, version);
         }
@@ -782,6 +790,7 @@ impl Batch {
                 .insert(key.clone(), KnownKey::InBatch(events.clone()));
         }
         self.new_events.extend(events.iter().cloned());
+        self.new_texts.extend(texts);
         Ok(AppendOutcome {
             events,
             replayed: false,
@@ -924,10 +933,10 @@ fn write(
         stream_version.push(row.stream_version);
         event_type.push(row.event.event_type.as_str());
         schema_version.push(row.schema_version);
-        payload.push(row.payload.as_str());
-        metadata.push(row.metadata.as_str());
-        occurred_at.push(row.occurred_at.as_str());
-        recorded_at.push(row.recorded_at.as_str());
+        payload.push(row.text.payload.as_str());
+        metadata.push(row.text.metadata.as_str());
+        occurred_at.push(row.text.occurred_at.as_str());
+        recorded_at.push(row.text.recorded_at.as_str());
         prev_hash.push(row.event.prev_hash.as_str());
         hash.push(row.event.hash.as_str());
     }

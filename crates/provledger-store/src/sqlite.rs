@@ -896,10 +896,10 @@ fn insert_row(stmt: &mut CachedStatement<'_>, row: &EncodedEvent<'_>) -> Result<
         row.stream_version,
         row.event.event_type,
         row.schema_version,
-        row.payload,
-        row.metadata,
-        row.occurred_at,
-        row.recorded_at,
+        row.text.payload,
+        row.text.metadata,
+        row.text.occurred_at,
+        row.text.recorded_at,
         row.event.prev_hash,
         row.event.hash,
     ])?;
@@ -1104,7 +1104,7 @@ fn append_one(
                 Some(h) => (h.position + 1, h.hash.clone()),
                 None => (1, hash::GENESIS_HASH.to_string()),
             };
-            let event = crate::core::record(
+            let (event, text) = crate::core::record(
                 position,
                 prev_hash,
                 &append.stream_id,
@@ -1112,8 +1112,8 @@ fn append_one(
                 new,
                 request.idempotency_key.as_deref(),
                 recorded_at,
-            );
-            insert_row(&mut insert, &EncodedEvent::new(&event)?)?;
+            )?;
+            insert_row(&mut insert, &EncodedEvent::with_text(&event, text)?)?;
             *head = Some(Head {
                 position,
                 hash: event.hash.clone(),
