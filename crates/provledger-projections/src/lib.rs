@@ -66,12 +66,21 @@ struct Inner {
     backend: Box<dyn Backend>,
     cache: StateCache,
     batch_size: usize,
-    /// The ledger file of read-write SQLite read models (canonical path):
-    /// only then can a store's append write them in its own transaction.
-    sqlite_path: Option<std::path::PathBuf>,
+    /// Where read-write read models live, so that a store append there can
+    /// write them in its own transaction; `None` for read-only ones.
+    inline_target: Option<InlineTarget>,
     /// The file name an inline writer last saw on a store's connection, and
     /// whether it is `sqlite_path`: resolved once, not on every append.
     inline_checked: Option<(String, bool)>,
+}
+
+/// Where a store append may write the read models in its own transaction.
+#[derive(Clone)]
+enum InlineTarget {
+    /// The ledger file (canonical path).
+    Sqlite(std::path::PathBuf),
+    /// The store URL and the schema.
+    Postgres { url: String, schema: String },
 }
 
 impl std::fmt::Debug for ReadModels {
@@ -88,18 +97,21 @@ impl ReadModels {
     /// For SQLite the file is created if missing; for PostgreSQL the tables
     /// go in the connection's current schema (see [`ReadModels::open_in_schema`]).
     pub fn open(store_url: &str) -> Result<ReadModels, ProjectionError> {
-        let backend: Box<dyn Backend> = match parse_url(store_url)? {
+        let backend = match parse_url(store_url)? {
             StoreUrl::Sqlite(path) => {
                 let backend = Box::new(sqlite::SqliteModels::open(&path)?);
                 let models = Self::with_backend(backend);
                 if let Ok(canonical) = std::fs::canonicalize(&path) {
-                    models.inner().sqlite_path = Some(canonical);
+                    models.inner().inline_target = Some(InlineTarget::Sqlite(canonical));
                 }
                 return Ok(models);
             }
-            StoreUrl::Postgres(url) => Box::new(postgres::PostgresModels::connect(&url, None)?),
+            StoreUrl::Postgres(url) => postgres::PostgresModels::connect(&url, None)?,
         };
-        Ok(Self::with_backend(backend))
+        let (url, schema) = backend.location();
+        let models = Self::with_backend(Box::new(backend));
+        models.inner().inline_target = Some(InlineTarget::Postgres { url, schema });
+        Ok(models)
     }
 
     /// Open the read models of a PostgreSQL ledger kept in `schema` (as
@@ -111,9 +123,13 @@ impl ReadModels {
     /// [`ProjectionError::InvalidUrl`].
     pub fn open_in_schema(store_url: &str, schema: &str) -> Result<ReadModels, ProjectionError> {
         match parse_url(store_url)? {
-            StoreUrl::Postgres(url) => Ok(Self::with_backend(Box::new(
-                postgres::PostgresModels::connect(&url, Some(schema))?,
-            ))),
+            StoreUrl::Postgres(url) => {
+                let backend = postgres::PostgresModels::connect(&url, Some(schema))?;
+                let (url, schema) = backend.location();
+                let models = Self::with_backend(Box::new(backend));
+                models.inner().inline_target = Some(InlineTarget::Postgres { url, schema });
+                Ok(models)
+            }
             StoreUrl::Sqlite(_) => Err(ProjectionError::InvalidUrl {
                 url: store_url.to_string(),
                 reason: "a schema applies only to PostgreSQL; give a postgres:// URL, or use \
@@ -159,7 +175,7 @@ impl ReadModels {
             inner: Mutex::new(Inner {
                 backend,
                 cache: StateCache::default(),
-                sqlite_path: None,
+                inline_target: None,
                 inline_checked: None,
                 batch_size: BATCH_SIZE,
             }),
@@ -182,16 +198,18 @@ impl ReadModels {
 
     /// A writer of these read models inside a store append's own
     /// transaction ([`EventStore::append_batch_inline`]): the events and
-    /// their read-model rows then commit together, in one fsync, and the
-    /// read models never lag a committed command. `None` unless these are
-    /// read-write SQLite read models. It holds this handle's lock until
-    /// [`InlineProjection::finish`] (or drop).
-    pub fn inline_sqlite(&self) -> Option<InlineProjection<'_>> {
+    /// their read-model rows then commit together, in one commit, and the
+    /// read models never lag a committed command. It writes only on the
+    /// store these read models live in (the same SQLite file; the same
+    /// PostgreSQL URL and schema). `None` for read-only read models. It
+    /// holds this handle's lock until [`InlineProjection::finish`] (or
+    /// drop).
+    pub fn inline(&self) -> Option<InlineProjection<'_>> {
         let guard = self.inner();
-        let path = guard.sqlite_path.clone()?;
+        let target = guard.inline_target.clone()?;
         Some(InlineProjection {
             guard,
-            path,
+            target,
             pending: None,
         })
     }
@@ -660,10 +678,10 @@ fn next_batch(
 }
 
 /// The read models written inside a store append's transaction (see
-/// [`ReadModels::inline_sqlite`]).
+/// [`ReadModels::inline`]).
 pub struct InlineProjection<'a> {
     guard: MutexGuard<'a, Inner>,
-    path: std::path::PathBuf,
+    target: InlineTarget,
     /// The states of the batch written, until the append is known to have
     /// committed.
     pending: Option<FoldedStates>,
@@ -695,13 +713,13 @@ impl provledger_store::InlineWriter for InlineProjection<'_> {
         appended: &[&provledger_store::AppendOutcome],
     ) -> bool {
         // Only on the very file these read models live in.
-        let Some(file) = tx.path() else {
+        let (InlineTarget::Sqlite(path), Some(file)) = (&self.target, tx.path()) else {
             return false;
         };
         let same = match &self.guard.inline_checked {
             Some((checked, same)) if checked == file => *same,
             _ => {
-                let same = std::fs::canonicalize(file).is_ok_and(|f| f == self.path);
+                let same = std::fs::canonicalize(file).is_ok_and(|f| &f == path);
                 self.guard.inline_checked = Some((file.to_string(), same));
                 same
             }
@@ -721,6 +739,37 @@ impl provledger_store::InlineWriter for InlineProjection<'_> {
             // Behind the log (or an error): the savepoint is rolled back and
             // the caller's catch-up applies these events with the others.
             Ok(None) | Err(_) => false,
+        }
+    }
+
+    fn write_postgres(
+        &mut self,
+        tx: &mut provledger_store::postgres::InlineTx<'_>,
+        appended: &[&provledger_store::AppendOutcome],
+    ) -> Result<bool, ::postgres::Error> {
+        // Only in the very schema these read models live in.
+        let InlineTarget::Postgres { url, schema } = &self.target else {
+            return Ok(false);
+        };
+        if tx.url() != url || tx.schema() != schema {
+            return Ok(false);
+        }
+        let events: Vec<RecordedEvent> = appended
+            .iter()
+            .flat_map(|o| o.events.iter().cloned())
+            .collect();
+        match postgres::project_inline(tx, events, &mut self.guard.cache) {
+            Ok(Some(states)) => {
+                self.pending = Some(states);
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            // A statement failed: the transaction is aborted, and the store
+            // appends again without this writer.
+            Err(ProjectionError::Postgres(e)) => Err(e),
+            // Nothing was written (decoding or folding failed): the
+            // caller's catch-up applies these events and reports it.
+            Err(_) => Ok(false),
         }
     }
 }

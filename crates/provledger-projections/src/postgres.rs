@@ -13,21 +13,25 @@
 //! in SQLite and in Rust, which keeps `dump()` identical across backends.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use postgres::types::ToSql;
-use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement};
+use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement, ToStatement};
 use provledger_domain::{OrderId, OrderState};
 use provledger_store::migrations::{self, Migration};
-use provledger_store::postgres::{create_schema, table_lock_key, PostgresMigrator};
-use provledger_store::{Position, StreamVersion};
+use provledger_store::postgres::{create_schema, table_lock_key, InlineTx, PostgresMigrator};
+use provledger_store::{Position, RecordedEvent, StreamVersion};
 
 use crate::backend::{
     fmt_date, fmt_lower_bound, fmt_time, fmt_upper_bound, line_row, migration_error, plan, to_i64,
     to_u64, transaction_ids, transaction_row, Applied, Backend, Plan, StoredRow, StoredState,
     CHECKPOINT, LINE_COLUMNS, TX_COLUMNS,
 };
-use crate::project::{check_applied, fold_batch, fold_stored, BatchOutput, Decoded, StateCache};
+use crate::project::{
+    check_applied, fold_batch, fold_stored, BatchOutput, Decoded, DirtyOrder, FoldedStates,
+    StateCache,
+};
 use crate::{LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow};
 
 /// Advisory-lock class of the batch lock: ASCII `pvlp`. The second key is
@@ -144,6 +148,88 @@ CREATE INDEX rm_history_subscription ON rm_history (subscription_id, position) W
     },
 ];
 
+/// Column types of `rm_transactions` rows in `unnest` form: the id, then
+/// [`TX_COLUMNS`].
+const TX_TYPES: &[&str] = &[
+    "int8", "text", "text", "text", "text", "text", "text", "text", "text", "text", "text", "text",
+    "text", "bool", "text", "int8",
+];
+/// Column types of `rm_order_state` rows: order id, version, next due time.
+const STATE_TYPES: &[&str] = &["text", "int8", "text"];
+/// Column types of `rm_lines` rows: the line index, then [`LINE_COLUMNS`].
+const LINE_TYPES: &[&str] = &[
+    "int8", "text", "text", "text", "text", "text", "text", "text", "text", "bool", "text", "text",
+    "bool", "text", "text", "int8", "text", "text",
+];
+const STATE_UPSERT: &str = "ON CONFLICT (order_id) DO UPDATE SET version = excluded.version, \
+                            next_due_at = excluded.next_due_at";
+const LINE_UPSERT: &str = "ON CONFLICT (order_id, line_index) DO UPDATE SET \
+     line_id = excluded.line_id, subscription_id = excluded.subscription_id, \
+     offer = excluded.offer, rsd = excluded.rsd, \
+     provisioning_contact = excluded.provisioning_contact, status = excluded.status, \
+     status_label = excluded.status_label, \
+     provisioning_pending = excluded.provisioning_pending, \
+     initial_email_sent_at = excluded.initial_email_sent_at, \
+     closes_at = excluded.closes_at, billing_started = excluded.billing_started, \
+     org_id = excluded.org_id, escalated_at = excluded.escalated_at, \
+     resend_count = excluded.resend_count, partner = excluded.partner, \
+     end_customer = excluded.end_customer";
+const CHECKPOINT_SQL: &str = "SELECT position FROM rm_checkpoints WHERE projection = $1";
+const LOAD_STATES: &str =
+    "SELECT order_id, version FROM rm_order_state WHERE order_id = ANY($1::text[])";
+
+/// `SELECT * FROM unnest($first::type[], …)`, with `filter` after it.
+fn select_unnest(first: usize, types: &[&str], filter: &str) -> String {
+    let arrays: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}[]", first + i))
+        .collect();
+    format!("SELECT * FROM unnest({}) {filter}", arrays.join(", "))
+}
+
+fn insert_transactions_sql(first: usize, filter: &str) -> String {
+    format!(
+        "INSERT INTO rm_transactions (id, {TX_COLUMNS}) {}",
+        select_unnest(first, TX_TYPES, filter)
+    )
+}
+
+fn upsert_states_sql(first: usize, filter: &str) -> String {
+    format!(
+        "INSERT INTO rm_order_state (order_id, version, next_due_at) {} {STATE_UPSERT}",
+        select_unnest(first, STATE_TYPES, filter)
+    )
+}
+
+fn upsert_lines_sql(first: usize, filter: &str) -> String {
+    format!(
+        "INSERT INTO rm_lines (line_index, {LINE_COLUMNS}) {} {LINE_UPSERT}",
+        select_unnest(first, LINE_TYPES, filter)
+    )
+}
+
+/// Every row of a batch and its checkpoint in one statement, for a store
+/// append's own transaction ([`project_inline`]): the checkpoint moves from
+/// `$3` to `$2` only if it stands at `$3`, and the rows go in only if it
+/// moved (a data-modifying `WITH` runs to completion, and the inserts read
+/// its result). Returns 1 if written, 0 if the read models were not at `$3`.
+/// The checkpoint row's lock orders it after any worker's batch.
+fn inline_write_sql() -> String {
+    let moved = "WHERE EXISTS (SELECT 1 FROM moved)";
+    let states_at = 4 + TX_TYPES.len();
+    let lines_at = states_at + STATE_TYPES.len();
+    format!(
+        "WITH moved AS (UPDATE rm_checkpoints SET position = $2 \
+             WHERE projection = $1 AND position = $3 RETURNING 1), \
+         transactions AS ({}), states AS ({}), lines AS ({}) \
+         SELECT count(*) FROM moved",
+        insert_transactions_sql(4, moved),
+        upsert_states_sql(states_at, moved),
+        upsert_lines_sql(lines_at, moved),
+    )
+}
+
 /// Statements prepared once per connection.
 struct Statements {
     lock: Statement,
@@ -159,42 +245,13 @@ impl Statements {
     fn prepare(client: &mut Client) -> Result<Self, ProjectionError> {
         Ok(Statements {
             lock: client.prepare("SELECT pg_advisory_xact_lock($1::int4, $2::int4)")?,
-            checkpoint: client
-                .prepare("SELECT position FROM rm_checkpoints WHERE projection = $1")?,
+            checkpoint: client.prepare(CHECKPOINT_SQL)?,
             set_checkpoint: client
                 .prepare("UPDATE rm_checkpoints SET position = $2 WHERE projection = $1")?,
-            load_states: client.prepare(
-                "SELECT order_id, version FROM rm_order_state WHERE order_id = ANY($1::text[])",
-            )?,
-            insert_transactions: client.prepare(&format!(
-                "INSERT INTO rm_transactions (id, {TX_COLUMNS}) SELECT * FROM unnest( \
-                 $1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
-                 $13::text[], $14::bool[], $15::text[], $16::int8[])"
-            ))?,
-            upsert_states: client.prepare(
-                "INSERT INTO rm_order_state (order_id, version, next_due_at) \
-                 SELECT * FROM unnest($1::text[], $2::int8[], $3::text[]) \
-                 ON CONFLICT (order_id) DO UPDATE SET version = excluded.version, \
-                 next_due_at = excluded.next_due_at",
-            )?,
-            upsert_lines: client.prepare(&format!(
-                "INSERT INTO rm_lines (line_index, {LINE_COLUMNS}) SELECT * FROM unnest( \
-                 $1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                 $7::text[], $8::text[], $9::text[], $10::bool[], $11::text[], $12::text[], \
-                 $13::bool[], $14::text[], $15::text[], $16::int8[], $17::text[], $18::text[]) \
-                 ON CONFLICT (order_id, line_index) DO UPDATE SET \
-                 line_id = excluded.line_id, subscription_id = excluded.subscription_id, \
-                 offer = excluded.offer, rsd = excluded.rsd, \
-                 provisioning_contact = excluded.provisioning_contact, status = excluded.status, \
-                 status_label = excluded.status_label, \
-                 provisioning_pending = excluded.provisioning_pending, \
-                 initial_email_sent_at = excluded.initial_email_sent_at, \
-                 closes_at = excluded.closes_at, billing_started = excluded.billing_started, \
-                 org_id = excluded.org_id, escalated_at = excluded.escalated_at, \
-                 resend_count = excluded.resend_count, partner = excluded.partner, \
-                 end_customer = excluded.end_customer"
-            ))?,
+            load_states: client.prepare(LOAD_STATES)?,
+            insert_transactions: client.prepare(&insert_transactions_sql(1, ""))?,
+            upsert_states: client.prepare(&upsert_states_sql(1, ""))?,
+            upsert_lines: client.prepare(&upsert_lines_sql(1, ""))?,
         })
     }
 }
@@ -203,6 +260,9 @@ impl Statements {
 pub(crate) struct PostgresModels {
     url: String,
     schema: Option<String>,
+    /// The schema the tables are in (`schema`, or the one the connection's
+    /// `search_path` resolved to).
+    current_schema: String,
     lock_key: i32,
     client: Client,
     statements: Statements,
@@ -268,11 +328,18 @@ impl PostgresModels {
         Ok(PostgresModels {
             url: url.to_string(),
             schema: schema.map(str::to_string),
+            current_schema: current,
             lock_key,
             client,
             statements,
             queries: HashMap::new(),
         })
+    }
+
+    /// The URL and the schema of these read models: a store append on the
+    /// same may write them in its own transaction ([`project_inline`]).
+    pub fn location(&self) -> (String, String) {
+        (self.url.clone(), self.current_schema.clone())
     }
 
     /// Reconnect if the server closed the connection.
@@ -367,14 +434,22 @@ fn read_checkpoint(
 /// `version` events of its stream, read on this connection inside the
 /// batch's transaction; the read models must say they applied exactly that
 /// many.
-fn load_states(
+///
+/// `load` is [`LOAD_STATES`] and `read_stream` the store's `READ_STREAM`,
+/// prepared on `client` or not.
+fn load_states<L, R>(
     client: &mut impl GenericClient,
-    statements: &Statements,
+    load: &L,
+    read_stream: &R,
     wanted: &[(OrderId, StreamVersion)],
-) -> Result<HashMap<OrderId, OrderState>, ProjectionError> {
+) -> Result<HashMap<OrderId, OrderState>, ProjectionError>
+where
+    L: ToStatement + ?Sized,
+    R: ToStatement + ?Sized,
+{
     let names: Vec<&str> = wanted.iter().map(|(id, _)| id.as_str()).collect();
     let mut applied: HashMap<String, u64> = HashMap::new();
-    for row in client.query(&statements.load_states, &[&names])? {
+    for row in client.query(load, &[&names])? {
         let id: String = row.try_get(0)?;
         let version: i64 = row.try_get(1)?;
         let version = to_u64("rm_order_state", &|| id.clone(), version)?;
@@ -384,18 +459,95 @@ fn load_states(
     for (id, version) in wanted {
         check_applied(id, applied.get(id.as_str()).copied(), *version)?;
         let events = client
-            // Not prepared with the others: the read models may be opened
-            // before the store has created its tables.
-            .query(
-                provledger_store::postgres::READ_STREAM,
-                &[&id.stream_id(), &0_i64, &to_i64(*version)?],
-            )?
+            .query(read_stream, &[&id.stream_id(), &0_i64, &to_i64(*version)?])?
             .iter()
             .map(provledger_store::postgres::decode_event)
             .collect::<Result<Vec<_>, _>>()?;
         out.insert(id.clone(), fold_stored(id, *version, events)?);
     }
     Ok(out)
+}
+
+/// Write the read models of `events`, which a store append has just
+/// written in its open transaction `tx` (on the store's connection, in the
+/// schema of these read models), in that transaction: one more statement
+/// ([`inline_write_sql`]), so that they commit with the events.
+///
+/// Without a round trip to read the checkpoint first, this relies on
+/// `cache`: when it says that the read models stood right before the first
+/// event (this handle wrote them last), the statement moves the checkpoint
+/// only if they still do; a cache valid elsewhere is checked first. `Ok(None)`: nothing was written (the
+/// read models are elsewhere, or the batch resolves a support case, which
+/// updates earlier rows); the caller catches up after the commit.
+pub(crate) fn project_inline(
+    tx: &mut InlineTx<'_>,
+    events: Vec<RecordedEvent>,
+    cache: &mut StateCache,
+) -> Result<Option<FoldedStates>, ProjectionError> {
+    let Some(first) = events.first().map(|e| e.position) else {
+        return Ok(None);
+    };
+    let before = first - 1;
+    let contiguous = events
+        .iter()
+        .enumerate()
+        .all(|(i, e)| e.position == first + i as u64);
+    if !contiguous {
+        return Ok(None);
+    }
+    if !cache.is_valid_at(before) {
+        // A cold cache (a new process): one round trip to learn where the
+        // read models stand; the statement still checks it.
+        let checkpoint = tx.prepare_cached(CHECKPOINT_SQL)?;
+        let row = tx.client().query_one(&checkpoint, &[&CHECKPOINT])?;
+        if to_u64(
+            "rm_checkpoints",
+            &|| CHECKPOINT.to_string(),
+            row.try_get(0)?,
+        )? != before
+        {
+            return Ok(None);
+        }
+        cache.validate(before);
+    }
+    let decoded = events
+        .into_iter()
+        .map(Decoded::new)
+        .collect::<Result<Vec<_>, _>>()?;
+    let (out, states) = fold_batch(&decoded, cache, |ids| {
+        let load = tx.prepare_cached(LOAD_STATES)?;
+        let read_stream = tx.prepare_cached(provledger_store::postgres::READ_STREAM)?;
+        load_states(tx.client(), &load, &read_stream, ids)
+    })?;
+    let lines = changed_lines(&out.orders)?;
+    if !out.case_resolutions.is_empty()
+        || [out.transactions.len(), out.orders.len(), lines.len()]
+            .iter()
+            .any(|n| *n > CHUNK)
+    {
+        return Ok(None);
+    }
+    static INLINE_WRITE: OnceLock<String> = OnceLock::new();
+    let statement = tx.prepare_cached(INLINE_WRITE.get_or_init(inline_write_sql))?;
+    let ids = transaction_ids(&out.transactions)?;
+    let mut params: Vec<Param<'_>> = vec![
+        Box::new(CHECKPOINT),
+        Box::new(to_i64(out.last_position)?),
+        Box::new(to_i64(before)?),
+    ];
+    params.extend(transaction_params(&out.transactions, &ids)?);
+    params.extend(state_params(&out.orders)?);
+    params.extend(line_params(&lines));
+    let moved: i64 = tx
+        .client()
+        .query_one(&statement, &refs(&params))?
+        .try_get(0)?;
+    if moved != 1 {
+        // Another writer moved the read models: this cache is stale.
+        cache.clear();
+        return Ok(None);
+    }
+    Ok(Some(states))
 }
 
 /// Open a batch's transaction: exclude every other worker first, only then
@@ -441,6 +593,133 @@ fn opt_time(t: &Option<DateTime<Utc>>) -> Option<String> {
     t.as_ref().map(fmt_time)
 }
 
+/// A statement parameter that owns or borrows its value.
+type Param<'a> = Box<dyn ToSql + Sync + 'a>;
+
+fn refs<'p>(params: &'p [Param<'_>]) -> Vec<&'p (dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+/// The [`TX_TYPES`] arrays of `rows`, whose ids are `ids`.
+fn transaction_params<'a>(
+    rows: &'a [TransactionRow],
+    ids: &[i64],
+) -> Result<Vec<Param<'a>>, ProjectionError> {
+    let text = |f: fn(&TransactionRow) -> &str| -> Param<'a> {
+        Box::new(rows.iter().map(f).collect::<Vec<&str>>())
+    };
+    let opt = |f: fn(&TransactionRow) -> Option<&str>| -> Param<'a> {
+        Box::new(rows.iter().map(f).collect::<Vec<Option<&str>>>())
+    };
+    let submitted_at: Vec<String> = rows.iter().map(|t| fmt_time(&t.submitted_at)).collect();
+    let all: Vec<bool> = rows.iter().map(|t| t.applied_to_all_lines).collect();
+    let mut position = Vec::with_capacity(rows.len());
+    for t in rows {
+        position.push(to_i64(t.position)?);
+    }
+    Ok(vec![
+        Box::new(ids.to_vec()),
+        text(|t| &t.transaction_id),
+        text(|t| t.tx_type.as_str()),
+        text(|t| &t.order_id),
+        text(|t| &t.line_id),
+        text(|t| &t.subscription_id),
+        text(|t| &t.submitted_by),
+        Box::new(submitted_at),
+        text(|t| t.status.as_str()),
+        opt(|t| t.reason.as_deref()),
+        opt(|t| t.reason_code.as_deref()),
+        opt(|t| t.old_email.as_deref()),
+        opt(|t| t.new_email.as_deref()),
+        Box::new(all),
+        opt(|t| t.detail.as_deref()),
+        Box::new(position),
+    ])
+}
+
+/// The [`STATE_TYPES`] arrays of `orders`.
+fn state_params(orders: &[DirtyOrder]) -> Result<Vec<Param<'_>>, ProjectionError> {
+    let mut order_id = Vec::with_capacity(orders.len());
+    let mut version = Vec::with_capacity(orders.len());
+    let mut next_due = Vec::with_capacity(orders.len());
+    for order in orders {
+        order_id.push(order.order_id.as_str());
+        version.push(to_i64(order.version)?);
+        next_due.push(order.next_due_at.map(|t| fmt_time(&t)));
+    }
+    Ok(vec![
+        Box::new(order_id),
+        Box::new(version),
+        Box::new(next_due),
+    ])
+}
+
+/// The changed line rows of `orders`, with their index in the order.
+fn changed_lines(orders: &[DirtyOrder]) -> Result<Vec<(i64, &LineRow)>, ProjectionError> {
+    let mut lines = Vec::new();
+    for order in orders {
+        for (index, row) in &order.changed_lines {
+            lines.push((to_i64(*index as u64)?, row));
+        }
+    }
+    Ok(lines)
+}
+
+/// The [`LINE_TYPES`] arrays of `lines`.
+fn line_params<'a>(lines: &'a [(i64, &'a LineRow)]) -> Vec<Param<'a>> {
+    let text = |f: fn(&LineRow) -> &str| -> Param<'a> {
+        Box::new(lines.iter().map(|(_, l)| f(l)).collect::<Vec<&str>>())
+    };
+    let opt = |f: fn(&LineRow) -> Option<&str>| -> Param<'a> {
+        Box::new(
+            lines
+                .iter()
+                .map(|(_, l)| f(l))
+                .collect::<Vec<Option<&str>>>(),
+        )
+    };
+    let time = |f: fn(&LineRow) -> &Option<DateTime<Utc>>| -> Param<'a> {
+        Box::new(
+            lines
+                .iter()
+                .map(|(_, l)| opt_time(f(l)))
+                .collect::<Vec<Option<String>>>(),
+        )
+    };
+    let flag = |f: fn(&LineRow) -> bool| -> Param<'a> {
+        Box::new(lines.iter().map(|(_, l)| f(l)).collect::<Vec<bool>>())
+    };
+    let index: Vec<i64> = lines.iter().map(|(i, _)| *i).collect();
+    let rsd: Vec<String> = lines.iter().map(|(_, l)| fmt_date(&l.rsd)).collect();
+    let resend_count: Vec<i64> = lines
+        .iter()
+        .map(|(_, l)| i64::from(l.resend_count))
+        .collect();
+    vec![
+        Box::new(index),
+        text(|l| &l.order_id),
+        text(|l| &l.line_id),
+        text(|l| &l.subscription_id),
+        text(|l| &l.offer),
+        Box::new(rsd),
+        text(|l| &l.provisioning_contact),
+        text(|l| &l.status),
+        text(|l| &l.status_label),
+        flag(|l| l.provisioning_pending),
+        time(|l| &l.initial_email_sent_at),
+        time(|l| &l.closes_at),
+        flag(|l| l.billing_started),
+        opt(|l| l.org_id.as_deref()),
+        time(|l| &l.escalated_at),
+        Box::new(resend_count),
+        text(|l| &l.partner),
+        text(|l| &l.end_customer),
+    ]
+}
+
 fn write_batch(
     client: &mut impl GenericClient,
     statements: &Statements,
@@ -448,37 +727,8 @@ fn write_batch(
 ) -> Result<(), ProjectionError> {
     let ids = transaction_ids(&out.transactions)?;
     for (chunk, ids) in out.transactions.chunks(CHUNK).zip(ids.chunks(CHUNK)) {
-        let text = |f: fn(&TransactionRow) -> &str| chunk.iter().map(f).collect::<Vec<&str>>();
-        let opt = |f: fn(&TransactionRow) -> Option<&str>| {
-            chunk.iter().map(f).collect::<Vec<Option<&str>>>()
-        };
-        let submitted_at: Vec<String> = chunk.iter().map(|t| fmt_time(&t.submitted_at)).collect();
-        let all: Vec<bool> = chunk.iter().map(|t| t.applied_to_all_lines).collect();
-        let mut position = Vec::with_capacity(chunk.len());
-        for t in chunk {
-            position.push(to_i64(t.position)?);
-        }
-        client.execute(
-            &statements.insert_transactions,
-            &[
-                &ids,
-                &text(|t| &t.transaction_id),
-                &text(|t| t.tx_type.as_str()),
-                &text(|t| &t.order_id),
-                &text(|t| &t.line_id),
-                &text(|t| &t.subscription_id),
-                &text(|t| &t.submitted_by),
-                &submitted_at,
-                &text(|t| t.status.as_str()),
-                &opt(|t| t.reason.as_deref()),
-                &opt(|t| t.reason_code.as_deref()),
-                &opt(|t| t.old_email.as_deref()),
-                &opt(|t| t.new_email.as_deref()),
-                &all,
-                &opt(|t| t.detail.as_deref()),
-                &position,
-            ],
-        )?;
+        let params = transaction_params(chunk, ids)?;
+        client.execute(&statements.insert_transactions, &refs(&params))?;
     }
 
     for r in &out.case_resolutions {
@@ -490,66 +740,15 @@ fn write_batch(
         )?;
     }
 
-    let mut lines: Vec<(i64, &LineRow)> = Vec::new();
     for chunk in out.orders.chunks(CHUNK) {
-        let mut order_id = Vec::with_capacity(chunk.len());
-        let mut version = Vec::with_capacity(chunk.len());
-        let mut next_due = Vec::with_capacity(chunk.len());
-        for order in chunk {
-            order_id.push(order.order_id.as_str());
-            version.push(to_i64(order.version)?);
-            next_due.push(order.next_due_at.map(|t| fmt_time(&t)));
-            for (index, row) in &order.changed_lines {
-                lines.push((to_i64(*index as u64)?, row));
-            }
-        }
-        client.execute(&statements.upsert_states, &[&order_id, &version, &next_due])?;
+        let params = state_params(chunk)?;
+        client.execute(&statements.upsert_states, &refs(&params))?;
     }
 
+    let lines = changed_lines(&out.orders)?;
     for chunk in lines.chunks(CHUNK) {
-        let index: Vec<i64> = chunk.iter().map(|(i, _)| *i).collect();
-        let text = |f: fn(&LineRow) -> &str| chunk.iter().map(|(_, l)| f(l)).collect::<Vec<&str>>();
-        let opt = |f: fn(&LineRow) -> Option<&str>| {
-            chunk
-                .iter()
-                .map(|(_, l)| f(l))
-                .collect::<Vec<Option<&str>>>()
-        };
-        let time = |f: fn(&LineRow) -> &Option<DateTime<Utc>>| {
-            chunk
-                .iter()
-                .map(|(_, l)| opt_time(f(l)))
-                .collect::<Vec<Option<String>>>()
-        };
-        let flag = |f: fn(&LineRow) -> bool| chunk.iter().map(|(_, l)| f(l)).collect::<Vec<bool>>();
-        let rsd: Vec<String> = chunk.iter().map(|(_, l)| fmt_date(&l.rsd)).collect();
-        let resend_count: Vec<i64> = chunk
-            .iter()
-            .map(|(_, l)| i64::from(l.resend_count))
-            .collect();
-        client.execute(
-            &statements.upsert_lines,
-            &[
-                &index,
-                &text(|l| &l.order_id),
-                &text(|l| &l.line_id),
-                &text(|l| &l.subscription_id),
-                &text(|l| &l.offer),
-                &rsd,
-                &text(|l| &l.provisioning_contact),
-                &text(|l| &l.status),
-                &text(|l| &l.status_label),
-                &flag(|l| l.provisioning_pending),
-                &time(|l| &l.initial_email_sent_at),
-                &time(|l| &l.closes_at),
-                &flag(|l| l.billing_started),
-                &opt(|l| l.org_id.as_deref()),
-                &time(|l| &l.escalated_at),
-                &resend_count,
-                &text(|l| &l.partner),
-                &text(|l| &l.end_customer),
-            ],
-        )?;
+        let params = line_params(chunk);
+        client.execute(&statements.upsert_lines, &refs(&params))?;
     }
     Ok(())
 }
@@ -597,7 +796,13 @@ impl Backend for PostgresModels {
             Plan::Restart => return Ok(Applied::Restart),
         };
         cache.validate(found);
-        let (out, states) = fold_batch(events, cache, |ids| load_states(&mut tx, statements, ids))?;
+        let (out, states) = fold_batch(events, cache, |ids| {
+            // The store's statement is not prepared with the others: the
+            // read models may be opened before the store has created its
+            // tables.
+            let read_stream = provledger_store::postgres::READ_STREAM;
+            load_states(&mut tx, &statements.load_states, read_stream, ids)
+        })?;
         let applied = commit_batch(tx, statements, &out)?;
         cache.committed(states);
         Ok(applied)

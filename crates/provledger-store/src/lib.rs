@@ -199,11 +199,9 @@ pub trait EventStore: Send + Sync {
     /// [`append_batch`](EventStore::append_batch), with `inline` run inside
     /// the same transaction after the events are written and before the
     /// commit, so that whatever it writes commits (or not) with them, in one
-    /// fsync. SQLite calls [`InlineWriter::write_sqlite`]; a backend that
-    /// cannot share its transaction (PostgreSQL: its read models are written
-    /// by catch-up and workers) appends without calling it. What `inline`
-    /// writes is undone on its own if it reports failure; the events commit
-    /// either way.
+    /// commit. SQLite calls [`InlineWriter::write_sqlite`], PostgreSQL
+    /// [`InlineWriter::write_postgres`]. What `inline` writes is undone on
+    /// its own if it reports failure; the events commit either way.
     fn append_batch_inline(
         &self,
         requests: Vec<AppendRequest>,
@@ -274,6 +272,19 @@ pub trait InlineWriter {
     /// after the commit as if there were no inline writer.
     fn write_sqlite(&mut self, tx: &rusqlite::Transaction<'_>, appended: &[&AppendOutcome])
         -> bool;
+
+    /// Write, on the append's PostgreSQL transaction, what follows from the
+    /// requests that `appended` (as [`write_sqlite`](Self::write_sqlite)).
+    /// `Ok(true)`: written, it commits with the events. `Ok(false)`:
+    /// nothing was written, the events commit and the caller catches up
+    /// after the commit. `Err`: a statement failed, which aborts a
+    /// PostgreSQL transaction; the store rolls the append back and makes it
+    /// again without the writer (so the events still commit, once).
+    fn write_postgres(
+        &mut self,
+        tx: &mut postgres::InlineTx<'_>,
+        appended: &[&AppendOutcome],
+    ) -> Result<bool, ::postgres::Error>;
 }
 
 /// The result of recomputing the hash chain and the Merkle tree.

@@ -239,6 +239,49 @@ impl Statements {
 struct Conn {
     client: Client,
     statements: Statements,
+    /// Statements an [`InlineWriter`] prepared on this connection, by SQL
+    /// text (see [`InlineTx::prepare_cached`]); gone with the connection.
+    inline_statements: HashMap<String, Statement>,
+}
+
+/// An append's open transaction, lent to an [`InlineWriter`] after the
+/// events are written and before the commit (see
+/// [`InlineWriter::write_postgres`]): what it writes on this connection
+/// commits, or not, with the events.
+pub struct InlineTx<'a> {
+    client: &'a mut Client,
+    statements: &'a mut HashMap<String, Statement>,
+    url: &'a str,
+    schema: &'a str,
+}
+
+impl InlineTx<'_> {
+    /// The URL the store connected with: a writer checks that it writes
+    /// the database it means to.
+    pub fn url(&self) -> &str {
+        self.url
+    }
+
+    /// The schema the ledger's tables are in (the session's `search_path`).
+    pub fn schema(&self) -> &str {
+        self.schema
+    }
+
+    /// The connection, inside the append's transaction. Do not commit or
+    /// roll back on it: the store does.
+    pub fn client(&mut self) -> &mut Client {
+        self.client
+    }
+
+    /// `sql` prepared on this connection, once per connection.
+    pub fn prepare_cached(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.statements.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
 }
 
 /// An event store in a PostgreSQL database (one ledger per schema).
@@ -377,7 +420,11 @@ impl PostgresStore {
             url: url.to_string(),
             schema: schema.to_string(),
             lock_key,
-            conn: Mutex::new(Conn { client, statements }),
+            conn: Mutex::new(Conn {
+                client,
+                statements,
+                inline_statements: HashMap::new(),
+            }),
             frontier: FrontierCache::default(),
         })
     }
@@ -411,7 +458,11 @@ impl PostgresStore {
             let mut client = Client::connect(&self.url, NoTls)?;
             client.batch_execute(&format!("SET search_path TO {}", quote_ident(&self.schema)))?;
             let statements = Statements::prepare(&mut client)?;
-            *guard = Conn { client, statements };
+            *guard = Conn {
+                client,
+                statements,
+                inline_statements: HashMap::new(),
+            };
         }
         Ok(guard)
     }
@@ -419,27 +470,34 @@ impl PostgresStore {
     /// The rows of up to [`PAGE_SIZE`] events after `after`, in position order.
     fn page(&self, after: Position) -> Result<Vec<Row>, StoreError> {
         let mut conn = self.conn()?;
-        let Conn { client, statements } = &mut *conn;
+        let Conn {
+            client, statements, ..
+        } = &mut *conn;
         // No stored position exceeds i64::MAX: a larger `after` reads nothing.
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         Ok(client.query(&statements.page, &[&after, &PAGE_SIZE])?)
     }
 }
 
-impl EventStore for PostgresStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
-
-    fn append_batch(
+impl PostgresStore {
+    /// The one append path: `inline` (if any) runs in the transaction after
+    /// the events and the tree nodes are written, before the commit. If one
+    /// of its statements fails (which aborts the transaction), the append
+    /// is rolled back and made again without it.
+    fn append_batch_with(
         &self,
         requests: Vec<AppendRequest>,
+        inline: Option<&mut dyn InlineWriter>,
     ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
         let mut conn = self.conn()?;
-        let Conn { client, statements } = &mut *conn;
+        let Conn {
+            client,
+            statements,
+            inline_statements,
+        } = &mut *conn;
         let mut tx = WriteTx::begin(client, self.lock_key)?;
         let streams = distinct(
             requests
@@ -497,24 +555,58 @@ impl EventStore for PostgresStore {
                 .collect();
             write(tx.client(), statements, &rows, &keys, &tree.take())?;
         }
+        if let Some(inline) = inline {
+            let appended: Vec<&AppendOutcome> = results
+                .iter()
+                .filter_map(|r| r.as_ref().ok())
+                .filter(|o| !o.replayed && !o.events.is_empty())
+                .collect();
+            if !appended.is_empty() {
+                let mut inline_tx = InlineTx {
+                    client: tx.client(),
+                    statements: inline_statements,
+                    url: &self.url,
+                    schema: &self.schema,
+                };
+                if inline.write_postgres(&mut inline_tx, &appended).is_err() {
+                    // The transaction is aborted: nothing of it commits.
+                    drop(tx);
+                    drop(conn);
+                    return self.append_batch_with(requests, None);
+                }
+            }
+        }
         tx.commit()?;
         self.frontier.keep(&tree);
         Ok(results)
+    }
+}
+
+impl EventStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn append_batch(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+        self.append_batch_with(requests, None)
     }
 
     fn append_batch_inline(
         &self,
         requests: Vec<AppendRequest>,
-        _inline: &mut dyn InlineWriter,
+        inline: &mut dyn InlineWriter,
     ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
-        // The read models are written by catch-up and the workers, on their
-        // own connections: the append is the same as without a writer.
-        self.append_batch(requests)
+        self.append_batch_with(requests, Some(inline))
     }
 
     fn stream_version(&self, stream_id: &str) -> Result<StreamVersion, StoreError> {
         let mut conn = self.conn()?;
-        let Conn { client, statements } = &mut *conn;
+        let Conn {
+            client, statements, ..
+        } = &mut *conn;
         current_version(client, statements, stream_id)
     }
 
@@ -524,7 +616,9 @@ impl EventStore for PostgresStore {
         after_version: StreamVersion,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut conn = self.conn()?;
-        let Conn { client, statements } = &mut *conn;
+        let Conn {
+            client, statements, ..
+        } = &mut *conn;
         let after = i64::try_from(after_version).unwrap_or(i64::MAX);
         let rows = client.query(&statements.read_stream, &[&stream_id, &after, &i64::MAX])?;
         rows.iter().map(decode_event).collect()
@@ -540,7 +634,9 @@ impl EventStore for PostgresStore {
 
     fn stream_ids(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn()?;
-        let Conn { client, statements } = &mut *conn;
+        let Conn {
+            client, statements, ..
+        } = &mut *conn;
         let rows = client.query(&statements.stream_ids, &[&prefix])?;
         rows.iter()
             .map(|row| row.try_get::<_, String>(0).map_err(StoreError::from))
@@ -549,13 +645,17 @@ impl EventStore for PostgresStore {
 
     fn head(&self) -> Result<Option<Head>, StoreError> {
         let mut conn = self.conn()?;
-        let Conn { client, statements } = &mut *conn;
+        let Conn {
+            client, statements, ..
+        } = &mut *conn;
         read_head(client, statements)
     }
 
     fn find_idempotent(&self, key: &str) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
         let mut conn = self.conn()?;
-        let Conn { client, statements } = &mut *conn;
+        let Conn {
+            client, statements, ..
+        } = &mut *conn;
         let Some(row) = client.query_opt(&statements.idempotency_get, &[&[key].as_slice()])? else {
             return Ok(None);
         };
@@ -569,7 +669,9 @@ impl EventStore for PostgresStore {
 
     fn merkle_nodes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError> {
         let mut conn = self.conn()?;
-        let Conn { client, statements } = &mut *conn;
+        let Conn {
+            client, statements, ..
+        } = &mut *conn;
         read_nodes(client, statements, ids)
     }
 
@@ -578,7 +680,9 @@ impl EventStore for PostgresStore {
             return Ok(());
         }
         let mut conn = self.conn()?;
-        let Conn { client, statements } = &mut *conn;
+        let Conn {
+            client, statements, ..
+        } = &mut *conn;
         let mut tx = WriteTx::begin(client, self.lock_key)?;
         let streams = distinct(events.iter().map(|e| e.stream_id.as_str()));
         let state = read_state(tx.client(), statements, &streams, &[])?;

@@ -694,7 +694,7 @@ impl Ledger {
         inline: bool,
     ) -> Result<(Vec<Result<AppendOutcome, StoreError>>, bool), StoreError> {
         let mut writer = if inline {
-            self.read_models().inline_sqlite()
+            self.read_models().inline()
         } else {
             None
         };

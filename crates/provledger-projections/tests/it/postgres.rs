@@ -212,3 +212,229 @@ fn postgres_a_failed_batch_leaves_the_checkpoint_and_a_successor_resumes() {
     sqlite.catch_up(&ledger.store).unwrap();
     assert_eq!(successor.dump().unwrap(), sqlite.dump().unwrap());
 }
+
+/// The commands of `ledger` as append requests: its events grouped by
+/// transaction, in position order, each stream at the version it had.
+fn commands_of(ledger: &dyn EventStore) -> Vec<provledger_store::AppendRequest> {
+    use provledger_store::{AppendRequest, ExpectedVersion, NewEvent, StreamAppend};
+    let mut requests: Vec<(String, AppendRequest)> = Vec::new();
+    for event in ledger.read_all(0).unwrap().map(Result::unwrap) {
+        let new = NewEvent {
+            event_type: event.event_type.clone(),
+            schema_version: event.schema_version,
+            payload: event.payload.clone(),
+            metadata: event.metadata.clone(),
+            occurred_at: event.occurred_at,
+        };
+        let expected = match event.stream_version {
+            1 => ExpectedVersion::NoStream,
+            v => ExpectedVersion::Exact(v - 1),
+        };
+        let transaction = event.metadata.transaction_id.clone();
+        match requests.last_mut() {
+            Some((tx, request)) if *tx == transaction => match request.appends.last_mut() {
+                Some(append) if append.stream_id == event.stream_id => append.events.push(new),
+                _ => request.appends.push(StreamAppend {
+                    stream_id: event.stream_id.clone(),
+                    expected,
+                    events: vec![new],
+                }),
+            },
+            _ => requests.push((
+                transaction,
+                AppendRequest::single(event.stream_id.clone(), expected, vec![new]),
+            )),
+        }
+    }
+    requests.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Append `requests` with `models` written inline, catching up when they
+/// were not (as the ledger does); returns how many were written inline.
+fn append_inline(
+    store: &dyn EventStore,
+    models: &ReadModels,
+    requests: Vec<provledger_store::AppendRequest>,
+) -> usize {
+    let mut inline = 0;
+    for request in requests {
+        let mut writer = models.inline().expect("read-write read models");
+        let appended = store.append_batch_inline(vec![request], &mut writer);
+        let committed = matches!(appended.as_deref(), Ok([Ok(_)]));
+        assert!(committed, "the append commits: {appended:?}");
+        if writer.finish(committed) {
+            inline += 1;
+        } else {
+            models.catch_up(store).unwrap();
+        }
+    }
+    inline
+}
+
+#[test]
+fn postgres_read_models_written_in_the_append_equal_sqlites() {
+    let Some(url) = test_url() else { return };
+    let ledger = busy_ledger(12);
+    let sqlite = ledger.models();
+    sqlite.catch_up(&ledger.store).unwrap();
+    let requests = commands_of(&ledger.store);
+    let commands = requests.len();
+
+    let schema = Schema::new(&url, "rm_inline");
+    let store = schema.store();
+    let pg = schema.models();
+    let inline = append_inline(&store, &pg, requests);
+    // A new handle reads the checkpoint once; every other command carries
+    // its read models, except those resolving a support case.
+    assert!(inline * 10 >= commands * 9, "{inline} of {commands}");
+    assert_eq!(
+        store.head().unwrap().map(|h| h.position),
+        Some(ledger.head())
+    );
+    assert_eq!(pg.checkpoint().unwrap(), ledger.head());
+    assert_eq!(pg.dump().unwrap(), sqlite.dump().unwrap());
+}
+
+#[test]
+fn postgres_inline_writes_nothing_where_the_read_models_moved() {
+    let Some(url) = test_url() else { return };
+    let ledger = busy_ledger(3);
+    let mut requests = commands_of(&ledger.store);
+    let last = requests.split_off(requests.len() - 1);
+    let schema = Schema::new(&url, "rm_inline_moved");
+    let store = schema.store();
+    let pg = schema.models();
+    append_inline(&store, &pg, requests);
+    let before = pg.checkpoint().unwrap();
+    let rows = store
+        .execute_raw_sql_for_tests("SELECT 1 FROM rm_transactions")
+        .unwrap();
+
+    // Another writer moved the checkpoint behind this handle's back.
+    store
+        .execute_raw_sql_for_tests(&format!(
+            "UPDATE rm_checkpoints SET position = {}",
+            before - 1
+        ))
+        .unwrap();
+    let mut writer = pg.inline().unwrap();
+    let appended = store.append_batch_inline(last, &mut writer).unwrap();
+    assert!(appended[0].is_ok());
+    assert!(!writer.finish(true), "nothing written inline");
+    assert_eq!(pg.checkpoint().unwrap(), before - 1);
+    assert_eq!(
+        store
+            .execute_raw_sql_for_tests("SELECT 1 FROM rm_transactions")
+            .unwrap(),
+        rows
+    );
+}
+
+#[test]
+fn postgres_a_failing_inline_write_still_commits_the_events_once() {
+    let Some(url) = test_url() else { return };
+    let ledger = busy_ledger(3);
+    let sqlite = ledger.models();
+    sqlite.catch_up(&ledger.store).unwrap();
+    let mut requests = commands_of(&ledger.store);
+    let last = requests.split_off(requests.len() - 1);
+    let schema = Schema::new(&url, "rm_inline_fails");
+    let store = schema.store();
+    let pg = schema.models();
+    append_inline(&store, &pg, requests);
+    let head = store.head().unwrap().unwrap().position;
+
+    // Every order state written is refused: the inline statement
+    // fails, which aborts the append's transaction.
+    store
+        .execute_raw_sql_for_tests(
+            "ALTER TABLE rm_order_state ADD CONSTRAINT refuse_new CHECK (false) NOT VALID",
+        )
+        .unwrap();
+    let events: usize = last[0].appends.iter().map(|a| a.events.len()).sum();
+    let mut writer = pg.inline().unwrap();
+    let appended = store.append_batch_inline(last, &mut writer).unwrap();
+    assert!(appended[0].is_ok(), "{appended:?}");
+    assert!(!writer.finish(true));
+    // The append was made again without the writer: its events, once.
+    assert_eq!(
+        store.head().unwrap().map(|h| h.position),
+        Some(head + events as u64)
+    );
+    assert_eq!(
+        store.head().unwrap().map(|h| h.position),
+        Some(ledger.head())
+    );
+    store
+        .execute_raw_sql_for_tests("ALTER TABLE rm_order_state DROP CONSTRAINT refuse_new")
+        .unwrap();
+    pg.catch_up(&store).unwrap();
+    assert_eq!(pg.dump().unwrap(), sqlite.dump().unwrap());
+}
+
+#[test]
+fn postgres_concurrent_inline_writers_and_a_worker_apply_each_event_once() {
+    let Some(url) = test_url() else { return };
+    let ledger = busy_ledger(24);
+    let requests = commands_of(&ledger.store);
+    // Commands touching no order (the ledger's set-up) first, then each
+    // order's commands on one of three writers.
+    let (setup, orders): (Vec<_>, Vec<_>) = requests.into_iter().partition(|r| {
+        !r.appends.iter().any(|a| {
+            a.stream_id
+                .starts_with(provledger_domain::ORDER_STREAM_PREFIX)
+        })
+    });
+    let mut shares: Vec<Vec<_>> = vec![Vec::new(); 3];
+    for request in orders {
+        let order = request
+            .appends
+            .iter()
+            .find(|a| {
+                a.stream_id
+                    .starts_with(provledger_domain::ORDER_STREAM_PREFIX)
+            })
+            .map(|a| a.stream_id.clone())
+            .unwrap_or_default();
+        let share = order.bytes().map(usize::from).sum::<usize>() % shares.len();
+        shares[share].push(request);
+    }
+    let schema = Schema::new(&url, "rm_inline_race");
+    let first = schema.models();
+    append_inline(&schema.store(), &first, setup);
+
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let writers: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                let schema = &schema;
+                scope.spawn(move || {
+                    let store = schema.store();
+                    let models = schema.models();
+                    append_inline(&store, &models, share)
+                })
+            })
+            .collect();
+        let worker = scope.spawn(|| {
+            let store = schema.store();
+            let models = schema.models().with_batch_size(5);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                models.catch_up(&store).unwrap();
+            }
+        });
+        let inline: usize = writers.into_iter().map(|w| w.join().unwrap()).sum();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        worker.join().unwrap();
+        assert!(inline > 0);
+    });
+    let store = schema.store();
+    let head = store.head().unwrap().unwrap().position;
+    assert_eq!(head, ledger.head());
+    first.catch_up(&store).unwrap();
+    assert_eq!(first.checkpoint().unwrap(), head);
+    let incremental = first.dump().unwrap();
+    let rebuilt = schema.models();
+    rebuilt.rebuild(&store, &mut |_| {}).unwrap();
+    assert_eq!(incremental, rebuilt.dump().unwrap());
+}

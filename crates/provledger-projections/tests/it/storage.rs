@@ -373,9 +373,7 @@ fn inline_append(
     models: &ReadModels,
     request: provledger_store::AppendRequest,
 ) -> bool {
-    let mut writer = models
-        .inline_sqlite()
-        .expect("read-write SQLite read models");
+    let mut writer = models.inline().expect("read-write SQLite read models");
     let appended = store.append_batch_inline(vec![request], &mut writer);
     let committed = matches!(appended.as_deref(), Ok([Ok(_)]));
     assert!(committed, "the append commits: {appended:?}");
