@@ -22,10 +22,10 @@
 //!
 //! The steps: load the streams the command needs → decide → envelope →
 //! append at the expected versions → bounded retry on conflict → state
-//! cache → projection policy. With the read models inline on SQLite, their
-//! rows are written inside the append's own transaction (one commit, one
-//! fsync); otherwise (PostgreSQL, deferred projections, read models behind
-//! the log) they are caught up after the commit.
+//! cache → projection policy. With the read models inline, their rows are
+//! written inside the append's own transaction (one commit); otherwise
+//! (deferred projections, read models behind the log or elsewhere) they are
+//! caught up after the commit.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use provledger_domain::{
@@ -683,9 +683,10 @@ impl Ledger {
     }
 
     /// Append `requests` in one transaction. With `inline`, the read models
-    /// are written in that transaction too where they can be (SQLite read
-    /// models of the store's own file: one commit, one fsync, and they never
-    /// lag it); their cache learns of the batch only if it committed.
+    /// are written in that transaction too where they can be (read models
+    /// of the store's own SQLite file or PostgreSQL schema: one commit, and
+    /// they never lag it); their cache learns of the batch only if it
+    /// committed.
     /// Returns each request's result and whether the read models were
     /// written with them (if not, the caller catches them up).
     pub(crate) fn append_requests(
