@@ -201,15 +201,22 @@ impl ReadModels {
     /// their read-model rows then commit together, in one commit, and the
     /// read models never lag a committed command. It writes only on the
     /// store these read models live in (the same SQLite file; the same
-    /// PostgreSQL URL and schema). `None` for read-only read models. It
-    /// holds this handle's lock until [`InlineProjection::finish`] (or
-    /// drop).
+    /// PostgreSQL URL and schema). `None` for read-only read models.
+    ///
+    /// It takes this handle's cache of order states with it until
+    /// [`InlineProjection::finish`] (or drop), but not the handle's lock:
+    /// an append may wait for another process's append, and reads of these
+    /// read models must not wait with it. A catch-up in the meantime starts
+    /// from an empty cache; the cache is trusted only at the stored
+    /// checkpoint in any case.
     pub fn inline(&self) -> Option<InlineProjection<'_>> {
-        let guard = self.inner();
-        let target = guard.inline_target.clone()?;
+        let mut inner = self.inner();
+        let target = inner.inline_target.clone()?;
         Some(InlineProjection {
-            guard,
+            models: self,
             target,
+            cache: std::mem::take(&mut inner.cache),
+            inline_checked: inner.inline_checked.take(),
             pending: None,
         })
     }
@@ -680,8 +687,12 @@ fn next_batch(
 /// The read models written inside a store append's transaction (see
 /// [`ReadModels::inline`]).
 pub struct InlineProjection<'a> {
-    guard: MutexGuard<'a, Inner>,
+    models: &'a ReadModels,
     target: InlineTarget,
+    /// The handle's cache, given back on drop.
+    cache: StateCache,
+    /// The handle's memo of the last SQLite file seen, given back on drop.
+    inline_checked: Option<(String, bool)>,
     /// The states of the batch written, until the append is known to have
     /// committed.
     pending: Option<FoldedStates>,
@@ -694,14 +705,29 @@ impl InlineProjection<'_> {
     pub fn finish(mut self, committed: bool) -> bool {
         match self.pending.take() {
             Some(states) if committed => {
-                self.guard.cache.committed(states);
+                self.cache.committed(states);
                 true
             }
             Some(_) => {
-                self.guard.cache.clear();
+                self.cache.clear();
                 false
             }
             None => false,
+        }
+    }
+}
+
+impl Drop for InlineProjection<'_> {
+    /// Give the cache back to the handle (emptied if it holds states of an
+    /// append not known to have committed).
+    fn drop(&mut self) {
+        if self.pending.take().is_some() {
+            self.cache.clear();
+        }
+        let mut inner = self.models.inner();
+        inner.cache = std::mem::take(&mut self.cache);
+        if let Some(checked) = self.inline_checked.take() {
+            inner.inline_checked = Some(checked);
         }
     }
 }
@@ -716,11 +742,11 @@ impl provledger_store::InlineWriter for InlineProjection<'_> {
         let (InlineTarget::Sqlite(path), Some(file)) = (&self.target, tx.path()) else {
             return false;
         };
-        let same = match &self.guard.inline_checked {
+        let same = match &self.inline_checked {
             Some((checked, same)) if checked == file => *same,
             _ => {
                 let same = std::fs::canonicalize(file).is_ok_and(|f| &f == path);
-                self.guard.inline_checked = Some((file.to_string(), same));
+                self.inline_checked = Some((file.to_string(), same));
                 same
             }
         };
@@ -731,7 +757,7 @@ impl provledger_store::InlineWriter for InlineProjection<'_> {
             .iter()
             .flat_map(|o| o.events.iter().cloned())
             .collect();
-        match sqlite::project_inline(tx, events, &mut self.guard.cache) {
+        match sqlite::project_inline(tx, events, &mut self.cache) {
             Ok(Some(states)) => {
                 self.pending = Some(states);
                 true
@@ -758,7 +784,7 @@ impl provledger_store::InlineWriter for InlineProjection<'_> {
             .iter()
             .flat_map(|o| o.events.iter().cloned())
             .collect();
-        match postgres::project_inline(tx, events, &mut self.guard.cache) {
+        match postgres::project_inline(tx, events, &mut self.cache) {
             Ok(Some(states)) => {
                 self.pending = Some(states);
                 Ok(true)

@@ -404,3 +404,26 @@ fn read_models_are_written_inline_only_on_their_own_file() {
     assert!(inline_append(&own.store, &models, raw_request("own-2")));
     assert_eq!(models.checkpoint().unwrap(), 2);
 }
+
+#[test]
+fn reads_do_not_wait_for_an_append_writing_the_read_models() {
+    let ledger = Ledger::new();
+    let models = ledger.models();
+    assert!(inline_append(&ledger.store, &models, raw_request("own-1")));
+    // An append under way (on PostgreSQL it may be waiting for another
+    // process's append) holds an inline writer; reads go on meanwhile.
+    let writer = models.inline().expect("read-write SQLite read models");
+    let (done, read) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let _ = done.send(models.checkpoint().unwrap());
+        });
+        let checkpoint = read.recv_timeout(std::time::Duration::from_secs(30));
+        drop(writer);
+        assert_eq!(checkpoint, Ok(1), "a read waited for the inline writer");
+    });
+    // The writer gave the handle its cache back: the next append still
+    // carries the read models.
+    assert!(inline_append(&ledger.store, &models, raw_request("own-2")));
+    assert_eq!(models.checkpoint().unwrap(), 2);
+}
