@@ -717,6 +717,23 @@ impl InlineProjection<'_> {
     }
 }
 
+impl InlineProjection<'_> {
+    /// Keep the states of the rows just written until the append is known
+    /// to have committed; returns true (written).
+    fn hold(&mut self, states: FoldedStates) -> bool {
+        self.pending = Some(states);
+        true
+    }
+}
+
+/// The events the requests `appended`, in position order.
+fn events_of(appended: &[&provledger_store::AppendOutcome]) -> Vec<RecordedEvent> {
+    appended
+        .iter()
+        .flat_map(|o| o.events.iter().cloned())
+        .collect()
+}
+
 impl Drop for InlineProjection<'_> {
     /// Give the cache back to the handle (emptied if it holds states of an
     /// append not known to have committed).
@@ -753,15 +770,8 @@ impl provledger_store::InlineWriter for InlineProjection<'_> {
         if !same {
             return false;
         }
-        let events: Vec<RecordedEvent> = appended
-            .iter()
-            .flat_map(|o| o.events.iter().cloned())
-            .collect();
-        match sqlite::project_inline(tx, events, &mut self.cache) {
-            Ok(Some(states)) => {
-                self.pending = Some(states);
-                true
-            }
+        match sqlite::project_inline(tx, events_of(appended), &mut self.cache) {
+            Ok(Some(states)) => self.hold(states),
             // Behind the log (or an error): the savepoint is rolled back and
             // the caller's catch-up applies these events with the others.
             Ok(None) | Err(_) => false,
@@ -780,15 +790,8 @@ impl provledger_store::InlineWriter for InlineProjection<'_> {
         if tx.url() != url || tx.schema() != schema {
             return Ok(false);
         }
-        let events: Vec<RecordedEvent> = appended
-            .iter()
-            .flat_map(|o| o.events.iter().cloned())
-            .collect();
-        match postgres::project_inline(tx, events, &mut self.cache) {
-            Ok(Some(states)) => {
-                self.pending = Some(states);
-                Ok(true)
-            }
+        match postgres::project_inline(tx, events_of(appended), &mut self.cache) {
+            Ok(Some(states)) => Ok(self.hold(states)),
             Ok(None) => Ok(false),
             // A statement failed: the transaction is aborted, and the store
             // appends again without this writer.

@@ -295,16 +295,43 @@ fn postgres_read_models_written_in_the_append_equal_sqlites() {
     assert_eq!(pg.dump().unwrap(), sqlite.dump().unwrap());
 }
 
-#[test]
-fn postgres_inline_writes_nothing_where_the_read_models_moved() {
-    let Some(url) = test_url() else { return };
+/// A PostgreSQL copy of a small ledger, made with the read models inline,
+/// but for its last command; also the ledger.
+struct AllButLast {
+    ledger: crate::support::Ledger,
+    schema: Schema,
+    store: PostgresStore,
+    models: ReadModels,
+    last: Vec<provledger_store::AppendRequest>,
+}
+
+fn all_but_last(url: &str, tag: &str) -> AllButLast {
     let ledger = busy_ledger(3);
     let mut requests = commands_of(&ledger.store);
     let last = requests.split_off(requests.len() - 1);
-    let schema = Schema::new(&url, "rm_inline_moved");
+    let schema = Schema::new(url, tag);
     let store = schema.store();
-    let pg = schema.models();
-    append_inline(&store, &pg, requests);
+    let models = schema.models();
+    append_inline(&store, &models, requests);
+    AllButLast {
+        ledger,
+        schema,
+        store,
+        models,
+        last,
+    }
+}
+
+#[test]
+fn postgres_inline_writes_nothing_where_the_read_models_moved() {
+    let Some(url) = test_url() else { return };
+    let AllButLast {
+        schema: _schema,
+        store,
+        models: pg,
+        last,
+        ..
+    } = all_but_last(&url, "rm_inline_moved");
     let before = pg.checkpoint().unwrap();
     let rows = store
         .execute_raw_sql_for_tests("SELECT 1 FROM rm_transactions")
@@ -333,15 +360,15 @@ fn postgres_inline_writes_nothing_where_the_read_models_moved() {
 #[test]
 fn postgres_a_failing_inline_write_still_commits_the_events_once() {
     let Some(url) = test_url() else { return };
-    let ledger = busy_ledger(3);
+    let AllButLast {
+        ledger,
+        schema: _schema,
+        store,
+        models: pg,
+        last,
+    } = all_but_last(&url, "rm_inline_fails");
     let sqlite = ledger.models();
     sqlite.catch_up(&ledger.store).unwrap();
-    let mut requests = commands_of(&ledger.store);
-    let last = requests.split_off(requests.len() - 1);
-    let schema = Schema::new(&url, "rm_inline_fails");
-    let store = schema.store();
-    let pg = schema.models();
-    append_inline(&store, &pg, requests);
     let head = store.head().unwrap().unwrap().position;
 
     // Every order state written is refused: the inline statement
