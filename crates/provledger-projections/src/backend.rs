@@ -12,6 +12,7 @@ use provledger_store::{hash::format_time, Position};
 
 use crate::project::{BatchOutput, Decoded, StateCache};
 use crate::{LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow};
+use provledger_store::RecordedEvent;
 
 /// Events applied per database transaction.
 pub(crate) const BATCH_SIZE: usize = 5_000;
@@ -322,6 +323,29 @@ pub(crate) fn transaction_row(r: &impl StoredRow) -> Result<TransactionRow, Proj
         position: to_u64(T, &key, position)?,
         line_id,
     })
+}
+
+/// `events` decoded, with the position before the first of them, if they
+/// are consecutive: what a store append's inline writer applies as one
+/// batch. `None` for no events or a gap.
+pub(crate) fn inline_batch(
+    events: Vec<RecordedEvent>,
+) -> Result<Option<(Position, Vec<Decoded>)>, ProjectionError> {
+    let Some(first) = events.first().map(|e| e.position) else {
+        return Ok(None);
+    };
+    let consecutive = events
+        .iter()
+        .enumerate()
+        .all(|(i, e)| e.position == first + i as u64);
+    if !consecutive {
+        return Ok(None);
+    }
+    let decoded = events
+        .into_iter()
+        .map(Decoded::new)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some((first - 1, decoded)))
 }
 
 /// The row ids of Transaction Manager rows given in position order: the

@@ -24,9 +24,9 @@ use provledger_store::postgres::{create_schema, table_lock_key, InlineTx, Postgr
 use provledger_store::{Position, RecordedEvent, StreamVersion};
 
 use crate::backend::{
-    fmt_date, fmt_lower_bound, fmt_time, fmt_upper_bound, line_row, migration_error, plan, to_i64,
-    to_u64, transaction_ids, transaction_row, Applied, Backend, Plan, StoredRow, StoredState,
-    CHECKPOINT, LINE_COLUMNS, TX_COLUMNS,
+    fmt_date, fmt_lower_bound, fmt_time, fmt_upper_bound, inline_batch, line_row, migration_error,
+    plan, to_i64, to_u64, transaction_ids, transaction_row, Applied, Backend, Plan, StoredRow,
+    StoredState, CHECKPOINT, LINE_COLUMNS, TX_COLUMNS,
 };
 use crate::project::{
     check_applied, fold_batch, fold_stored, BatchOutput, Decoded, DirtyOrder, FoldedStates,
@@ -476,25 +476,18 @@ where
 /// Without a round trip to read the checkpoint first, this relies on
 /// `cache`: when it says that the read models stood right before the first
 /// event (this handle wrote them last), the statement moves the checkpoint
-/// only if they still do; a cache valid elsewhere is checked first. `Ok(None)`: nothing was written (the
-/// read models are elsewhere, or the batch resolves a support case, which
-/// updates earlier rows); the caller catches up after the commit.
+/// only if they still do; a cache valid elsewhere is checked first.
+/// `Ok(None)`: nothing was written (the read models are elsewhere, or the
+/// batch resolves a support case, which updates earlier rows); the caller
+/// catches up after the commit.
 pub(crate) fn project_inline(
     tx: &mut InlineTx<'_>,
     events: Vec<RecordedEvent>,
     cache: &mut StateCache,
 ) -> Result<Option<FoldedStates>, ProjectionError> {
-    let Some(first) = events.first().map(|e| e.position) else {
+    let Some((before, decoded)) = inline_batch(events)? else {
         return Ok(None);
     };
-    let before = first - 1;
-    let contiguous = events
-        .iter()
-        .enumerate()
-        .all(|(i, e)| e.position == first + i as u64);
-    if !contiguous {
-        return Ok(None);
-    }
     if !cache.is_valid_at(before) {
         // A cold cache (a new process): one round trip to learn where the
         // read models stand; the statement still checks it.
@@ -510,10 +503,6 @@ pub(crate) fn project_inline(
         }
         cache.validate(before);
     }
-    let decoded = events
-        .into_iter()
-        .map(Decoded::new)
-        .collect::<Result<Vec<_>, _>>()?;
     let (out, states) = fold_batch(&decoded, cache, |ids| {
         let load = tx.prepare_cached(LOAD_STATES)?;
         let read_stream = tx.prepare_cached(provledger_store::postgres::READ_STREAM)?;

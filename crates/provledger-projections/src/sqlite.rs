@@ -21,9 +21,9 @@ use rusqlite::types::ToSql;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use crate::backend::{
-    fmt_date, fmt_lower_bound, fmt_time, fmt_upper_bound, line_row, migration_error, plan, to_i64,
-    to_u64, transaction_ids, transaction_row, Applied, Backend, Plan, StoredRow, StoredState,
-    CHECKPOINT, LINE_COLUMNS, TX_COLUMNS,
+    fmt_date, fmt_lower_bound, fmt_time, fmt_upper_bound, inline_batch, line_row, migration_error,
+    plan, to_i64, to_u64, transaction_ids, transaction_row, Applied, Backend, Plan, StoredRow,
+    StoredState, CHECKPOINT, LINE_COLUMNS, TX_COLUMNS,
 };
 use crate::project::{
     check_applied, fold_batch, fold_stored, BatchOutput, Decoded, FoldedStates, StateCache,
@@ -328,22 +328,14 @@ pub(crate) fn project_inline(
     events: Vec<provledger_store::RecordedEvent>,
     cache: &mut StateCache,
 ) -> Result<Option<FoldedStates>, ProjectionError> {
-    let Some(first) = events.first().map(|e| e.position) else {
+    let Some((before, decoded)) = inline_batch(events)? else {
         return Ok(None);
     };
     let found = read_checkpoint(tx)?;
-    let contiguous = events
-        .iter()
-        .enumerate()
-        .all(|(i, e)| e.position == first + i as u64);
-    if found + 1 != first || !contiguous {
+    if found != before {
         return Ok(None);
     }
     cache.validate(found);
-    let decoded = events
-        .into_iter()
-        .map(Decoded::new)
-        .collect::<Result<Vec<_>, _>>()?;
     let (out, states) = fold_batch(&decoded, cache, |ids| load_states(tx, ids))?;
     write_batch(tx, &out)?;
     write_checkpoint(tx, out.last_position)?;
