@@ -31,11 +31,12 @@ mod project;
 mod rows;
 mod sqlite;
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
-use provledger_domain::{OrderId, SubscriptionId};
+use provledger_domain::{OrderId, OrderState, SubscriptionId};
 use provledger_store::{EventStore, Position, RecordedEvent, StoreUrl};
 
 pub use error::ProjectionError;
@@ -217,6 +218,7 @@ impl ReadModels {
             target,
             cache: std::mem::take(&mut inner.cache),
             inline_checked: inner.inline_checked.take(),
+            known: HashMap::new(),
             pending: None,
         })
     }
@@ -693,12 +695,25 @@ pub struct InlineProjection<'a> {
     cache: StateCache,
     /// The handle's memo of the last SQLite file seen, given back on drop.
     inline_checked: Option<(String, bool)>,
+    /// States the caller holds of orders as they stand before the append
+    /// (see [`InlineProjection::knowing`]).
+    known: HashMap<OrderId, OrderState>,
     /// The states of the batch written, until the append is known to have
     /// committed.
     pending: Option<FoldedStates>,
 }
 
 impl InlineProjection<'_> {
+    /// Tell the writer the states of orders as they stand before the append
+    /// (each at its `version`: what the caller decided on): an order these
+    /// read models have not cached is then not folded again from the log.
+    /// A state at another version than the one before the append's first
+    /// event of its order is ignored.
+    pub fn knowing(mut self, states: impl IntoIterator<Item = (OrderId, OrderState)>) -> Self {
+        self.known.extend(states);
+        self
+    }
+
     /// After the append: `committed` says whether it committed. Returns
     /// true when the read models were written with it (nothing is left to
     /// catch up); false when the caller must catch up as usual.
@@ -770,7 +785,7 @@ impl provledger_store::InlineWriter for InlineProjection<'_> {
         if !same {
             return false;
         }
-        match sqlite::project_inline(tx, events_of(appended), &mut self.cache) {
+        match sqlite::project_inline(tx, events_of(appended), &mut self.cache, &self.known) {
             Ok(Some(states)) => self.hold(states),
             // Behind the log (or an error): the savepoint is rolled back and
             // the caller's catch-up applies these events with the others.
@@ -790,7 +805,7 @@ impl provledger_store::InlineWriter for InlineProjection<'_> {
         if tx.url() != url || tx.schema() != schema {
             return Ok(false);
         }
-        match postgres::project_inline(tx, events_of(appended), &mut self.cache) {
+        match postgres::project_inline(tx, events_of(appended), &mut self.cache, &self.known) {
             Ok(Some(states)) => Ok(self.hold(states)),
             Ok(None) => Ok(false),
             // A statement failed: the transaction is aborted, and the store

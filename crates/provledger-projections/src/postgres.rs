@@ -29,8 +29,8 @@ use crate::backend::{
     StoredState, CHECKPOINT, LINE_COLUMNS, TX_COLUMNS,
 };
 use crate::project::{
-    check_applied, fold_batch, fold_stored, BatchOutput, Decoded, DirtyOrder, FoldedStates,
-    StateCache,
+    check_applied, fold_batch, fold_stored, load_unknown, BatchOutput, Decoded, DirtyOrder,
+    FoldedStates, StateCache,
 };
 use crate::{LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow};
 
@@ -484,6 +484,7 @@ pub(crate) fn project_inline(
     tx: &mut InlineTx<'_>,
     events: Vec<RecordedEvent>,
     cache: &mut StateCache,
+    known: &HashMap<OrderId, OrderState>,
 ) -> Result<Option<FoldedStates>, ProjectionError> {
     let Some((before, decoded)) = inline_batch(events)? else {
         return Ok(None);
@@ -504,9 +505,11 @@ pub(crate) fn project_inline(
         cache.validate(before);
     }
     let (out, states) = fold_batch(&decoded, cache, |ids| {
-        let load = tx.prepare_cached(LOAD_STATES)?;
-        let read_stream = tx.prepare_cached(provledger_store::postgres::READ_STREAM)?;
-        load_states(tx.client(), &load, &read_stream, ids)
+        load_unknown(ids, known, |ids| {
+            let load = tx.prepare_cached(LOAD_STATES)?;
+            let read_stream = tx.prepare_cached(provledger_store::postgres::READ_STREAM)?;
+            load_states(tx.client(), &load, &read_stream, ids)
+        })
     })?;
     let lines = changed_lines(&out.orders)?;
     if !out.case_resolutions.is_empty()

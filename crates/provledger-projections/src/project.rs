@@ -860,6 +860,33 @@ impl StateCache {
     }
 }
 
+/// What `load` gives for the orders of `wanted`, except those `known` holds
+/// at the wanted version (states the caller already has: they are not
+/// folded again from the log); those are taken as they are.
+pub(crate) fn load_unknown(
+    wanted: &[(OrderId, StreamVersion)],
+    known: &HashMap<OrderId, OrderState>,
+    load: impl FnOnce(
+        &[(OrderId, StreamVersion)],
+    ) -> Result<HashMap<OrderId, OrderState>, ProjectionError>,
+) -> Result<HashMap<OrderId, OrderState>, ProjectionError> {
+    let (hits, unknown): (Vec<_>, Vec<_>) = wanted
+        .iter()
+        .cloned()
+        .partition(|(id, version)| known.get(id).is_some_and(|s| s.version == *version));
+    let mut out = if unknown.is_empty() {
+        HashMap::new()
+    } else {
+        load(&unknown)?
+    };
+    for (id, _) in hits {
+        if let Some(state) = known.get(&id) {
+            out.insert(id, state.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// Fold a batch of consecutive events on top of the cached or stored states.
 ///
 /// `load` fetches the stored states of orders the cache lacks (absent ones
@@ -946,6 +973,37 @@ mod tests {
     use provledger_store::Metadata;
 
     use super::*;
+
+    #[test]
+    fn known_states_at_the_wanted_version_are_not_loaded() {
+        let id = |n: &str| OrderId::parse(n).unwrap();
+        let at = |version| OrderState {
+            version,
+            ..OrderState::default()
+        };
+        let known: HashMap<OrderId, OrderState> = [(id("WO-1"), at(3)), (id("WO-2"), at(5))].into();
+        let wanted = [(id("WO-1"), 3), (id("WO-2"), 4), (id("WO-3"), 1)];
+        let mut asked = Vec::new();
+        let got = load_unknown(&wanted, &known, |ids| {
+            asked = ids.to_vec();
+            Ok(ids.iter().map(|(id, v)| (id.clone(), at(*v))).collect())
+        })
+        .unwrap();
+        // WO-2 is known at another version: loaded like WO-3.
+        assert_eq!(asked, vec![(id("WO-2"), 4), (id("WO-3"), 1)]);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[&id("WO-1")].version, 3);
+        assert_eq!(got[&id("WO-2")].version, 4);
+
+        let mut called = false;
+        let all_known = load_unknown(&wanted[..1], &known, |_| {
+            called = true;
+            Ok(HashMap::new())
+        })
+        .unwrap();
+        assert!(!called, "nothing left to load");
+        assert_eq!(all_known.len(), 1);
+    }
 
     fn t(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)

@@ -26,7 +26,8 @@ use crate::backend::{
     StoredState, CHECKPOINT, LINE_COLUMNS, TX_COLUMNS,
 };
 use crate::project::{
-    check_applied, fold_batch, fold_stored, BatchOutput, Decoded, FoldedStates, StateCache,
+    check_applied, fold_batch, fold_stored, load_unknown, BatchOutput, Decoded, FoldedStates,
+    StateCache,
 };
 use crate::{LineQuery, LineRow, ProjectionError, TransactionQuery, TransactionRow};
 
@@ -327,6 +328,7 @@ pub(crate) fn project_inline(
     tx: &Transaction<'_>,
     events: Vec<provledger_store::RecordedEvent>,
     cache: &mut StateCache,
+    known: &HashMap<OrderId, OrderState>,
 ) -> Result<Option<FoldedStates>, ProjectionError> {
     let Some((before, decoded)) = inline_batch(events)? else {
         return Ok(None);
@@ -336,7 +338,9 @@ pub(crate) fn project_inline(
         return Ok(None);
     }
     cache.validate(found);
-    let (out, states) = fold_batch(&decoded, cache, |ids| load_states(tx, ids))?;
+    let (out, states) = fold_batch(&decoded, cache, |ids| {
+        load_unknown(ids, known, |ids| load_states(tx, ids))
+    })?;
     write_batch(tx, &out)?;
     write_checkpoint(tx, out.last_position)?;
     Ok(Some(states))

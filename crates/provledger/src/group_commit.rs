@@ -233,7 +233,9 @@ fn run_batch(
         let requests: Vec<AppendRequest> = round.units.iter().map(|u| u.request.clone()).collect();
         // If the read models were not written inline, the caller's
         // catch-up does it.
-        let appended = match ledger.append_requests(requests, inline) {
+        // The states before the round are not kept: the read models fold
+        // the orders they lack from the log.
+        let appended = match ledger.append_requests(requests, inline, Vec::new()) {
             Ok((appended, _)) => appended,
             Err(e) => {
                 // Nothing of this round was written; earlier rounds were.

@@ -276,12 +276,14 @@ impl Ledger {
         for attempt in 1..=MAX_ATTEMPTS {
             let mut units = Vec::new();
             let mut requests = Vec::new();
+            let mut known = Vec::new();
             for order_id in orders.drain(..) {
                 let state = self.current_state(&order_id)?;
                 let due = due_events(&state, now);
                 if due.is_empty() {
                     continue;
                 }
+                known.push((order_id.clone(), state.clone()));
                 requests.push(AppendRequest::single(
                     order_id.stream_id(),
                     ExpectedVersion::Exact(state.version),
@@ -294,7 +296,8 @@ impl Ledger {
                 return Ok(());
             }
             // Read models not written inline are caught up by the caller.
-            let appended = match self.append_requests(requests, !self.deferred_projections()) {
+            let appended = match self.append_requests(requests, !self.deferred_projections(), known)
+            {
                 Ok((appended, _)) => appended,
                 Err(e) => {
                     // Nothing of this round was written.

@@ -687,15 +687,18 @@ impl Ledger {
     /// of the store's own SQLite file or PostgreSQL schema: one commit, and
     /// they never lag it); their cache learns of the batch only if it
     /// committed.
-    /// Returns each request's result and whether the read models were
-    /// written with them (if not, the caller catches them up).
+    /// `known`: states of orders as they stand before the append, which
+    /// the caller decided on (the read models then need not fold them again
+    /// from the log). Returns each request's result and whether the read
+    /// models were written with them (if not, the caller catches them up).
     pub(crate) fn append_requests(
         &self,
         requests: Vec<AppendRequest>,
         inline: bool,
+        known: Vec<(OrderId, OrderState)>,
     ) -> Result<(Vec<Result<AppendOutcome, StoreError>>, bool), StoreError> {
         let mut writer = if inline {
-            self.read_models().inline()
+            self.read_models().inline().map(|w| w.knowing(known))
         } else {
             None
         };
@@ -746,8 +749,9 @@ impl Ledger {
                 appends: decided.appends,
                 idempotency_key: scoped_key.clone(),
             };
+            let known = vec![(order_id.clone(), view.order)];
             let (result, projected) =
-                match self.append_requests(vec![request], !self.deferred_projections()) {
+                match self.append_requests(vec![request], !self.deferred_projections(), known) {
                     Ok((mut results, projected)) => (
                         results
                             .pop()

@@ -213,64 +213,6 @@ fn postgres_a_failed_batch_leaves_the_checkpoint_and_a_successor_resumes() {
     assert_eq!(successor.dump().unwrap(), sqlite.dump().unwrap());
 }
 
-/// The commands of `ledger` as append requests: its events grouped by
-/// transaction, in position order, each stream at the version it had.
-fn commands_of(ledger: &dyn EventStore) -> Vec<provledger_store::AppendRequest> {
-    use provledger_store::{AppendRequest, ExpectedVersion, NewEvent, StreamAppend};
-    let mut requests: Vec<(String, AppendRequest)> = Vec::new();
-    for event in ledger.read_all(0).unwrap().map(Result::unwrap) {
-        let new = NewEvent {
-            event_type: event.event_type.clone(),
-            schema_version: event.schema_version,
-            payload: event.payload.clone(),
-            metadata: event.metadata.clone(),
-            occurred_at: event.occurred_at,
-        };
-        let expected = match event.stream_version {
-            1 => ExpectedVersion::NoStream,
-            v => ExpectedVersion::Exact(v - 1),
-        };
-        let transaction = event.metadata.transaction_id.clone();
-        match requests.last_mut() {
-            Some((tx, request)) if *tx == transaction => match request.appends.last_mut() {
-                Some(append) if append.stream_id == event.stream_id => append.events.push(new),
-                _ => request.appends.push(StreamAppend {
-                    stream_id: event.stream_id.clone(),
-                    expected,
-                    events: vec![new],
-                }),
-            },
-            _ => requests.push((
-                transaction,
-                AppendRequest::single(event.stream_id.clone(), expected, vec![new]),
-            )),
-        }
-    }
-    requests.into_iter().map(|(_, r)| r).collect()
-}
-
-/// Append `requests` with `models` written inline, catching up when they
-/// were not (as the ledger does); returns how many were written inline.
-fn append_inline(
-    store: &dyn EventStore,
-    models: &ReadModels,
-    requests: Vec<provledger_store::AppendRequest>,
-) -> usize {
-    let mut inline = 0;
-    for request in requests {
-        let mut writer = models.inline().expect("read-write read models");
-        let appended = store.append_batch_inline(vec![request], &mut writer);
-        let committed = matches!(appended.as_deref(), Ok([Ok(_)]));
-        assert!(committed, "the append commits: {appended:?}");
-        if writer.finish(committed) {
-            inline += 1;
-        } else {
-            models.catch_up(store).unwrap();
-        }
-    }
-    inline
-}
-
 #[test]
 fn postgres_read_models_written_in_the_append_equal_sqlites() {
     let Some(url) = test_url() else { return };

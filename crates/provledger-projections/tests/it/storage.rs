@@ -427,3 +427,56 @@ fn reads_do_not_wait_for_an_append_writing_the_read_models() {
     assert!(inline_append(&ledger.store, &models, raw_request("own-2")));
     assert_eq!(models.checkpoint().unwrap(), 2);
 }
+
+#[test]
+fn an_order_state_the_caller_knows_is_not_folded_again_from_the_log() {
+    use provledger_store::EventStore as _;
+    let source = crate::concurrency::busy_ledger(2);
+    let source_models = source.models();
+    source_models.catch_up(&source.store).unwrap();
+    let mut requests = commands_of(&source.store);
+    let last = requests.split_off(requests.len() - 1);
+    let order_stream = last[0]
+        .appends
+        .iter()
+        .map(|a| a.stream_id.clone())
+        .find(|s| s.starts_with(provledger_domain::ORDER_STREAM_PREFIX))
+        .expect("the last command is an order's");
+    let order_id = order_stream
+        .strip_prefix(provledger_domain::ORDER_STREAM_PREFIX)
+        .unwrap()
+        .to_string();
+
+    // Two copies of the ledger but its last command, whose read models have
+    // lost the order's stored state row: folding it again from the log
+    // fails the check against that row.
+    let copy = || {
+        let target = Ledger::new();
+        append_inline(&target.store, &target.models(), requests.clone());
+        rusqlite::Connection::open(&target.path)
+            .unwrap()
+            .execute(
+                "DELETE FROM rm_order_state WHERE order_id = ?1",
+                [&order_id],
+            )
+            .unwrap();
+        target
+    };
+    let append_last = |target: &Ledger, known: Vec<_>| {
+        let models = target.models();
+        let mut writer = models.inline().unwrap().knowing(known);
+        let appended = target.store.append_batch_inline(last.clone(), &mut writer);
+        assert!(matches!(appended.as_deref(), Ok([Ok(_)])), "{appended:?}");
+        let written = writer.finish(true);
+        (written, models)
+    };
+
+    let unknown = copy();
+    assert!(!append_last(&unknown, Vec::new()).0, "the order was loaded");
+
+    let known = copy();
+    let state = known.state(&order_id);
+    let (written, models) = append_last(&known, vec![(order(&order_id), state)]);
+    assert!(written, "the known state was used");
+    assert_eq!(models.dump().unwrap(), source_models.dump().unwrap());
+}
