@@ -407,3 +407,33 @@ fn postgres_concurrent_inline_writers_and_a_worker_apply_each_event_once() {
     rebuilt.rebuild(&store, &mut |_| {}).unwrap();
     assert_eq!(incremental, rebuilt.dump().unwrap());
 }
+
+#[test]
+fn postgres_read_models_of_another_schema_are_not_written_inline() {
+    let Some(url) = test_url() else { return };
+    let AllButLast {
+        schema,
+        store,
+        models: own,
+        last,
+        ..
+    } = all_but_last(&url, "rm_inline_own");
+    // Read models of this ledger's events kept in another schema, caught up
+    // to the same position: the store's connection resolves their table
+    // names to this schema's tables, so they must not be written inline.
+    let elsewhere = Schema::new(&url, "rm_inline_elsewhere");
+    let other = elsewhere.models();
+    other.catch_up(&store).unwrap();
+    let before = own.checkpoint().unwrap();
+    assert_eq!(other.checkpoint().unwrap(), before);
+
+    let mut writer = other.inline().unwrap();
+    let appended = store.append_batch_inline(last, &mut writer).unwrap();
+    assert!(appended[0].is_ok());
+    assert!(!writer.finish(true), "written in the wrong schema");
+    assert_eq!(own.checkpoint().unwrap(), before, "{}", schema.name);
+    assert_eq!(other.checkpoint().unwrap(), before);
+    other.catch_up(&store).unwrap();
+    own.catch_up(&store).unwrap();
+    assert_eq!(other.dump().unwrap(), own.dump().unwrap());
+}
