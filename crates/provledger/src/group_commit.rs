@@ -233,9 +233,8 @@ fn run_batch(
         let requests: Vec<AppendRequest> = round.units.iter().map(|u| u.request.clone()).collect();
         // If the read models were not written inline, the caller's
         // catch-up does it.
-        // The states before the round are not kept: the read models fold
-        // the orders they lack from the log.
-        let appended = match ledger.append_requests(requests, inline, Vec::new()) {
+        let known = round.before.into_iter().collect();
+        let appended = match ledger.append_requests(requests, inline, known) {
             Ok((appended, _)) => appended,
             Err(e) => {
                 // Nothing of this round was written; earlier rounds were.
@@ -339,6 +338,8 @@ struct Round {
     deferred: Vec<usize>,
     /// Each order's state after its unit's events.
     states: HashMap<OrderId, OrderState>,
+    /// Each order's state before the round (what it was decided on first).
+    before: HashMap<OrderId, OrderState>,
 }
 
 /// Decide one round. Commands without keys join the current unit; a
@@ -358,6 +359,7 @@ fn decide_round(
     let mut unit_of: HashMap<&OrderId, usize> = HashMap::new();
     let mut waiting: HashSet<&OrderId> = HashSet::new();
     let mut states: HashMap<OrderId, OrderState> = HashMap::new();
+    let mut before: HashMap<OrderId, OrderState> = HashMap::new();
     let mut deferred = Vec::new();
 
     for &i in pending {
@@ -372,7 +374,19 @@ fn decide_round(
             deferred.push(i);
             continue;
         }
-        let decided = decide_one(ledger, submission, states.get(order_id).cloned());
+        // The order's state before this round, the first time the round
+        // meets it: the read models are handed it with the append.
+        let state = match states.get(order_id) {
+            Some(state) => state.clone(),
+            None => match ledger.current_state(order_id) {
+                Ok(state) => before.entry(order_id.clone()).or_insert(state).clone(),
+                Err(e) => {
+                    results[i] = Some(Err(e));
+                    continue;
+                }
+            },
+        };
+        let decided = decide_one(ledger, submission, Some(state));
         let decided = match decided {
             Ok(decided) => decided,
             Err(e) => {
@@ -412,6 +426,7 @@ fn decide_round(
         units,
         deferred,
         states,
+        before,
     }
 }
 
