@@ -242,7 +242,7 @@ impl Ledger {
     /// Idempotent: a second tick at the same time appends nothing.
     ///
     /// The due orders' events are appended [`TICK_BATCH`] orders per
-    /// transaction, with their read-model rows on SQLite (one commit, one
+    /// transaction, with their read-model rows (one commit, one
     /// fsync per batch): the read models never lag what a tick committed.
     /// Orders whose stream moved meanwhile are decided again; if a tick
     /// fails, the batches before the failure stay appended, and running it
