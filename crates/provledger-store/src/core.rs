@@ -308,6 +308,18 @@ pub(crate) fn plan_import<'a>(
     })
 }
 
+/// The requests of a batch that appended events (not replayed, not
+/// refused), in position order: what an [`crate::InlineWriter`] writes.
+pub(crate) fn newly_appended(
+    results: &[Result<crate::AppendOutcome, crate::StoreError>],
+) -> Vec<&crate::AppendOutcome> {
+    results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .filter(|o| !o.replayed && !o.events.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -477,9 +477,7 @@ impl PostgresStore {
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         Ok(client.query(&statements.page, &[&after, &PAGE_SIZE])?)
     }
-}
 
-impl PostgresStore {
     /// The one append path: `inline` (if any) runs in the transaction after
     /// the events and the tree nodes are written, before the commit. If one
     /// of its statements fails (which aborts the transaction), the append
@@ -556,11 +554,7 @@ impl PostgresStore {
             write(tx.client(), statements, &rows, &keys, &tree.take())?;
         }
         if let Some(inline) = inline {
-            let appended: Vec<&AppendOutcome> = results
-                .iter()
-                .filter_map(|r| r.as_ref().ok())
-                .filter(|o| !o.replayed && !o.events.is_empty())
-                .collect();
+            let appended = crate::core::newly_appended(&results);
             if !appended.is_empty() {
                 let mut inline_tx = InlineTx {
                     client: tx.client(),

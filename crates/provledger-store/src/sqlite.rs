@@ -1297,11 +1297,7 @@ fn run_inline(
     inline: &mut dyn InlineWriter,
     results: &[Result<AppendOutcome, StoreError>],
 ) -> Result<(), StoreError> {
-    let appended: Vec<&AppendOutcome> = results
-        .iter()
-        .filter_map(|r| r.as_ref().ok())
-        .filter(|o| !o.replayed && !o.events.is_empty())
-        .collect();
+    let appended = crate::core::newly_appended(results);
     if appended.is_empty() {
         return Ok(());
     }
