@@ -71,7 +71,30 @@ pub struct HashedFields<'a> {
     pub metadata: &'a str,
 }
 
-impl HashedFields<'_> {
+impl<'a> HashedFields<'a> {
+    /// The fields of `event` (its own `hash` ignored), with its times,
+    /// payload and metadata as already encoded.
+    pub fn of(
+        event: &'a RecordedEvent,
+        occurred_at: &'a str,
+        recorded_at: &'a str,
+        payload: &'a str,
+        metadata: &'a str,
+    ) -> Self {
+        HashedFields {
+            prev_hash: &event.prev_hash,
+            position: event.position,
+            stream_id: &event.stream_id,
+            stream_version: event.stream_version,
+            event_type: &event.event_type,
+            schema_version: event.schema_version,
+            occurred_at,
+            recorded_at,
+            payload,
+            metadata,
+        }
+    }
+
     /// The hash these fields make (hex).
     pub fn hash(&self) -> String {
         let mut h = Sha256::new();
@@ -93,18 +116,13 @@ impl HashedFields<'_> {
 /// (`event.hash` itself is ignored).
 pub fn event_hash(event: &RecordedEvent) -> String {
     let metadata = serde_json::to_value(&event.metadata).unwrap_or(serde_json::Value::Null);
-    HashedFields {
-        prev_hash: &event.prev_hash,
-        position: event.position,
-        stream_id: &event.stream_id,
-        stream_version: event.stream_version,
-        event_type: &event.event_type,
-        schema_version: event.schema_version,
-        occurred_at: &format_time(&event.occurred_at),
-        recorded_at: &format_time(&event.recorded_at),
-        payload: &canonical_json(&event.payload),
-        metadata: &canonical_json(&metadata),
-    }
+    HashedFields::of(
+        event,
+        &format_time(&event.occurred_at),
+        &format_time(&event.recorded_at),
+        &canonical_json(&event.payload),
+        &canonical_json(&metadata),
+    )
     .hash()
 }
 

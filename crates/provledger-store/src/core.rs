@@ -125,18 +125,13 @@ impl RowText {
 
 /// What `event`'s hash covers, with its text columns as `text` encodes them.
 fn hashed_fields<'a>(event: &'a RecordedEvent, text: &'a RowText) -> hash::HashedFields<'a> {
-    hash::HashedFields {
-        prev_hash: &event.prev_hash,
-        position: event.position,
-        stream_id: &event.stream_id,
-        stream_version: event.stream_version,
-        event_type: &event.event_type,
-        schema_version: event.schema_version,
-        occurred_at: &text.occurred_at,
-        recorded_at: &text.recorded_at,
-        payload: &text.payload,
-        metadata: &text.metadata,
-    }
+    hash::HashedFields::of(
+        event,
+        &text.occurred_at,
+        &text.recorded_at,
+        &text.payload,
+        &text.metadata,
+    )
 }
 
 impl<'a> EncodedEvent<'a> {
