@@ -274,9 +274,8 @@ const ORDINARY_PAGES: PageBudget = PageBudget {
 /// back from the file. 24 MiB holds them; 32 MiB gained little more and took
 /// peak memory close to its 200 MB bound. Letting the WAL grow to 128 MiB
 /// before a checkpoint copies each page that several commits rewrite once.
-/// Measured on the 1M ledger (docs/performance.md): about 11 % less wall
-/// time for the rebuild, about 7 % for the import, and 5–8 MB more peak
-/// memory.
+/// Measured on the 1M ledger (docs/performance.md): 5–11 % less wall time
+/// for the rebuild, about 7 % for the import, and 5–8 MB more peak memory.
 const REBUILD_PAGES: PageBudget = PageBudget {
     cache_kib: 24 * 1024,
     wal_pages: 32_768,
