@@ -37,6 +37,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 use provledger_domain::{OrderId, OrderState, SubscriptionId};
+use provledger_store::postgres::{CallOutcome, InlinePlan};
 use provledger_store::{EventStore, Position, RecordedEvent, StoreUrl};
 
 pub use error::ProjectionError;
@@ -220,6 +221,7 @@ impl ReadModels {
             inline_checked: inner.inline_checked.take(),
             known: HashMap::new(),
             pending: None,
+            proposed: None,
         })
     }
 
@@ -701,6 +703,11 @@ pub struct InlineProjection<'a> {
     /// The states of the batch written, until the append is known to have
     /// committed.
     pending: Option<FoldedStates>,
+    /// The batch of the last [`InlineWriter::postgres_call`], until the
+    /// store says what became of it.
+    ///
+    /// [`InlineWriter::postgres_call`]: provledger_store::InlineWriter::postgres_call
+    proposed: Option<postgres::InlineBatch>,
 }
 
 impl InlineProjection<'_> {
@@ -814,6 +821,49 @@ impl provledger_store::InlineWriter for InlineProjection<'_> {
             // Nothing was written (decoding or folding failed): the
             // caller's catch-up applies these events and reports it.
             Err(_) => Ok(false),
+        }
+    }
+
+    fn postgres_call(
+        &mut self,
+        url: &str,
+        schema: &str,
+        appended: &[&provledger_store::AppendOutcome],
+    ) -> InlinePlan<'_> {
+        self.proposed = None;
+        // Only in the very schema these read models live in.
+        let InlineTarget::Postgres {
+            url: mine,
+            schema: my_schema,
+        } = &self.target
+        else {
+            return InlinePlan::Skip;
+        };
+        if url != mine || schema != my_schema {
+            return InlinePlan::Skip;
+        }
+        match postgres::fold_for_call(events_of(appended), &self.cache, &self.known) {
+            postgres::InlineFold::Ready(batch) => {
+                let batch = self.proposed.insert(batch);
+                match batch.call() {
+                    Some(call) => InlinePlan::Call(call),
+                    None => InlinePlan::Skip,
+                }
+            }
+            postgres::InlineFold::Skip => InlinePlan::Skip,
+            postgres::InlineFold::NeedsReads => InlinePlan::NeedsReads,
+        }
+    }
+
+    fn postgres_call_done(&mut self, outcome: CallOutcome) {
+        let proposed = self.proposed.take();
+        match (outcome, proposed) {
+            (CallOutcome::Written, Some(batch)) => {
+                self.hold(batch.states);
+            }
+            // Another writer moved the read models: this cache is stale.
+            (CallOutcome::Refused, _) => self.cache.clear(),
+            _ => {}
         }
     }
 }

@@ -20,7 +20,9 @@ use postgres::types::ToSql;
 use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement, ToStatement};
 use provledger_domain::{OrderId, OrderState};
 use provledger_store::migrations::{self, Migration};
-use provledger_store::postgres::{create_schema, table_lock_key, InlineTx, PostgresMigrator};
+use provledger_store::postgres::{
+    create_schema, table_lock_key, InlineCall, InlineTx, PostgresMigrator,
+};
 use provledger_store::{Position, RecordedEvent, StreamVersion};
 
 use crate::backend::{
@@ -146,6 +148,71 @@ CREATE INDEX rm_history_subscription ON rm_history (subscription_id, position) W
         name: "drop the type+subscription index: the subscription index serves those queries",
         sql: "DROP INDEX IF EXISTS rm_transactions_type_sub;",
     },
+    Migration {
+        version: 5,
+        name: "one function writes the read models of an append, in the append's transaction",
+        // Called with the store's append, in the same statement or the same
+        // transaction (see `project_inline` and `inline_call`): moves the
+        // checkpoint from `old_checkpoint` to `new_checkpoint` and writes
+        // the rows only if it stood there; returns whether it did. The
+        // checkpoint row's lock orders it after any worker's batch.
+        sql: r#"
+CREATE FUNCTION provledger_rm_inline(
+    checkpoint_name TEXT, new_checkpoint BIGINT, old_checkpoint BIGINT,
+    tx_ids BIGINT[], tx_transaction_ids TEXT[], tx_types TEXT[], tx_order_ids TEXT[],
+    tx_line_ids TEXT[], tx_subscription_ids TEXT[], tx_submitted_by TEXT[],
+    tx_submitted_at TEXT[], tx_statuses TEXT[], tx_reasons TEXT[], tx_reason_codes TEXT[],
+    tx_old_emails TEXT[], tx_new_emails TEXT[], tx_all_lines BOOLEAN[], tx_details TEXT[],
+    tx_positions BIGINT[],
+    st_order_ids TEXT[], st_versions BIGINT[], st_next_due_at TEXT[],
+    ln_indexes BIGINT[], ln_order_ids TEXT[], ln_line_ids TEXT[], ln_subscription_ids TEXT[],
+    ln_offers TEXT[], ln_rsds TEXT[], ln_contacts TEXT[], ln_statuses TEXT[],
+    ln_status_labels TEXT[], ln_pending BOOLEAN[], ln_initial_email_sent_at TEXT[],
+    ln_closes_at TEXT[], ln_billing_started BOOLEAN[], ln_org_ids TEXT[],
+    ln_escalated_at TEXT[], ln_resend_counts BIGINT[], ln_partners TEXT[],
+    ln_end_customers TEXT[]
+) RETURNS BOOLEAN LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    UPDATE rm_checkpoints SET position = new_checkpoint
+        WHERE projection = checkpoint_name AND position = old_checkpoint;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    INSERT INTO rm_transactions (id, transaction_id, tx_type, order_id, line_id,
+            subscription_id, submitted_by, submitted_at, status, reason, reason_code,
+            old_email, new_email, applied_to_all_lines, detail, position)
+        SELECT * FROM unnest(tx_ids, tx_transaction_ids, tx_types, tx_order_ids, tx_line_ids,
+            tx_subscription_ids, tx_submitted_by, tx_submitted_at, tx_statuses, tx_reasons,
+            tx_reason_codes, tx_old_emails, tx_new_emails, tx_all_lines, tx_details,
+            tx_positions);
+    INSERT INTO rm_order_state (order_id, version, next_due_at)
+        SELECT * FROM unnest(st_order_ids, st_versions, st_next_due_at)
+        ON CONFLICT (order_id) DO UPDATE SET version = excluded.version,
+            next_due_at = excluded.next_due_at;
+    INSERT INTO rm_lines (line_index, order_id, line_id, subscription_id, offer, rsd,
+            provisioning_contact, status, status_label, provisioning_pending,
+            initial_email_sent_at, closes_at, billing_started, org_id, escalated_at,
+            resend_count, partner, end_customer)
+        SELECT * FROM unnest(ln_indexes, ln_order_ids, ln_line_ids, ln_subscription_ids,
+            ln_offers, ln_rsds, ln_contacts, ln_statuses, ln_status_labels, ln_pending,
+            ln_initial_email_sent_at, ln_closes_at, ln_billing_started, ln_org_ids,
+            ln_escalated_at, ln_resend_counts, ln_partners, ln_end_customers)
+        ON CONFLICT (order_id, line_index) DO UPDATE SET
+            line_id = excluded.line_id, subscription_id = excluded.subscription_id,
+            offer = excluded.offer, rsd = excluded.rsd,
+            provisioning_contact = excluded.provisioning_contact, status = excluded.status,
+            status_label = excluded.status_label,
+            provisioning_pending = excluded.provisioning_pending,
+            initial_email_sent_at = excluded.initial_email_sent_at,
+            closes_at = excluded.closes_at, billing_started = excluded.billing_started,
+            org_id = excluded.org_id, escalated_at = excluded.escalated_at,
+            resend_count = excluded.resend_count, partner = excluded.partner,
+            end_customer = excluded.end_customer;
+    RETURN true;
+END
+$$;
+"#,
+    },
 ];
 
 /// Column types of `rm_transactions` rows in `unnest` form: the id, then
@@ -209,25 +276,17 @@ fn upsert_lines_sql(first: usize, filter: &str) -> String {
     )
 }
 
-/// Every row of a batch and its checkpoint in one statement, for a store
-/// append's own transaction ([`project_inline`]): the checkpoint moves from
-/// `$3` to `$2` only if it stands at `$3`, and the rows go in only if it
-/// moved (a data-modifying `WITH` runs to completion, and the inserts read
-/// its result). Returns 1 if written, 0 if the read models were not at `$3`.
-/// The checkpoint row's lock orders it after any worker's batch.
-fn inline_write_sql() -> String {
-    let moved = "WHERE EXISTS (SELECT 1 FROM moved)";
-    let states_at = 4 + TX_TYPES.len();
-    let lines_at = states_at + STATE_TYPES.len();
-    format!(
-        "WITH moved AS (UPDATE rm_checkpoints SET position = $2 \
-             WHERE projection = $1 AND position = $3 RETURNING 1), \
-         transactions AS ({}), states AS ({}), lines AS ({}) \
-         SELECT count(*) FROM moved",
-        insert_transactions_sql(4, moved),
-        upsert_states_sql(states_at, moved),
-        upsert_lines_sql(lines_at, moved),
-    )
+/// The function that writes the read models of a store append, in the
+/// append's transaction (migration 5), and how many arguments it takes: the
+/// checkpoint's name, new and old position, then the [`TX_TYPES`],
+/// [`STATE_TYPES`] and [`LINE_TYPES`] arrays.
+const RM_INLINE_FUNCTION: &str = "provledger_rm_inline";
+const RM_INLINE_ARGS: usize = 3 + TX_TYPES.len() + STATE_TYPES.len() + LINE_TYPES.len();
+
+/// `SELECT provledger_rm_inline($1, …)`: for the locked append path.
+fn rm_inline_sql() -> String {
+    let args: Vec<String> = (1..=RM_INLINE_ARGS).map(|i| format!("${i}")).collect();
+    format!("SELECT {RM_INLINE_FUNCTION}({})", args.join(", "))
 }
 
 /// Statements prepared once per connection.
@@ -470,12 +529,12 @@ where
 
 /// Write the read models of `events`, which a store append has just
 /// written in its open transaction `tx` (on the store's connection, in the
-/// schema of these read models), in that transaction: one more statement
-/// ([`inline_write_sql`]), so that they commit with the events.
+/// schema of these read models), in that transaction: one more statement,
+/// a call of [`RM_INLINE_FUNCTION`], so that they commit with the events.
 ///
 /// Without a round trip to read the checkpoint first, this relies on
 /// `cache`: when it says that the read models stood right before the first
-/// event (this handle wrote them last), the statement moves the checkpoint
+/// event (this handle wrote them last), the function moves the checkpoint
 /// only if they still do; a cache valid elsewhere is checked first.
 /// `Ok(None)`: nothing was written (the read models are elsewhere, or the
 /// batch resolves a support case, which updates earlier rows); the caller
@@ -491,7 +550,7 @@ pub(crate) fn project_inline(
     };
     if !cache.is_valid_at(before) {
         // A cold cache (a new process): one round trip to learn where the
-        // read models stand; the statement still checks it.
+        // read models stand; the function still checks it.
         let checkpoint = tx.prepare_cached(CHECKPOINT_SQL)?;
         let row = tx.client().query_one(&checkpoint, &[&CHECKPOINT])?;
         if to_u64(
@@ -511,35 +570,128 @@ pub(crate) fn project_inline(
             load_states(tx.client(), &load, &read_stream, ids)
         })
     })?;
-    let lines = changed_lines(&out.orders)?;
-    if !out.case_resolutions.is_empty()
-        || [out.transactions.len(), out.orders.len(), lines.len()]
-            .iter()
-            .any(|n| *n > CHUNK)
-    {
+    let batch = InlineBatch {
+        before,
+        out,
+        states,
+    };
+    if !batch.fits() {
         return Ok(None);
     }
-    static INLINE_WRITE: OnceLock<String> = OnceLock::new();
-    let statement = tx.prepare_cached(INLINE_WRITE.get_or_init(inline_write_sql))?;
-    let ids = transaction_ids(&out.transactions)?;
-    let mut params: Vec<Param<'_>> = vec![
-        Box::new(CHECKPOINT),
-        Box::new(to_i64(out.last_position)?),
-        Box::new(to_i64(before)?),
-    ];
-    params.extend(transaction_params(&out.transactions, &ids)?);
-    params.extend(state_params(&out.orders)?);
-    params.extend(line_params(&lines));
-    let moved: i64 = tx
-        .client()
-        .query_one(&statement, &refs(&params))?
-        .try_get(0)?;
-    if moved != 1 {
+    static RM_INLINE: OnceLock<String> = OnceLock::new();
+    let statement = tx.prepare_cached(RM_INLINE.get_or_init(rm_inline_sql))?;
+    let written: bool = {
+        let args = batch.args()?;
+        tx.client()
+            .query_one(&statement, &refs(&args))?
+            .try_get(0)?
+    };
+    if !written {
         // Another writer moved the read models: this cache is stale.
         cache.clear();
         return Ok(None);
     }
-    Ok(Some(states))
+    Ok(Some(batch.states))
+}
+
+/// The read models of a store append, folded and ready to be written with
+/// it.
+pub(crate) struct InlineBatch {
+    /// The checkpoint they were folded on: the position before the first event.
+    before: Position,
+    out: BatchOutput,
+    /// The orders' states after the batch, for the cache once committed.
+    pub(crate) states: FoldedStates,
+}
+
+/// What [`fold_for_call`] found.
+pub(crate) enum InlineFold {
+    /// Folded without reading anything: write it with the events.
+    Ready(InlineBatch),
+    /// Nothing to write with the events: the caller catches up after the commit.
+    Skip,
+    /// The fold would need to read the read models or the log first.
+    NeedsReads,
+}
+
+/// Fold the read models of `events` for the store's one-statement append,
+/// reading nothing: only when `cache` says they stand right before the
+/// first event and every order the batch touches is cached or `known`
+/// (the function still checks the checkpoint).
+pub(crate) fn fold_for_call(
+    events: Vec<RecordedEvent>,
+    cache: &StateCache,
+    known: &HashMap<OrderId, OrderState>,
+) -> InlineFold {
+    let Ok(Some((before, decoded))) = inline_batch(events) else {
+        return InlineFold::Skip;
+    };
+    if !cache.is_valid_at(before) {
+        return InlineFold::NeedsReads;
+    }
+    let mut needs_reads = false;
+    let folded = fold_batch(&decoded, cache, |ids| {
+        load_unknown(ids, known, |_| {
+            // What was folded is thrown away below.
+            needs_reads = true;
+            Ok(HashMap::new())
+        })
+    });
+    match folded {
+        _ if needs_reads => InlineFold::NeedsReads,
+        Ok((out, states)) => {
+            let batch = InlineBatch {
+                before,
+                out,
+                states,
+            };
+            if batch.fits() {
+                InlineFold::Ready(batch)
+            } else {
+                InlineFold::Skip
+            }
+        }
+        Err(_) => InlineFold::Skip,
+    }
+}
+
+impl InlineBatch {
+    /// Whether the function can write it: no support case is resolved
+    /// (which updates earlier rows) and no table gets more than [`CHUNK`]
+    /// rows.
+    fn fits(&self) -> bool {
+        let lines: usize = self.out.orders.iter().map(|o| o.changed_lines.len()).sum();
+        self.out.case_resolutions.is_empty()
+            && [self.out.transactions.len(), self.out.orders.len(), lines]
+                .iter()
+                .all(|n| *n <= CHUNK)
+    }
+
+    /// The arguments of [`RM_INLINE_FUNCTION`].
+    fn args(&self) -> Result<Vec<Param<'_>>, ProjectionError> {
+        let out = &self.out;
+        let ids = transaction_ids(&out.transactions)?;
+        let lines = changed_lines(&out.orders)?;
+        let mut args: Vec<Param<'_>> = vec![
+            Box::new(CHECKPOINT),
+            Box::new(to_i64(out.last_position)?),
+            Box::new(to_i64(self.before)?),
+        ];
+        args.extend(transaction_params(&out.transactions, &ids)?);
+        args.extend(state_params(&out.orders)?);
+        args.extend(line_params(&lines));
+        Ok(args)
+    }
+
+    /// The call of [`RM_INLINE_FUNCTION`] for the store's one-statement
+    /// append; `None` when a value cannot be stored (the caller then
+    /// catches up, and reports it).
+    pub(crate) fn call(&self) -> Option<InlineCall<'_>> {
+        Some(InlineCall {
+            function: RM_INLINE_FUNCTION,
+            args: self.args().ok()?,
+        })
+    }
 }
 
 /// Open a batch's transaction: exclude every other worker first, only then
@@ -661,7 +813,7 @@ fn changed_lines(orders: &[DirtyOrder]) -> Result<Vec<(i64, &LineRow)>, Projecti
 }
 
 /// The [`LINE_TYPES`] arrays of `lines`.
-fn line_params<'a>(lines: &'a [(i64, &'a LineRow)]) -> Vec<Param<'a>> {
+fn line_params<'a>(lines: &[(i64, &'a LineRow)]) -> Vec<Param<'a>> {
     let text = |f: fn(&LineRow) -> &str| -> Param<'a> {
         Box::new(lines.iter().map(|(_, l)| f(l)).collect::<Vec<&str>>())
     };

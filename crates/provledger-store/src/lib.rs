@@ -285,6 +285,26 @@ pub trait InlineWriter {
         tx: &mut postgres::InlineTx<'_>,
         appended: &[&AppendOutcome],
     ) -> Result<bool, ::postgres::Error>;
+
+    /// For PostgreSQL's one-statement append: the rows
+    /// [`write_postgres`](Self::write_postgres) would write for `appended`,
+    /// as the call of a function that goes into the same statement as the
+    /// events, computed without reading anything
+    /// ([`postgres::InlinePlan::Call`]); or [`postgres::InlinePlan::Skip`]
+    /// when there is nothing to write on this ledger (`url`, `schema`); or
+    /// [`postgres::InlinePlan::NeedsReads`], and the store appends in its
+    /// locked transaction with `write_postgres` instead. A returned call is
+    /// followed by [`postgres_call_done`](Self::postgres_call_done).
+    fn postgres_call(
+        &mut self,
+        url: &str,
+        schema: &str,
+        appended: &[&AppendOutcome],
+    ) -> postgres::InlinePlan<'_>;
+
+    /// What became of the call [`postgres_call`](Self::postgres_call)
+    /// returned last.
+    fn postgres_call_done(&mut self, outcome: postgres::CallOutcome);
 }
 
 /// The result of recomputing the hash chain and the Merkle tree.

@@ -26,9 +26,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
+use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Row, Statement};
 
 use crate::core::{plan_import, EncodedEvent, KeyRange, RowText, StoredPayload};
@@ -36,9 +38,9 @@ use crate::hash;
 use crate::merkle::{self, FrontierCache, TreeWriter};
 use crate::migrations::{self, Migration, MigrationTarget};
 use crate::{
-    to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, Hash, Head,
-    InlineWriter, JsonEventIter, Metadata, NodeId, OpenMode, Position, RecordedEvent, StoreError,
-    StreamVersion,
+    to_stored_precision, AppendOutcome, AppendRequest, EventIter, EventStore, ExpectedVersion,
+    Hash, Head, InlineWriter, JsonEventIter, Metadata, NodeId, OpenMode, Position, RecordedEvent,
+    StoreError, StreamVersion,
 };
 
 /// Advisory-lock class (first key) of the append lock: ASCII `pvlg`.
@@ -116,6 +118,66 @@ CREATE TABLE merkle_nodes (
 CREATE TRIGGER merkle_nodes_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON merkle_nodes
     FOR EACH STATEMENT EXECUTE FUNCTION provledger_refuse_change();
+"#,
+    },
+    Migration {
+        version: 3,
+        name: "one function writes every append: checks the state it was planned on, then inserts",
+        // The one statement every append and import runs (see `write`).
+        // VOLATILE, so that under READ COMMITTED each statement in it reads
+        // a fresh snapshot: taken after the lock, it sees every append that
+        // committed before. Returns false, having written nothing, when the
+        // ledger is not in the state the rows were planned on.
+        sql: r#"
+CREATE FUNCTION provledger_append(
+    lock_class INTEGER, lock_key INTEGER,
+    want_head BIGINT, want_head_hash TEXT,
+    want_streams TEXT[], want_versions BIGINT[], want_absent_keys TEXT[],
+    new_positions BIGINT[], new_stream_ids TEXT[], new_stream_versions BIGINT[],
+    new_event_types TEXT[], new_schema_versions BIGINT[], new_payloads TEXT[],
+    new_metadata TEXT[], new_occurred_at TEXT[], new_recorded_at TEXT[],
+    new_prev_hashes TEXT[], new_hashes TEXT[],
+    new_keys TEXT[], new_key_firsts BIGINT[], new_key_lasts BIGINT[],
+    new_node_levels INTEGER[], new_node_indexes BIGINT[], new_node_hashes BYTEA[]
+) RETURNS BOOLEAN LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    found_head BIGINT;
+    found_hash TEXT;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RETURN false;
+    END IF;
+    PERFORM pg_advisory_xact_lock(lock_class, lock_key);
+    SELECT e.position, e.hash INTO found_head, found_hash
+        FROM events e ORDER BY e.position DESC LIMIT 1;
+    IF COALESCE(found_head, 0) <> want_head
+        OR (want_head > 0 AND found_hash IS DISTINCT FROM want_head_hash) THEN
+        RETURN false;
+    END IF;
+    IF (SELECT COALESCE(MAX(n.idx) + 1, 0) FROM merkle_nodes n WHERE n.level = 0) <> want_head THEN
+        RETURN false;
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(want_streams, want_versions) AS s(id, version)
+               WHERE (SELECT COALESCE(MAX(e.stream_version), 0) FROM events e
+                      WHERE e.stream_id = s.id) <> s.version) THEN
+        RETURN false;
+    END IF;
+    IF EXISTS (SELECT 1 FROM idempotency_keys k WHERE k.key = ANY(want_absent_keys)) THEN
+        RETURN false;
+    END IF;
+    INSERT INTO events (position, stream_id, stream_version, event_type, schema_version,
+                        payload, metadata, occurred_at, recorded_at, prev_hash, hash)
+        SELECT * FROM unnest(new_positions, new_stream_ids, new_stream_versions,
+                             new_event_types, new_schema_versions, new_payloads, new_metadata,
+                             new_occurred_at, new_recorded_at, new_prev_hashes, new_hashes);
+    INSERT INTO idempotency_keys (key, first_position, last_position)
+        SELECT * FROM unnest(new_keys, new_key_firsts, new_key_lasts)
+        ON CONFLICT (key) DO NOTHING;
+    INSERT INTO merkle_nodes (level, idx, hash)
+        SELECT * FROM unnest(new_node_levels, new_node_indexes, new_node_hashes);
+    RETURN true;
+END
+$$;
 "#,
     },
 ];
@@ -204,19 +266,8 @@ impl Statements {
                 "SELECT key, first_position, last_position FROM idempotency_keys \
                  WHERE key = ANY($1::text[])",
             )?,
-            // Everything a write inserts, in one round trip: events ($1–$11),
-            // idempotency keys ($12–$14), Merkle nodes ($15–$17).
-            write: client.prepare(&format!(
-                "WITH new_events AS (INSERT INTO events ({COLUMNS}) SELECT * FROM unnest( \
-                     $1::int8[], $2::text[], $3::int8[], $4::text[], $5::int8[], $6::text[], \
-                     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])), \
-                 new_keys AS (INSERT INTO idempotency_keys (key, first_position, last_position) \
-                     SELECT * FROM unnest($12::text[], $13::int8[], $14::int8[]) \
-                     ON CONFLICT (key) DO NOTHING), \
-                 new_nodes AS (INSERT INTO merkle_nodes (level, idx, hash) \
-                     SELECT * FROM unnest($15::int4[], $16::int8[], $17::bytea[])) \
-                 SELECT 1"
-            ))?,
+            // Every write, in one round trip (see `write`).
+            write: client.prepare(&append_call_sql())?,
             tree_size: client
                 .prepare("SELECT COALESCE(MAX(idx) + 1, 0) FROM merkle_nodes WHERE level = 0")?,
             nodes_get: client.prepare(
@@ -275,13 +326,44 @@ impl InlineTx<'_> {
 
     /// `sql` prepared on this connection, once per connection.
     pub fn prepare_cached(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
-        if let Some(statement) = self.statements.get(sql) {
-            return Ok(statement.clone());
-        }
-        let statement = self.client.prepare(sql)?;
-        self.statements.insert(sql.to_string(), statement.clone());
-        Ok(statement)
+        prepare_cached(self.client, self.statements, sql)
     }
+}
+
+/// What an [`InlineWriter`] adds to the one-statement append (see
+/// [`InlineWriter::postgres_call`]).
+pub enum InlinePlan<'a> {
+    /// Call this function in the same statement, after the events.
+    Call(InlineCall<'a>),
+    /// Nothing to write here: the events go in alone, and the caller
+    /// catches up after the commit.
+    Skip,
+    /// The writer must read before it can write: the store appends in its
+    /// locked transaction and calls [`InlineWriter::write_postgres`].
+    NeedsReads,
+}
+
+/// A call of a function in the ledger's schema that returns a boolean:
+/// true when it wrote, false when it wrote nothing (its rows were not for
+/// the state it found).
+pub struct InlineCall<'a> {
+    /// The function's name (an identifier of ours, not input).
+    pub function: &'static str,
+    /// Its arguments, in order; their types are the function's.
+    pub args: Vec<Box<dyn ToSql + Sync + 'a>>,
+}
+
+/// What became of an [`InlineCall`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// It wrote, and committed with the events.
+    Written,
+    /// It ran and wrote nothing; the events committed.
+    Refused,
+    /// It did not run, or what it wrote was rolled back (the events may
+    /// still commit, or may already have: the caller learns which from the
+    /// append's result).
+    NotRun,
 }
 
 /// An event store in a PostgreSQL database (one ledger per schema).
@@ -297,6 +379,12 @@ pub struct PostgresStore {
     conn: Mutex<Conn>,
     /// The Merkle tree's frontier after this handle's last write.
     frontier: FrontierCache,
+    /// The ledger's head after this handle's last write: what the next
+    /// append predicts it still is (see [`PostgresStore::append_batch_with`]).
+    last_head: Mutex<Option<Head>>,
+    /// Appends that went in with one statement, for tests to tell the two
+    /// paths apart.
+    one_statement_appends: AtomicU64,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -426,6 +514,8 @@ impl PostgresStore {
                 inline_statements: HashMap::new(),
             }),
             frontier: FrontierCache::default(),
+            last_head: Mutex::new(None),
+            one_statement_appends: AtomicU64::new(0),
         })
     }
 
@@ -447,6 +537,13 @@ impl PostgresStore {
                 _ => 0,
             })
             .sum())
+    }
+
+    /// How many of this handle's appends went in with one statement
+    /// (the others took the locked path).
+    #[cfg(feature = "testing")]
+    pub fn one_statement_appends_for_tests(&self) -> u64 {
+        self.one_statement_appends.load(Ordering::Relaxed)
     }
 
     /// The connection, reopened if the server closed it.
@@ -478,24 +575,207 @@ impl PostgresStore {
         Ok(client.query(&statements.page, &[&after, &PAGE_SIZE])?)
     }
 
-    /// The one append path: `inline` (if any) runs in the transaction after
-    /// the events and the tree nodes are written, before the commit. If one
-    /// of its statements fails (which aborts the transaction), the append
-    /// is rolled back and made again without it.
+    /// The one append path. The requests are numbered and hashed in this
+    /// process; then, when this handle wrote the ledger's last event and
+    /// every request says which version its streams are at, they go to the
+    /// database with one statement ([`PostgresStore::append_in_one_statement`]),
+    /// which writes them only if the ledger is still as this handle left it.
+    /// Otherwise, or if it was not, they are planned again in a transaction
+    /// that holds the append lock and reads the state first
+    /// ([`PostgresStore::append_locked`]).
     fn append_batch_with(
         &self,
         requests: Vec<AppendRequest>,
-        inline: Option<&mut dyn InlineWriter>,
+        mut inline: Option<&mut dyn InlineWriter>,
     ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
         let mut conn = self.conn()?;
+        // Taken, not read: a write that fails leaves no head behind, and
+        // the next one reads the state under the lock.
+        let last_head = self
+            .last_head
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let (Some(head), Some(streams)) = (last_head, predicted_versions(&requests)) {
+            match self.append_in_one_statement(
+                &mut conn,
+                &requests,
+                head,
+                streams,
+                inline.as_deref_mut(),
+            )? {
+                OneStatement::Committed(results) => return Ok(results),
+                OneStatement::Missed => {}
+                OneStatement::InlineFailed => inline = None,
+            }
+        }
+        loop {
+            // The second turn, after the writer's statement failed, runs
+            // without it: the events still commit, once.
+            if let Some(results) = self.append_locked(&mut conn, &requests, inline.take())? {
+                return Ok(results);
+            }
+        }
+    }
+
+    /// The one-round-trip append: number and hash `requests` against
+    /// `head` (this handle's last write) and the stream versions they
+    /// expect, then send the rows, and the inline writer's rows if it can
+    /// compute them without reading, as one statement in its own implicit
+    /// transaction. `provledger_append` takes the append lock and writes
+    /// only if the head, the tree, the streams and the idempotency keys are
+    /// as predicted; a miss writes nothing and costs one round trip.
+    fn append_in_one_statement<'w>(
+        &self,
+        conn: &mut Conn,
+        requests: &[AppendRequest],
+        head: Head,
+        streams: Vec<(String, StreamVersion)>,
+        inline: Option<&mut (dyn InlineWriter + 'w)>,
+    ) -> Result<OneStatement, StoreError> {
+        let Some(frontier) = self.frontier.take(head.position) else {
+            return Ok(OneStatement::Missed);
+        };
         let Conn {
             client,
             statements,
             inline_statements,
-        } = &mut *conn;
+        } = conn;
+        let mut batch = Batch {
+            head: Some(head.clone()),
+            versions: streams.iter().cloned().collect(),
+            known_keys: HashMap::new(),
+            recorded_at: to_stored_precision(Utc::now()),
+            new_events: Vec::new(),
+            new_texts: Vec::new(),
+            new_keys: Vec::new(),
+        };
+        // No key is known, so planning reads nothing: a request whose key
+        // is recorded makes the statement miss, and the locked path
+        // replays it.
+        let results: Vec<_> = requests
+            .iter()
+            .map(|request| batch.plan(client, statements, request))
+            .collect();
+        let mut tree = TreeWriter::resume(frontier.clone());
+        for event in &batch.new_events {
+            tree.push(event.position, &event.hash)?;
+        }
+        let nodes = tree.take();
+        let texts = std::mem::take(&mut batch.new_texts);
+        let rows = batch
+            .new_events
+            .iter()
+            .zip(texts)
+            .map(|(event, text)| EncodedEvent::with_text(event, text))
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys = key_ranges(&batch.new_keys);
+        let expected = Expected {
+            head: Some(&head),
+            streams: streams.iter().map(|(id, v)| (id.as_str(), *v)).collect(),
+            absent_keys: distinct(requests.iter().filter_map(|r| r.idempotency_key.as_deref())),
+        };
+        let args = append_args(self.lock_key, &expected, &rows, &keys, &nodes)?;
+
+        let appended = crate::core::newly_appended(&results);
+        let mut writer = inline.filter(|_| !appended.is_empty());
+        // The writer's call is a temporary of this statement: it borrows
+        // the writer until the statement ends.
+        let (with_inline, answer) = match match writer.as_deref_mut() {
+            Some(w) => w.postgres_call(&self.url, &self.schema, &appended),
+            None => InlinePlan::Skip,
+        } {
+            InlinePlan::NeedsReads => {
+                self.frontier.keep(&TreeWriter::resume(frontier));
+                return Ok(OneStatement::Missed);
+            }
+            InlinePlan::Skip => (
+                false,
+                client
+                    .query_one(&statements.write, &arg_refs(&args))
+                    .and_then(|row| row.try_get::<_, bool>(0))
+                    .map(|written| if written { 1 } else { 0 }),
+            ),
+            InlinePlan::Call(call) => {
+                let sql = format!(
+                    "SELECT CASE WHEN {} THEN CASE WHEN {}({}) THEN 2 ELSE 1 END ELSE 0 END",
+                    append_call(),
+                    call.function,
+                    placeholders(APPEND_ARGS + 1, call.args.len())
+                );
+                let mut params = arg_refs(&args);
+                params.extend(arg_refs(&call.args));
+                let answer = prepare_cached(client, inline_statements, &sql)
+                    .and_then(|statement| client.query_one(&statement, &params))
+                    .and_then(|row| row.try_get::<_, i32>(0));
+                (true, answer)
+            }
+        };
+        let (call_outcome, outcome) = match answer {
+            Ok(0) => (CallOutcome::NotRun, OneStatement::Missed),
+            Ok(written) => {
+                self.one_statement_appends.fetch_add(1, Ordering::Relaxed);
+                self.frontier.keep(&tree);
+                *self
+                    .last_head
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = batch.head.clone();
+                let call = if written == 2 {
+                    CallOutcome::Written
+                } else {
+                    CallOutcome::Refused
+                };
+                (call, OneStatement::Committed(results))
+            }
+            // The server refused the statement and rolled it back: nothing
+            // was written. A failing writer is left out of the retry.
+            Err(e) if e.as_db_error().is_some() => (
+                CallOutcome::NotRun,
+                if with_inline {
+                    OneStatement::InlineFailed
+                } else {
+                    OneStatement::Missed
+                },
+            ),
+            // The connection failed: whether it committed is unknown, as
+            // when a COMMIT's answer is lost.
+            Err(e) => {
+                if let (true, Some(w)) = (with_inline, writer) {
+                    w.postgres_call_done(CallOutcome::NotRun);
+                }
+                return Err(e.into());
+            }
+        };
+        if let (true, Some(w)) = (with_inline, writer) {
+            w.postgres_call_done(call_outcome);
+        }
+        if matches!(outcome, OneStatement::Missed | OneStatement::InlineFailed) {
+            self.frontier.keep(&TreeWriter::resume(frontier));
+        }
+        Ok(outcome)
+    }
+
+    /// The locked append: begin a transaction, take the append lock, read
+    /// the head, the tree's size, the streams' versions and the keys, plan
+    /// every request on them and write. `inline` (if any) runs in the
+    /// transaction after the events and the tree nodes are written, before
+    /// the commit. `None`: one of its statements failed (which aborts the
+    /// transaction), nothing was written, and the caller appends again
+    /// without it.
+    fn append_locked<'w>(
+        &self,
+        conn: &mut Conn,
+        requests: &[AppendRequest],
+        inline: Option<&mut (dyn InlineWriter + 'w)>,
+    ) -> Result<Option<Vec<Result<AppendOutcome, StoreError>>>, StoreError> {
+        let Conn {
+            client,
+            statements,
+            inline_statements,
+        } = conn;
         let mut tx = WriteTx::begin(client, self.lock_key)?;
         let streams = distinct(
             requests
@@ -504,6 +784,7 @@ impl PostgresStore {
         );
         let keys = distinct(requests.iter().filter_map(|r| r.idempotency_key.as_deref()));
         let state = read_state(tx.client(), statements, &streams, &keys)?;
+        let old_head = state.head.clone();
         let batch_head = state.head.as_ref().map_or(0, |h| h.position);
         let mut batch = Batch {
             head: state.head,
@@ -515,7 +796,7 @@ impl PostgresStore {
             new_keys: Vec::new(),
         };
         let mut results = Vec::with_capacity(requests.len());
-        for request in &requests {
+        for request in requests {
             results.push(batch.plan(tx.client(), statements, request));
         }
         // Before any row goes in, so that a lagging tree catches up to the
@@ -542,16 +823,16 @@ impl PostgresStore {
                 .zip(texts)
                 .map(|(event, text)| EncodedEvent::with_text(event, text))
                 .collect::<Result<Vec<_>, _>>()?;
-            let keys: Vec<KeyRange<'_>> = batch
-                .new_keys
-                .iter()
-                .map(|(key, first, last)| KeyRange {
-                    key,
-                    first: *first,
-                    last: *last,
-                })
-                .collect();
-            write(tx.client(), statements, &rows, &keys, &tree.take())?;
+            let keys = key_ranges(&batch.new_keys);
+            write(
+                tx.client(),
+                statements,
+                self.lock_key,
+                &Expected::head(old_head.as_ref()),
+                &rows,
+                &keys,
+                &tree.take(),
+            )?;
         }
         if let Some(inline) = inline {
             let appended = crate::core::newly_appended(&results);
@@ -564,16 +845,74 @@ impl PostgresStore {
                 };
                 if inline.write_postgres(&mut inline_tx, &appended).is_err() {
                     // The transaction is aborted: nothing of it commits.
-                    drop(tx);
-                    drop(conn);
-                    return self.append_batch_with(requests, None);
+                    return Ok(None);
                 }
             }
         }
         tx.commit()?;
         self.frontier.keep(&tree);
-        Ok(results)
+        *self
+            .last_head
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = batch.head;
+        Ok(Some(results))
     }
+}
+
+/// How [`PostgresStore::append_in_one_statement`] ended.
+enum OneStatement {
+    /// Written and committed (or, for a batch of refused requests only,
+    /// checked): these are the results.
+    Committed(Vec<Result<AppendOutcome, StoreError>>),
+    /// Nothing was written: the ledger was not as predicted, or the inline
+    /// writer must read first.
+    Missed,
+    /// Nothing was written: the statement failed with the inline writer's
+    /// call in it.
+    InlineFailed,
+}
+
+/// The version each stream of `requests` is at if they were decided on the
+/// ledger as it stands: what the first request naming it expects. `None`
+/// when one of them takes any version (it cannot be predicted).
+fn predicted_versions(requests: &[AppendRequest]) -> Option<Vec<(String, StreamVersion)>> {
+    let mut streams: Vec<(String, StreamVersion)> = Vec::new();
+    for append in requests.iter().flat_map(|r| &r.appends) {
+        let version = match append.expected {
+            ExpectedVersion::Exact(version) => version,
+            ExpectedVersion::NoStream => 0,
+            ExpectedVersion::Any => return None,
+        };
+        if !streams.iter().any(|(id, _)| *id == append.stream_id) {
+            streams.push((append.stream_id.clone(), version));
+        }
+    }
+    Some(streams)
+}
+
+/// The keys a batch records, as [`append_args`] takes them.
+fn key_ranges(keys: &[(String, Position, Position)]) -> Vec<KeyRange<'_>> {
+    keys.iter()
+        .map(|(key, first, last)| KeyRange {
+            key,
+            first: *first,
+            last: *last,
+        })
+        .collect()
+}
+
+/// `sql` prepared on `client`, once per connection (kept in `cache`).
+fn prepare_cached(
+    client: &mut Client,
+    cache: &mut HashMap<String, Statement>,
+    sql: &str,
+) -> Result<Statement, postgres::Error> {
+    if let Some(statement) = cache.get(sql) {
+        return Ok(statement.clone());
+    }
+    let statement = client.prepare(sql)?;
+    cache.insert(sql.to_string(), statement.clone());
+    Ok(statement)
 }
 
 impl EventStore for PostgresStore {
@@ -691,7 +1030,12 @@ impl EventStore for PostgresStore {
         let plan = plan_import(events, state.head.as_ref(), |stream| {
             Ok(state.versions.get(stream).copied().unwrap_or(0))
         })?;
+        self.last_head
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         let chunks: Vec<&[EncodedEvent<'_>]> = plan.rows.chunks(IMPORT_CHUNK).collect();
+        let mut chunk_head = state.head.clone();
         for (i, chunk) in chunks.iter().enumerate() {
             for row in *chunk {
                 tree.push(row.event.position, &row.event.hash)?;
@@ -704,10 +1048,26 @@ impl EventStore for PostgresStore {
             } else {
                 &[]
             };
-            write(tx.client(), statements, chunk, keys, &tree.take())?;
+            write(
+                tx.client(),
+                statements,
+                self.lock_key,
+                &Expected::head(chunk_head.as_ref()),
+                chunk,
+                keys,
+                &tree.take(),
+            )?;
+            chunk_head = chunk.last().map(|row| Head {
+                position: row.event.position,
+                hash: row.event.hash.clone(),
+            });
         }
         tx.commit()?;
         self.frontier.keep(&tree);
+        *self
+            .last_head
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = chunk_head;
         Ok(())
     }
 }
@@ -1003,16 +1363,63 @@ fn read_state(
     })
 }
 
-/// Insert encoded events (already numbered, hashed and checked), the
-/// idempotency keys of their requests (keys already recorded are left as
-/// they are) and the Merkle nodes they complete, with one statement.
-fn write(
-    client: &mut impl GenericClient,
-    statements: &Statements,
-    rows: &[EncodedEvent<'_>],
-    keys: &[KeyRange<'_>],
-    nodes: &[(NodeId, Hash)],
-) -> Result<(), StoreError> {
+/// What the ledger must look like for a write's rows to go in: the rows
+/// were numbered and hashed against it.
+struct Expected<'a> {
+    /// The head the first row follows (`None`: the ledger is empty).
+    head: Option<&'a Head>,
+    /// Streams the rows' requests named, each with the version it must be at.
+    streams: Vec<(&'a str, StreamVersion)>,
+    /// Idempotency keys that must not be recorded yet.
+    absent_keys: Vec<&'a str>,
+}
+
+impl Expected<'_> {
+    /// Under the append lock, with the state read in the same transaction:
+    /// only the head is checked again.
+    fn head(head: Option<&Head>) -> Expected<'_> {
+        Expected {
+            head,
+            streams: Vec::new(),
+            absent_keys: Vec::new(),
+        }
+    }
+}
+
+/// A statement argument that owns or borrows its value.
+type Arg<'a> = Box<dyn ToSql + Sync + 'a>;
+
+/// Arguments `provledger_append` takes (store migration 3).
+const APPEND_ARGS: usize = 24;
+
+/// `$first, $first+1, …`: `count` placeholders.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The call of `provledger_append` with its arguments as `$1`–`$24`.
+fn append_call() -> String {
+    format!("provledger_append({})", placeholders(1, APPEND_ARGS))
+}
+
+fn append_call_sql() -> String {
+    format!("SELECT {}", append_call())
+}
+
+/// The arguments of `provledger_append` for encoded events (already
+/// numbered, hashed and checked against `expected`), the idempotency keys
+/// of their requests (keys already recorded are left as they are) and the
+/// Merkle nodes they complete.
+fn append_args<'a>(
+    lock_key: i32,
+    expected: &Expected<'a>,
+    rows: &'a [EncodedEvent<'a>],
+    keys: &[KeyRange<'a>],
+    nodes: &'a [(NodeId, Hash)],
+) -> Result<Vec<Arg<'a>>, StoreError> {
     let n = rows.len();
     let mut position = Vec::with_capacity(n);
     let mut stream_id = Vec::with_capacity(n);
@@ -1038,7 +1445,7 @@ fn write(
         prev_hash.push(row.event.prev_hash.as_str());
         hash.push(row.event.hash.as_str());
     }
-    let key: Vec<&str> = keys.iter().map(|k| k.key).collect();
+    let key: Vec<&'a str> = keys.iter().map(|k| k.key).collect();
     let first = keys
         .iter()
         .map(|k| to_sql_int(k.first))
@@ -1048,28 +1455,84 @@ fn write(
         .map(|k| to_sql_int(k.last))
         .collect::<Result<Vec<_>, _>>()?;
     let (levels, indexes, hashes) = node_columns(nodes)?;
-    client.execute(
-        &statements.write,
-        &[
-            &position,
-            &stream_id,
-            &stream_version,
-            &event_type,
-            &schema_version,
-            &payload,
-            &metadata,
-            &occurred_at,
-            &recorded_at,
-            &prev_hash,
-            &hash,
-            &key,
-            &first,
-            &last,
-            &levels,
-            &indexes,
-            &hashes,
-        ],
-    )?;
+    let head = expected.head.map_or(Ok(0), |h| to_sql_int(h.position))?;
+    let head_hash = expected.head.map(|h| h.hash.clone());
+    let streams: Vec<String> = expected
+        .streams
+        .iter()
+        .map(|(id, _)| id.to_string())
+        .collect();
+    let versions = expected
+        .streams
+        .iter()
+        .map(|(_, v)| to_sql_int(*v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let absent: Vec<String> = expected.absent_keys.iter().map(|k| k.to_string()).collect();
+    let args: Vec<Arg<'a>> = vec![
+        Box::new(APPEND_LOCK_CLASS),
+        Box::new(lock_key),
+        Box::new(head),
+        Box::new(head_hash),
+        Box::new(streams),
+        Box::new(versions),
+        Box::new(absent),
+        Box::new(position),
+        Box::new(stream_id),
+        Box::new(stream_version),
+        Box::new(event_type),
+        Box::new(schema_version),
+        Box::new(payload),
+        Box::new(metadata),
+        Box::new(occurred_at),
+        Box::new(recorded_at),
+        Box::new(prev_hash),
+        Box::new(hash),
+        Box::new(key),
+        Box::new(first),
+        Box::new(last),
+        Box::new(levels),
+        Box::new(indexes),
+        Box::new(hashes),
+    ];
+    debug_assert_eq!(args.len(), APPEND_ARGS);
+    Ok(args)
+}
+
+/// `args` as the parameter list a statement takes.
+fn arg_refs<'p>(args: &'p [Arg<'_>]) -> Vec<&'p (dyn ToSql + Sync)> {
+    args.iter()
+        .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+/// Write events, keys and nodes ([`append_args`]) inside a transaction
+/// that holds the append lock and read the state they were planned on.
+/// The function finding another head there means that something other
+/// than provledger wrote the tables: nothing is written.
+fn write(
+    client: &mut impl GenericClient,
+    statements: &Statements,
+    lock_key: i32,
+    expected: &Expected<'_>,
+    rows: &[EncodedEvent<'_>],
+    keys: &[KeyRange<'_>],
+    nodes: &[(NodeId, Hash)],
+) -> Result<(), StoreError> {
+    let args = append_args(lock_key, expected, rows, keys, nodes)?;
+    let written: bool = client
+        .query_one(&statements.write, &arg_refs(&args))?
+        .try_get(0)?;
+    if !written {
+        let head = expected.head.map_or(0, |h| h.position);
+        return Err(StoreError::ChainBroken {
+            position: head + 1,
+            reason: format!(
+                "the ledger no longer ends at position {head} although the append lock is held: \
+                 its tables were changed by something other than provledger; nothing was written, \
+                 run `provledger verify`"
+            ),
+        });
+    }
     Ok(())
 }
 

@@ -229,6 +229,10 @@ fn postgres_read_models_written_in_the_append_equal_sqlites() {
     // A new handle reads the checkpoint once; every other command carries
     // its read models, except those resolving a support case.
     assert!(inline * 10 >= commands * 9, "{inline} of {commands}");
+    // And all but the first go in with one statement, read models and all
+    // (the handle wrote the head each predicts).
+    let one_statement = store.one_statement_appends_for_tests() as usize;
+    assert_eq!(one_statement, commands - 1);
     assert_eq!(
         store.head().unwrap().map(|h| h.position),
         Some(ledger.head())

@@ -433,7 +433,7 @@ fn processes_starting_at_once_migrate_once() {
     for result in results {
         result.unwrap();
     }
-    assert_eq!(applied, 2, "each of the two migrations, applied once");
+    assert_eq!(applied, 3, "each of the three migrations, applied once");
 }
 
 #[test]
@@ -696,7 +696,8 @@ fn a_database_from_before_the_tree_gets_its_tree_on_open() {
     let root = provledger_store::merkle::root_at(store, head).unwrap();
     store
         .execute_raw_sql_for_tests(
-            "DROP TABLE merkle_nodes; DELETE FROM store_schema_migrations WHERE version = 2",
+            "DROP TABLE merkle_nodes; DROP FUNCTION provledger_append; \
+             DELETE FROM store_schema_migrations WHERE version >= 2",
         )
         .unwrap();
     let reopened = ledger.reopen();
@@ -713,4 +714,95 @@ fn a_database_from_before_the_tree_gets_its_tree_on_open() {
         ))
         .unwrap();
     assert_intact(&reopened, head + 1);
+}
+
+/// One event for `stream` at `expected`, with `key` if any.
+fn one(stream: &str, expected: ExpectedVersion, key: Option<&str>) -> AppendRequest {
+    AppendRequest {
+        idempotency_key: key.map(str::to_string),
+        ..AppendRequest::single(stream, expected, vec![event("E", json!({}))])
+    }
+}
+
+#[test]
+fn a_handle_that_wrote_the_head_appends_with_one_statement_until_another_writes() {
+    let Some(ledger) = Ledger::fresh("one_statement") else {
+        return;
+    };
+    let first = &ledger.store;
+    let other = ledger.reopen();
+    // The first append of a handle reads the state under the lock; the
+    // next ones predict it.
+    first
+        .append(one("a", ExpectedVersion::NoStream, None))
+        .unwrap();
+    first
+        .append(one("a", ExpectedVersion::Exact(1), None))
+        .unwrap();
+    first
+        .append(one("b", ExpectedVersion::NoStream, None))
+        .unwrap();
+    assert_eq!(first.one_statement_appends_for_tests(), 2);
+
+    // Another handle writes: the first's prediction misses, writes
+    // nothing, and the locked path appends right after the other's event.
+    other
+        .append(one("c", ExpectedVersion::NoStream, None))
+        .unwrap();
+    let outcome = first
+        .append(one("a", ExpectedVersion::Exact(2), None))
+        .unwrap();
+    assert_eq!(first.one_statement_appends_for_tests(), 2);
+    assert_eq!(outcome.events[0].position, 5);
+    assert_eq!(outcome.events[0].stream_version, 3);
+    first
+        .append(one("b", ExpectedVersion::Exact(1), None))
+        .unwrap();
+    assert_eq!(first.one_statement_appends_for_tests(), 3);
+    assert_intact(first, 6);
+}
+
+#[test]
+fn a_predicted_append_that_conflicts_or_retries_a_key_is_answered_as_under_the_lock() {
+    let Some(ledger) = Ledger::fresh("one_statement_answers") else {
+        return;
+    };
+    let store = &ledger.store;
+    let first = store
+        .append(one("a", ExpectedVersion::NoStream, Some("k1")))
+        .unwrap();
+    // Two requests of one batch on the same stream: the second expects the
+    // version the first moves away from.
+    let results = store
+        .append_batch(vec![
+            one("a", ExpectedVersion::Exact(1), Some("k2")),
+            one("a", ExpectedVersion::Exact(1), None),
+        ])
+        .unwrap();
+    assert_eq!(store.one_statement_appends_for_tests(), 1);
+    let second = results[0].as_ref().unwrap().clone();
+    assert!(matches!(
+        &results[1],
+        Err(StoreError::Conflict { actual: 2, .. })
+    ));
+    // A stream at another version than predicted: nothing is written, and
+    // the locked path reports the conflict.
+    let err = store
+        .append(one("a", ExpectedVersion::Exact(1), None))
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { actual: 2, .. }),
+        "{err}"
+    );
+    // A retried key: the prediction misses, and the first result comes back.
+    for (request, answer) in [
+        (one("a", ExpectedVersion::NoStream, Some("k1")), &first),
+        (one("a", ExpectedVersion::Exact(1), Some("k2")), &second),
+    ] {
+        let retried = store.append(request).unwrap();
+        assert!(retried.replayed);
+        assert_eq!(retried.events, answer.events);
+    }
+    assert_eq!(store.one_statement_appends_for_tests(), 1);
+    assert_intact(store, 2);
 }
