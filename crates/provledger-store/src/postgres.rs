@@ -15,6 +15,16 @@
 //! each event's `prev_hash` is the hash of the event just before it. The
 //! reasoning and the alternatives are in `docs/adr/0002-global-order.md`.
 //!
+//! **One statement per append.** Every write goes through one server-side
+//! function, `provledger_append`, which takes that lock, checks that the
+//! ledger is in the state its rows were planned on and inserts them, or
+//! writes nothing. A handle that wrote the ledger's last event plans the
+//! next append against that head without reading anything and sends it, with
+//! an inline writer's rows, as one statement in its own implicit
+//! transaction: one round trip. When another process wrote in between, the
+//! statement writes nothing and the append is planned again in a transaction
+//! that takes the lock and reads the state first.
+//!
 //! **Merkle tree.** `merkle_nodes` holds the perfect-subtree hashes of the
 //! tree over the events ([`crate::merkle`]), inserted under the same lock and
 //! in the same transaction as the events; a database from before the table
