@@ -740,6 +740,12 @@ impl InlineProjection<'_> {
 }
 
 impl InlineProjection<'_> {
+    /// Whether these read models live in the PostgreSQL ledger at `url`,
+    /// `schema`: only there are they written in its appends.
+    fn lives_in(&self, url: &str, schema: &str) -> bool {
+        matches!(&self.target, InlineTarget::Postgres { url: u, schema: s } if u == url && s == schema)
+    }
+
     /// Keep the states of the rows just written until the append is known
     /// to have committed; returns true (written).
     fn hold(&mut self, states: FoldedStates) -> bool {
@@ -805,11 +811,7 @@ impl provledger_store::InlineWriter for InlineProjection<'_> {
         tx: &mut provledger_store::postgres::InlineTx<'_>,
         appended: &[&provledger_store::AppendOutcome],
     ) -> Result<bool, ::postgres::Error> {
-        // Only in the very schema these read models live in.
-        let InlineTarget::Postgres { url, schema } = &self.target else {
-            return Ok(false);
-        };
-        if tx.url() != url || tx.schema() != schema {
+        if !self.lives_in(tx.url(), tx.schema()) {
             return Ok(false);
         }
         match postgres::project_inline(tx, events_of(appended), &mut self.cache, &self.known) {
@@ -831,15 +833,7 @@ impl provledger_store::InlineWriter for InlineProjection<'_> {
         appended: &[&provledger_store::AppendOutcome],
     ) -> InlinePlan<'_> {
         self.proposed = None;
-        // Only in the very schema these read models live in.
-        let InlineTarget::Postgres {
-            url: mine,
-            schema: my_schema,
-        } = &self.target
-        else {
-            return InlinePlan::Skip;
-        };
-        if url != mine || schema != my_schema {
+        if !self.lives_in(url, schema) {
             return InlinePlan::Skip;
         }
         match postgres::fold_for_call(events_of(appended), &self.cache, &self.known) {

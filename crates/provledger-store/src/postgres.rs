@@ -157,6 +157,10 @@ BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RETURN false;
     END IF;
+    -- Another process appended already: no need to wait for the lock.
+    IF (SELECT COALESCE(MAX(e.position), 0) FROM events e) <> want_head THEN
+        RETURN false;
+    END IF;
     PERFORM pg_advisory_xact_lock(lock_class, lock_key);
     SELECT e.position, e.hash INTO found_head, found_hash
         FROM events e ORDER BY e.position DESC LIMIT 1;
@@ -389,9 +393,8 @@ pub struct PostgresStore {
     conn: Mutex<Conn>,
     /// The Merkle tree's frontier after this handle's last write.
     frontier: FrontierCache,
-    /// The ledger's head after this handle's last write: what the next
-    /// append predicts it still is (see [`PostgresStore::append_batch_with`]).
-    last_head: Mutex<Option<Head>>,
+    /// What the next append predicts (see [`PostgresStore::append_batch_with`]).
+    prediction: Mutex<Prediction>,
     /// Appends that went in with one statement, for tests to tell the two
     /// paths apart.
     one_statement_appends: AtomicU64,
@@ -524,7 +527,7 @@ impl PostgresStore {
                 inline_statements: HashMap::new(),
             }),
             frontier: FrontierCache::default(),
-            last_head: Mutex::new(None),
+            prediction: Mutex::new(Prediction::default()),
             one_statement_appends: AtomicU64::new(0),
         })
     }
@@ -554,6 +557,12 @@ impl PostgresStore {
     #[cfg(feature = "testing")]
     pub fn one_statement_appends_for_tests(&self) -> u64 {
         self.one_statement_appends.load(Ordering::Relaxed)
+    }
+
+    fn prediction(&self) -> MutexGuard<'_, Prediction> {
+        self.prediction
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The connection, reopened if the server closed it.
@@ -602,13 +611,7 @@ impl PostgresStore {
             return Ok(Vec::new());
         }
         let mut conn = self.conn()?;
-        // Taken, not read: a write that fails leaves no head behind, and
-        // the next one reads the state under the lock.
-        let last_head = self
-            .last_head
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let last_head = self.prediction().next_head();
         if let (Some(head), Some(streams)) = (last_head, predicted_versions(&requests)) {
             match self.append_in_one_statement(
                 &mut conn,
@@ -618,7 +621,8 @@ impl PostgresStore {
                 inline.as_deref_mut(),
             )? {
                 OneStatement::Committed(results) => return Ok(results),
-                OneStatement::Missed => {}
+                OneStatement::Missed => self.prediction().missed(),
+                OneStatement::Declined => {}
                 OneStatement::InlineFailed => inline = None,
             }
         }
@@ -671,18 +675,9 @@ impl PostgresStore {
             .map(|request| batch.plan(client, statements, request))
             .collect();
         let mut tree = TreeWriter::resume(frontier.clone());
-        for event in &batch.new_events {
-            tree.push(event.position, &event.hash)?;
-        }
-        let nodes = tree.take();
         let texts = std::mem::take(&mut batch.new_texts);
-        let rows = batch
-            .new_events
-            .iter()
-            .zip(texts)
-            .map(|(event, text)| EncodedEvent::with_text(event, text))
-            .collect::<Result<Vec<_>, _>>()?;
-        let keys = key_ranges(&batch.new_keys);
+        let (rows, keys) = batch.encode(texts, &mut tree)?;
+        let nodes = tree.take();
         let expected = Expected {
             head: Some(&head),
             streams: streams.iter().map(|(id, v)| (id.as_str(), *v)).collect(),
@@ -700,7 +695,7 @@ impl PostgresStore {
         } {
             InlinePlan::NeedsReads => {
                 self.frontier.keep(&TreeWriter::resume(frontier));
-                return Ok(OneStatement::Missed);
+                return Ok(OneStatement::Declined);
             }
             InlinePlan::Skip => (
                 false,
@@ -729,10 +724,7 @@ impl PostgresStore {
             Ok(written) => {
                 self.one_statement_appends.fetch_add(1, Ordering::Relaxed);
                 self.frontier.keep(&tree);
-                *self
-                    .last_head
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = batch.head.clone();
+                self.prediction().hit(batch.head.clone());
                 let call = if written == 2 {
                     CallOutcome::Written
                 } else {
@@ -818,22 +810,13 @@ impl PostgresStore {
             state.tree_size,
             &self.frontier,
         )?;
-        for event in &batch.new_events {
-            tree.push(event.position, &event.hash)?;
-        }
         // Every request was checked before anything was written, so a
         // conflicting request leaves nothing to undo: the rows of all the
         // others, their keys and the tree's new nodes go in with one
         // statement.
         if !batch.new_events.is_empty() {
             let texts = std::mem::take(&mut batch.new_texts);
-            let rows = batch
-                .new_events
-                .iter()
-                .zip(texts)
-                .map(|(event, text)| EncodedEvent::with_text(event, text))
-                .collect::<Result<Vec<_>, _>>()?;
-            let keys = key_ranges(&batch.new_keys);
+            let (rows, keys) = batch.encode(texts, &mut tree)?;
             write(
                 tx.client(),
                 statements,
@@ -861,10 +844,7 @@ impl PostgresStore {
         }
         tx.commit()?;
         self.frontier.keep(&tree);
-        *self
-            .last_head
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = batch.head;
+        self.prediction().head = batch.head;
         Ok(Some(results))
     }
 }
@@ -874,12 +854,54 @@ enum OneStatement {
     /// Written and committed (or, for a batch of refused requests only,
     /// checked): these are the results.
     Committed(Vec<Result<AppendOutcome, StoreError>>),
-    /// Nothing was written: the ledger was not as predicted, or the inline
-    /// writer must read first.
+    /// Nothing was written: the ledger was not as predicted.
     Missed,
+    /// Nothing was sent: the inline writer must read first.
+    Declined,
     /// Nothing was written: the statement failed with the inline writer's
     /// call in it.
     InlineFailed,
+}
+
+/// What a handle predicts for its next append's one statement.
+#[derive(Debug, Default)]
+struct Prediction {
+    /// The ledger's head after this handle's last write.
+    head: Option<Head>,
+    /// Predictions that missed in a row (at most [`MAX_BACKOFF`]).
+    misses: u32,
+    /// Appends left that take the locked path without predicting.
+    skip: u32,
+}
+
+/// After the n-th miss in a row, the next 2ⁿ − 1 appends (at most 63) take
+/// the locked path without trying: processes that take turns on one ledger
+/// then rarely pay for a prediction that misses (one round trip and a turn
+/// at the lock).
+const MAX_BACKOFF: u32 = 6;
+
+impl Prediction {
+    /// The head to predict the next append on, if it should try; taken,
+    /// not read, so that a write that fails leaves no head behind and the
+    /// next one reads the state under the lock.
+    fn next_head(&mut self) -> Option<Head> {
+        let head = self.head.take();
+        if self.skip > 0 {
+            self.skip -= 1;
+            return None;
+        }
+        head
+    }
+
+    fn missed(&mut self) {
+        self.misses = (self.misses + 1).min(MAX_BACKOFF);
+        self.skip = (1 << self.misses) - 1;
+    }
+
+    fn hit(&mut self, head: Option<Head>) {
+        self.head = head;
+        self.misses = 0;
+    }
 }
 
 /// The version each stream of `requests` is at if they were decided on the
@@ -898,17 +920,6 @@ fn predicted_versions(requests: &[AppendRequest]) -> Option<Vec<(String, StreamV
         }
     }
     Some(streams)
-}
-
-/// The keys a batch records, as [`append_args`] takes them.
-fn key_ranges(keys: &[(String, Position, Position)]) -> Vec<KeyRange<'_>> {
-    keys.iter()
-        .map(|(key, first, last)| KeyRange {
-            key,
-            first: *first,
-            last: *last,
-        })
-        .collect()
 }
 
 /// `sql` prepared on `client`, once per connection (kept in `cache`).
@@ -1040,10 +1051,7 @@ impl EventStore for PostgresStore {
         let plan = plan_import(events, state.head.as_ref(), |stream| {
             Ok(state.versions.get(stream).copied().unwrap_or(0))
         })?;
-        self.last_head
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        self.prediction().head = None;
         let chunks: Vec<&[EncodedEvent<'_>]> = plan.rows.chunks(IMPORT_CHUNK).collect();
         let mut chunk_head = state.head.clone();
         for (i, chunk) in chunks.iter().enumerate() {
@@ -1074,10 +1082,7 @@ impl EventStore for PostgresStore {
         }
         tx.commit()?;
         self.frontier.keep(&tree);
-        *self
-            .last_head
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = chunk_head;
+        self.prediction().head = chunk_head;
         Ok(())
     }
 }
@@ -1169,6 +1174,35 @@ enum KnownKey {
 }
 
 impl Batch {
+    /// The rows of the planned events (whose text columns `texts` are, as
+    /// taken from `new_texts`) and the keys to record, as [`append_args`]
+    /// takes them; `tree` grows by the events' leaves.
+    fn encode(
+        &self,
+        texts: Vec<RowText>,
+        tree: &mut TreeWriter,
+    ) -> Result<(Vec<EncodedEvent<'_>>, Vec<KeyRange<'_>>), StoreError> {
+        for event in &self.new_events {
+            tree.push(event.position, &event.hash)?;
+        }
+        let rows = self
+            .new_events
+            .iter()
+            .zip(texts)
+            .map(|(event, text)| EncodedEvent::with_text(event, text))
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys = self
+            .new_keys
+            .iter()
+            .map(|(key, first, last)| KeyRange {
+                key,
+                first: *first,
+                last: *last,
+            })
+            .collect();
+        Ok((rows, keys))
+    }
+
     /// Check one request and, if it succeeds, number and hash its events.
     /// A failing request changes nothing.
     fn plan(
@@ -2035,6 +2069,32 @@ pub fn unique_test_schema(tag: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn misses_in_a_row_back_off_exponentially_and_a_hit_resets() {
+        let head = |position| Head {
+            position,
+            hash: String::new(),
+        };
+        let mut prediction = Prediction::default();
+        // Each append that tries misses: which of the next 200 try.
+        let mut tried = Vec::new();
+        for i in 0..200 {
+            prediction.head = Some(head(1));
+            if prediction.next_head().is_some() {
+                tried.push(i);
+                prediction.missed();
+            }
+        }
+        let skipped: Vec<i32> = tried.windows(2).map(|w| w[1] - w[0] - 1).collect();
+        assert_eq!(skipped, [1, 3, 7, 15, 31, 63, 63]);
+        prediction.skip = 0;
+        prediction.hit(Some(head(2)));
+        assert_eq!(prediction.misses, 0);
+        assert_eq!(prediction.next_head().map(|h| h.position), Some(2));
+        // Taken: a failed write leaves nothing to predict on.
+        assert!(prediction.next_head().is_none());
+    }
 
     #[test]
     fn schema_names_are_validated() {

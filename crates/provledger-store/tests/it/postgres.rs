@@ -755,11 +755,16 @@ fn a_handle_that_wrote_the_head_appends_with_one_statement_until_another_writes(
     assert_eq!(first.one_statement_appends_for_tests(), 2);
     assert_eq!(outcome.events[0].position, 5);
     assert_eq!(outcome.events[0].stream_version, 3);
+    // After a miss, the next append does not try; the one after does.
     first
         .append(one("b", ExpectedVersion::Exact(1), None))
         .unwrap();
+    assert_eq!(first.one_statement_appends_for_tests(), 2);
+    first
+        .append(one("b", ExpectedVersion::Exact(2), None))
+        .unwrap();
     assert_eq!(first.one_statement_appends_for_tests(), 3);
-    assert_intact(first, 6);
+    assert_intact(first, 7);
 }
 
 #[test]
