@@ -134,13 +134,18 @@ CREATE TRIGGER merkle_nodes_append_only
         version: 3,
         name: "one function writes every append: checks the state it was planned on, then inserts",
         // The one statement every append and import runs (see `write`).
-        // VOLATILE, so that under READ COMMITTED each statement in it reads
-        // a fresh snapshot: taken after the lock, it sees every append that
-        // committed before. Returns false, having written nothing, when the
-        // ledger is not in the state the rows were planned on.
+        // `planned_under_lock`: the caller's transaction holds the lock and
+        // read the state the rows were planned on, so only the inserts run.
+        // Otherwise the function takes the lock, without waiting for it:
+        // a writer that does not get it at once takes the locked path. It
+        // is VOLATILE, so that under READ COMMITTED each statement in it
+        // reads a fresh snapshot: taken after the lock, it sees every
+        // append that committed before. Returns false, having written
+        // nothing, when the ledger is not in the state the rows were
+        // planned on.
         sql: r#"
 CREATE FUNCTION provledger_append(
-    lock_class INTEGER, lock_key INTEGER,
+    planned_under_lock BOOLEAN, lock_class INTEGER, lock_key INTEGER,
     want_head BIGINT, want_head_hash TEXT,
     want_streams TEXT[], want_versions BIGINT[], want_absent_keys TEXT[],
     new_positions BIGINT[], new_stream_ids TEXT[], new_stream_versions BIGINT[],
@@ -154,30 +159,32 @@ DECLARE
     found_head BIGINT;
     found_hash TEXT;
 BEGIN
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
-        RETURN false;
+    IF NOT planned_under_lock THEN
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+            RETURN false;
+        END IF;
+        IF NOT pg_try_advisory_xact_lock(lock_class, lock_key) THEN
+            RETURN false;
+        END IF;
     END IF;
-    -- Another process appended already: no need to wait for the lock.
-    IF (SELECT COALESCE(MAX(e.position), 0) FROM events e) <> want_head THEN
-        RETURN false;
-    END IF;
-    PERFORM pg_advisory_xact_lock(lock_class, lock_key);
     SELECT e.position, e.hash INTO found_head, found_hash
         FROM events e ORDER BY e.position DESC LIMIT 1;
     IF COALESCE(found_head, 0) <> want_head
         OR (want_head > 0 AND found_hash IS DISTINCT FROM want_head_hash) THEN
         RETURN false;
     END IF;
-    IF (SELECT COALESCE(MAX(n.idx) + 1, 0) FROM merkle_nodes n WHERE n.level = 0) <> want_head THEN
-        RETURN false;
-    END IF;
-    IF EXISTS (SELECT 1 FROM unnest(want_streams, want_versions) AS s(id, version)
-               WHERE (SELECT COALESCE(MAX(e.stream_version), 0) FROM events e
-                      WHERE e.stream_id = s.id) <> s.version) THEN
-        RETURN false;
-    END IF;
-    IF EXISTS (SELECT 1 FROM idempotency_keys k WHERE k.key = ANY(want_absent_keys)) THEN
-        RETURN false;
+    IF NOT planned_under_lock THEN
+        IF (SELECT COALESCE(MAX(n.idx) + 1, 0) FROM merkle_nodes n WHERE n.level = 0) <> want_head THEN
+            RETURN false;
+        END IF;
+        IF EXISTS (SELECT 1 FROM unnest(want_streams, want_versions) AS s(id, version)
+                   WHERE (SELECT COALESCE(MAX(e.stream_version), 0) FROM events e
+                          WHERE e.stream_id = s.id) <> s.version) THEN
+            RETURN false;
+        END IF;
+        IF EXISTS (SELECT 1 FROM idempotency_keys k WHERE k.key = ANY(want_absent_keys)) THEN
+            RETURN false;
+        END IF;
     END IF;
     INSERT INTO events (position, stream_id, stream_version, event_type, schema_version,
                         payload, metadata, occurred_at, recorded_at, prev_hash, hash)
@@ -679,6 +686,7 @@ impl PostgresStore {
         let (rows, keys) = batch.encode(texts, &mut tree)?;
         let nodes = tree.take();
         let expected = Expected {
+            under_lock: false,
             head: Some(&head),
             streams: streams.iter().map(|(id, v)| (id.as_str(), *v)).collect(),
             absent_keys: distinct(requests.iter().filter_map(|r| r.idempotency_key.as_deref())),
@@ -1410,6 +1418,9 @@ fn read_state(
 /// What the ledger must look like for a write's rows to go in: the rows
 /// were numbered and hashed against it.
 struct Expected<'a> {
+    /// Whether the writing transaction holds the append lock and read the
+    /// state the rows were planned on: then only the head is checked again.
+    under_lock: bool,
     /// The head the first row follows (`None`: the ledger is empty).
     head: Option<&'a Head>,
     /// Streams the rows' requests named, each with the version it must be at.
@@ -1423,6 +1434,7 @@ impl Expected<'_> {
     /// only the head is checked again.
     fn head(head: Option<&Head>) -> Expected<'_> {
         Expected {
+            under_lock: true,
             head,
             streams: Vec::new(),
             absent_keys: Vec::new(),
@@ -1434,7 +1446,7 @@ impl Expected<'_> {
 type Arg<'a> = Box<dyn ToSql + Sync + 'a>;
 
 /// Arguments `provledger_append` takes (store migration 3).
-const APPEND_ARGS: usize = 24;
+const APPEND_ARGS: usize = 25;
 
 /// `$first, $first+1, …`: `count` placeholders.
 fn placeholders(first: usize, count: usize) -> String {
@@ -1444,7 +1456,7 @@ fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
-/// The call of `provledger_append` with its arguments as `$1`–`$24`.
+/// The call of `provledger_append` with its arguments as `$1`–`$25`.
 fn append_call() -> String {
     format!("provledger_append({})", placeholders(1, APPEND_ARGS))
 }
@@ -1513,6 +1525,7 @@ fn append_args<'a>(
         .collect::<Result<Vec<_>, _>>()?;
     let absent: Vec<String> = expected.absent_keys.iter().map(|k| k.to_string()).collect();
     let args: Vec<Arg<'a>> = vec![
+        Box::new(expected.under_lock),
         Box::new(APPEND_LOCK_CLASS),
         Box::new(lock_key),
         Box::new(head),

@@ -811,3 +811,59 @@ fn a_predicted_append_that_conflicts_or_retries_a_key_is_answered_as_under_the_l
     assert_eq!(store.one_statement_appends_for_tests(), 1);
     assert_intact(store, 2);
 }
+
+#[test]
+fn a_predicted_append_does_not_wait_for_a_lock_another_writer_holds() {
+    let Some(ledger) = Ledger::fresh("one_statement_busy") else {
+        return;
+    };
+    let store = &ledger.store;
+    store
+        .append(one("a", ExpectedVersion::NoStream, None))
+        .unwrap();
+    store
+        .append(one("a", ExpectedVersion::Exact(1), None))
+        .unwrap();
+    assert_eq!(store.one_statement_appends_for_tests(), 1);
+
+    // Another writer holds the append lock (class ASCII "pvlg", key the
+    // events table's OID) in an open transaction.
+    let mut holder = postgres::Client::connect(&ledger.url, postgres::NoTls).unwrap();
+    holder
+        .batch_execute(&format!("SET search_path TO {}", ledger.schema))
+        .unwrap();
+    let key = provledger_store::postgres::table_lock_key(&mut holder, "events").unwrap();
+    let mut holding = holder.transaction().unwrap();
+    holding
+        .execute(
+            "SELECT pg_advisory_xact_lock($1, $2)",
+            &[&0x7076_6c67_i32, &key],
+        )
+        .unwrap();
+    let mut watcher = postgres::Client::connect(&ledger.url, postgres::NoTls).unwrap();
+    std::thread::scope(|scope| {
+        let append = scope.spawn(|| store.append(one("a", ExpectedVersion::Exact(2), None)));
+        // The prediction does not wait: it gives up at once, and the
+        // locked path waits for the lock.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let waiting: i64 = watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the append never waited");
+            std::thread::yield_now();
+        }
+        holding.commit().unwrap();
+        let outcome = append.join().unwrap().unwrap();
+        assert_eq!(outcome.events[0].position, 3);
+    });
+    assert_eq!(store.one_statement_appends_for_tests(), 1);
+    assert_intact(store, 3);
+}
