@@ -16,14 +16,16 @@
 //! reasoning and the alternatives are in `docs/adr/0002-global-order.md`.
 //!
 //! **One statement per append.** Every write goes through one server-side
-//! function, `provledger_append`, which takes that lock, checks that the
-//! ledger is in the state its rows were planned on and inserts them, or
-//! writes nothing. A handle that wrote the ledger's last event plans the
-//! next append against that head without reading anything and sends it, with
-//! an inline writer's rows, as one statement in its own implicit
-//! transaction: one round trip. When another process wrote in between, the
-//! statement writes nothing and the append is planned again in a transaction
-//! that takes the lock and reads the state first.
+//! function, `provledger_append`, which checks that the ledger is in the
+//! state its rows were planned on and inserts them, or writes nothing. A
+//! handle that wrote the ledger's last event plans the next append against
+//! that head without reading anything and sends it, with an inline writer's
+//! rows, as one statement in its own implicit transaction: one round trip,
+//! in which the function takes the lock if it is free. When another process
+//! wrote in between or holds the lock, the statement writes nothing and the
+//! append is planned again in a transaction that takes the lock and reads
+//! the state first (and after misses in a row it stops predicting for a
+//! while).
 //!
 //! **Merkle tree.** `merkle_nodes` holds the perfect-subtree hashes of the
 //! tree over the events ([`crate::merkle`]), inserted under the same lock and
@@ -646,9 +648,10 @@ impl PostgresStore {
     /// `head` (this handle's last write) and the stream versions they
     /// expect, then send the rows, and the inline writer's rows if it can
     /// compute them without reading, as one statement in its own implicit
-    /// transaction. `provledger_append` takes the append lock and writes
-    /// only if the head, the tree, the streams and the idempotency keys are
-    /// as predicted; a miss writes nothing and costs one round trip.
+    /// transaction. `provledger_append` takes the append lock if it is
+    /// free and writes only if the head, the tree, the streams and the
+    /// idempotency keys are as predicted; a miss (or a busy lock) writes
+    /// nothing and costs one round trip.
     fn append_in_one_statement<'w>(
         &self,
         conn: &mut Conn,
