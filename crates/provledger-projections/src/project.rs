@@ -738,7 +738,7 @@ pub(crate) struct FoldedStates {
 /// under `limit`: past it, forget the lowest-ranked entries (`rank`: the
 /// greater stays), a quarter of them or as many as needed, whichever is
 /// more. Exactly that many go, however many ranks are equal. Shared by the
-/// read models' [`StateCache`] and import's admission cache.
+/// read models' `StateCache` and import's admission cache.
 pub fn forget_to_fit<K, V, R>(
     cache: &mut HashMap<K, V>,
     incoming: usize,

@@ -6,7 +6,7 @@
 //! serve any event-sourced application. The domain crate never sees it; the
 //! application crate wires the two together.
 //!
-//! Invariants every backend upholds (checked by [`conformance`]):
+//! Invariants every backend upholds (checked by the conformance suite, `conformance` behind the `testing` feature):
 //!
 //! * Global positions start at 1 and have no gaps; stream versions start at 1
 //!   per stream and have no gaps; `(stream_id, stream_version)` is unique.

@@ -241,7 +241,7 @@ impl Ledger {
     /// closures, R11 escalations. Each event is dated at its due time.
     /// Idempotent: a second tick at the same time appends nothing.
     ///
-    /// The due orders' events are appended [`TICK_BATCH`] orders per
+    /// The due orders' events are appended `TICK_BATCH` orders per
     /// transaction, with their read-model rows (one commit, one
     /// fsync per batch): the read models never lag what a tick committed.
     /// Orders whose stream moved meanwhile are decided again; if a tick

@@ -5,8 +5,9 @@
 //! This module exists beside [`Ledger::execute`] because these commands read
 //! and write more than one order: they load the order's stream and every
 //! organisation and reservation stream the pure decider asks for
-//! ([`setup_needs`]), decide ([`decide_setup`]), and append ONE request with
-//! a per-stream append at the version each stream was read at — a
+//! ([`provledger_domain::setup_needs`]), decide
+//! ([`provledger_domain::decide_setup`]), and append ONE request with a
+//! per-stream append at the version each stream was read at — a
 //! reservation stream that did not exist is appended with "no stream". Two
 //! racing setups for the same email or subdomain therefore cannot both be
 //! written: the store accepts one append and refuses the other with a
