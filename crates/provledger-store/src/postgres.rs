@@ -1515,18 +1515,14 @@ fn append_args<'a>(
         .collect::<Result<Vec<_>, _>>()?;
     let (levels, indexes, hashes) = node_columns(nodes)?;
     let head = expected.head.map_or(Ok(0), |h| to_sql_int(h.position))?;
-    let head_hash = expected.head.map(|h| h.hash.clone());
-    let streams: Vec<String> = expected
-        .streams
-        .iter()
-        .map(|(id, _)| id.to_string())
-        .collect();
+    let head_hash: Option<&'a str> = expected.head.map(|h| h.hash.as_str());
+    let streams: Vec<&'a str> = expected.streams.iter().map(|(id, _)| *id).collect();
     let versions = expected
         .streams
         .iter()
         .map(|(_, v)| to_sql_int(*v))
         .collect::<Result<Vec<_>, _>>()?;
-    let absent: Vec<String> = expected.absent_keys.iter().map(|k| k.to_string()).collect();
+    let absent: Vec<&'a str> = expected.absent_keys.clone();
     let args: Vec<Arg<'a>> = vec![
         Box::new(expected.under_lock),
         Box::new(APPEND_LOCK_CLASS),
